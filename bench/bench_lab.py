@@ -1,0 +1,41 @@
+"""Benchmark: lab bring-up (nothing -> fe's first CHILD_SA installed) and teardown, median of
+several runs. A benchmark, not a test: it prints numbers for BENCHMARKS.md and asserts nothing.
+
+    .venv/bin/python bench/bench_lab.py [--runs 9] [--profile fast] [--backend netns]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from harness import lab, timers
+
+
+def measure_once(profile: timers.Profile, backend: str) -> tuple[float, float]:
+    start = time.monotonic()
+    with lab.running(profile, backend) as running:
+        bring_up = running.t_child_up - start
+        stop = time.monotonic()
+    return bring_up, time.monotonic() - stop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--profile", default="fast")
+    parser.add_argument("--backend", default="netns")
+    arguments = parser.parse_args()
+    profile = timers.profile(arguments.profile)
+    measure_once(profile, arguments.backend)  # warm the page cache; not counted
+    samples = [measure_once(profile, arguments.backend) for _ in range(arguments.runs)]
+    for label, values in (("bring-up", [s[0] for s in samples]), ("teardown", [s[1] for s in samples])):
+        print(
+            f"{label:9s} median {statistics.median(values):.3f} s  "
+            f"min {min(values):.3f} s  max {max(values):.3f} s  ({arguments.runs} runs, {arguments.backend})"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Service stand-ins that run on a back-end node: HTTP, POP3, IMAP4 and a UDP echo.
+
+Standard library only, so the same file runs in a network namespace and in a node container.
+Every answer names the node that served it, which is how the probe on fe tells the old VIP
+owner from the new one. The UDP echo is bound to the VIP with IP_FREEBIND, so replies always
+come from the VIP, also on the standby before it owns the address.
+
+Owns: the wire dialogue of each service. Not: addresses, routing or IPsec (the lab's job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+HTTP_PORT = 80
+POP3_PORT = 110
+IMAP_PORT = 143
+ECHO_PORT = 7
+IP_FREEBIND = 15
+
+
+async def _http(node: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    body = node.encode() + b"\n"
+    writer.write(
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+    await writer.drain()
+
+
+async def _pop3(node: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(f"+OK {node} POP3 ready\r\n".encode())
+    while line := await reader.readline():
+        command = line.split(b" ", 1)[0].strip().upper()
+        if command == b"USER":
+            writer.write(b"+OK send PASS\r\n")
+        elif command == b"PASS":
+            writer.write(f"+OK {node} logged in\r\n".encode())
+        elif command == b"QUIT":
+            writer.write(f"+OK {node} bye\r\n".encode())
+            break
+        else:
+            writer.write(b"-ERR unknown command\r\n")
+        await writer.drain()
+    await writer.drain()
+
+
+async def _imap(node: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(f"* OK {node} IMAP4rev1 ready\r\n".encode())
+    while line := await reader.readline():
+        tag, _, rest = line.decode(errors="replace").strip().partition(" ")
+        command = rest.split(" ", 1)[0].upper()
+        if command == "LOGIN":
+            writer.write(f"{tag} OK {node} LOGIN completed\r\n".encode())
+        elif command == "LOGOUT":
+            writer.write(f"* BYE {node}\r\n{tag} OK LOGOUT completed\r\n".encode())
+            break
+        else:
+            writer.write(f"{tag} BAD unknown command\r\n".encode())
+        await writer.drain()
+    await writer.drain()
+
+
+Handler = Callable[[str, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Connection = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def _serve(node: str, handler: Handler) -> Connection:
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.wait_for(handler(node, reader, writer), timeout=10)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    return connection
+
+
+class _Echo(asyncio.DatagramProtocol):
+    def __init__(self, node: str) -> None:
+        self.node = node.encode()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None:
+            self.transport.sendto(self.node + b" " + data, addr)
+
+
+async def main(node: str, vip: str) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    servers = [
+        await asyncio.start_server(_serve(node, handler), "0.0.0.0", port, reuse_address=True)
+        for port, handler in ((HTTP_PORT, _http), (POP3_PORT, _pop3), (IMAP_PORT, _imap))
+    ]
+    echo_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo_socket.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+    echo_socket.bind((vip, ECHO_PORT))
+    transport, _ = await loop.create_datagram_endpoint(lambda: _Echo(node), sock=echo_socket)
+    print("ready", flush=True)
+    await stop.wait()
+    transport.close()
+    for server in servers:
+        server.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--node", required=True, help="name put into every answer")
+    parser.add_argument("--vip", required=True, help="address the UDP echo answers from")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.node, arguments.vip))

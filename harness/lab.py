@@ -1,0 +1,224 @@
+"""Brings a topology to life on a backend and always tears it down again.
+
+A lab is: the backend's nodes, one charon per node configured over vici (fresh random PSK per
+lab), the service stand-ins on both back-ends and, once fe's first CHILD_SA is installed, a
+lab ready for probes and faults. Every step registers its undo on an ExitStack, so a failure,
+an exception or Ctrl-C at any point leaves nothing behind. ``failover-lab up`` detaches a lab
+from its stack (it keeps running, ownerless); ``down`` and ``clean`` remove it later.
+
+Each lab's files live in its registry directory (mode 0700: sockets and logs are readable by
+root only; the PSK is loaded over vici and never written).
+
+Owns: lab lifecycle and status. Not: the registry, faults, probes or measurement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import vici
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from harness import guard, registry, strongswan
+from harness.backends import Backend, backend
+from harness.errors import LabError, UsageError
+from harness.node import Node, Process
+from harness.strongswan import EventRecorder
+from harness.timers import Profile
+from harness.topology import BACKENDS as BACKEND_NODES
+from harness.topology import NODES, Topology
+
+GUARD_FILE = "guard.nft"
+CHARON_STDERR = "charon.stderr"
+START_TIMEOUT_S = 10.0
+"""How long charon may take to open its vici socket."""
+
+
+@dataclass
+class Lab:
+    """A running lab and the handles the harness holds on it."""
+
+    topology: Topology
+    backend: Backend
+    profile: Profile
+    nodes: Mapping[str, Node]
+    directory: Path
+    psk: str = field(repr=False)
+    charons: dict[str, Process] = field(default_factory=dict)
+    services: dict[str, Process] = field(default_factory=dict)
+    strongswan_version: str = ""
+    events: EventRecorder | None = None
+    """fe's SA events since the lab came up."""
+    t_child_up: float = 0.0
+    """When fe's first CHILD_SA was installed (monotonic)."""
+
+    @property
+    def fe(self) -> Node:
+        return self.nodes["fe"]
+
+    def vip_owner(self) -> str | None:
+        """The back-end that has the VIP configured right now (None while it is moving)."""
+        for name in BACKEND_NODES:
+            if self.topology.vip in addresses(self.nodes[name]):
+                return name
+        return None
+
+    def start_charon(self, name: str) -> None:
+        """(Re)start charon on a node: load the fail-closed guard, remove stale runtime files,
+        then exec charon (its stdout and stderr go to charon.stderr in the node's directory)."""
+        node = self.nodes[name]
+        script = (
+            f"nft -f {node.workdir / GUARD_FILE} && rm -f /run/charon.pid /run/charon.vici "
+            f"&& exec {strongswan.CHARON} >>{node.workdir / CHARON_STDERR} 2>&1"
+        )
+        self.charons[name] = node.spawn(
+            ["sh", "-c", script], env={"STRONGSWAN_CONF": str(node.workdir / "strongswan.conf")}
+        )
+
+    def wait_charon(self, name: str) -> None:
+        """Wait until charon on the node answers on its vici socket."""
+        node, process = self.nodes[name], self.charons[name]
+        for attempt in Retrying(
+            retry=retry_if_exception_type(OSError),
+            wait=wait_fixed(0.005),
+            stop=stop_after_delay(START_TIMEOUT_S),
+            reraise=True,
+        ):
+            with attempt:
+                if not process.alive():
+                    raise LabError(f"{name}: charon exited at start-up: {last_words(node)}")
+                node.vici(timeout=1).transport.close()
+
+    def configure(self, name: str) -> None:
+        """Load the PSK and the node's connection into its charon (fe initiates at once)."""
+        strongswan.configure(self.nodes[name], self.topology, self.profile, self.psk)
+
+    def restart_charon(self, name: str) -> None:
+        """A fresh charon on the node, with no SA state, configured as at bring-up."""
+        self.start_charon(name)
+        self.wait_charon(name)
+        self.configure(name)
+
+
+def addresses(node: Node) -> list[str]:
+    shown = json.loads(node.run(["ip", "-j", "-4", "addr", "show", "dev", "eth0"]).stdout or "[]")
+    return [info["local"] for link in shown for info in link.get("addr_info", [])]
+
+
+def last_words(node: Node) -> str:
+    """The last line charon printed, else the last line of its log."""
+    for name in (CHARON_STDERR, "charon.log"):
+        result = node.run(["tail", "-n", "1", str(node.workdir / name)], check=False)
+        if result.stdout.strip():
+            return result.stdout.strip()
+    return "no output"
+
+
+def check_strongswan() -> None:
+    """Refuse to start without charon and every plugin the lab loads, naming the packages."""
+    if not Path(strongswan.CHARON).exists():
+        raise UsageError(f"strongSwan is not installed: apt-get install {strongswan.PACKAGES}")
+    if not Path(strongswan.LIBIPSEC_PLUGIN).exists():
+        raise UsageError(
+            "strongSwan's userspace datapath (kernel-libipsec) is missing: "
+            "apt-get install libcharon-extra-plugins, or use --backend docker"
+        )
+    missing = [name for name in strongswan.PLUGINS.split() if not strongswan.plugin_path(name).exists()]
+    if missing:
+        raise UsageError(f"strongSwan plugins {', '.join(missing)} are missing: apt-get install {strongswan.PACKAGES}")
+
+
+@contextlib.contextmanager
+def running(profile: Profile, backend_name: str = "netns", keep: bool = False) -> Iterator[Lab]:
+    """A lab with fe's CHILD_SA to the VIP installed, torn down when the block exits; with
+    ``keep`` it is left running if the block succeeds (`failover-lab up`)."""
+    lab_backend = backend(backend_name)
+    lab_backend.check()
+    check_strongswan()
+    with contextlib.ExitStack() as undo:
+        state = registry.allocate(backend_name, profile.name)
+        topology = state.topology
+        undo.callback(registry.remove, lab_backend, topology.qualified)
+        lab = _bring_up(lab_backend, topology, registry.directory(topology.qualified), profile, undo)
+        yield lab
+        if keep:
+            assert lab.events is not None
+            lab.events.close()
+            dataclasses.replace(state, owner=None).save()
+            undo.pop_all()
+
+
+def _bring_up(
+    lab_backend: Backend, topology: Topology, directory: Path, profile: Profile, undo: contextlib.ExitStack
+) -> Lab:
+    nodes = lab_backend.create(topology, directory)
+    lab = Lab(topology, lab_backend, profile, nodes, directory, psk=secrets.token_urlsafe(32))
+    undo.callback(_stop_processes, lab)
+    for name in NODES:
+        node = nodes[name]
+        node.put(node.workdir / "strongswan.conf", strongswan.strongswan_conf(node.workdir, profile))
+        node.put(node.workdir / GUARD_FILE, guard.rules(topology, name))
+        lab.start_charon(name)
+    for name in BACKEND_NODES:
+        lab.services[name] = nodes[name].spawn([*nodes[name].agent("services"), "--node", name, "--vip", topology.vip])
+    for name in NODES:
+        lab.wait_charon(name)
+    for name in BACKEND_NODES:
+        lab.configure(name)
+    lab.events = EventRecorder(nodes["fe"])
+    undo.callback(lab.events.close)
+    started = time.monotonic()
+    lab.configure("fe")
+    lab.t_child_up = lab.events.wait_for("child", up=True, after=started, timeout=START_TIMEOUT_S).t
+    lab.strongswan_version = strongswan.version(nodes["fe"])
+    return lab
+
+
+def _stop_processes(lab: Lab) -> None:
+    for process in [*lab.charons.values(), *lab.services.values()]:
+        process.kill()
+        process.wait(5)
+        process.close()
+
+
+def status(state: registry.State) -> dict[str, Any]:
+    """Nodes, VIP owner and SAs of a registered lab, read live from the nodes."""
+    topology = state.topology
+    nodes = backend(state.backend).nodes(topology, registry.directory(topology.qualified))
+    report: dict[str, Any] = {
+        "name": topology.name,
+        "profile": state.profile,
+        "owner": None if state.owner is None else state.owner.pid,
+        "vip": topology.vip,
+        "nodes": {},
+    }
+    for name in NODES:
+        node = nodes[name]
+        entry: dict[str, Any] = {"address": topology.address(name)}
+        try:
+            sas = strongswan.list_sas(node)
+            entry["charon"] = "running"
+            entry["sas"] = [
+                {
+                    "state": sa["state"],
+                    "remote": sa.get("remote-host", ""),
+                    "children": len(sa.get("child-sas", {})),
+                }
+                for entry_sa in sas
+                for sa in entry_sa.values()
+            ]
+        except (OSError, vici.exception.SessionException):
+            entry["charon"] = "not running"
+            entry["sas"] = []
+        if name in BACKEND_NODES:
+            entry["vip"] = topology.vip in addresses(node)
+        report["nodes"][name] = entry
+    return report

@@ -1,0 +1,113 @@
+"""The one contract every backend implements: what the harness may do to a lab node.
+
+A node runs commands (``run``), starts long-lived processes it can signal later (``spawn``),
+receives files (``put``) and opens vici sessions to its own charon (``vici``). Faults, probes
+and the lab are written against this contract only, never against a backend.
+
+Owns: the Node protocol and its value types. Not: how a backend implements them.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Protocol
+
+import vici
+
+from harness.errors import CommandError
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished command left behind."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Process:
+    """A long-running process started on a node; the harness only ever signals PIDs it started."""
+
+    def __init__(self, node: str, argv: Sequence[str], popen: subprocess.Popen[str]) -> None:
+        self.node = node
+        self.argv = tuple(argv)
+        self.popen = popen
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def signal(self, signum: int) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signum)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def wait(self, timeout: float) -> int:
+        return self.popen.wait(timeout)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout``; always reaps it."""
+        self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.popen.wait()
+        self.close()
+
+    def close(self) -> None:
+        for stream in (self.popen.stdout, self.popen.stderr, self.popen.stdin):
+            if stream is not None:
+                stream.close()
+
+    def lines(self) -> Iterator[str]:
+        """Lines of stdout as they arrive (empty if stdout was not captured)."""
+        if self.popen.stdout is None:
+            return iter(())
+        return iter(self.popen.stdout.readline, "")
+
+
+class Node(Protocol):
+    """A lab node as the harness sees it, whatever backend runs it."""
+
+    name: str
+    workdir: PurePosixPath
+    """Directory on the node holding its configuration, logs and the charon run directory."""
+
+    def run(self, argv: Sequence[str], *, input: str | None = None, check: bool = True, timeout: float = 30) -> Result:
+        """Run a command to completion; raises CommandError on a non-zero exit if ``check``."""
+        ...
+
+    def spawn(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, capture: bool = False) -> Process:
+        """Start a process that outlives this call (stdout readable line by line if ``capture``)."""
+        ...
+
+    def put(self, path: PurePosixPath, data: str, mode: int = 0o600) -> None:
+        """Write a file on the node, creating its directory (mode 0700)."""
+        ...
+
+    def vici(self, timeout: float = 10) -> vici.Session:
+        """A new vici session to this node's charon."""
+        ...
+
+    def agent(self, name: str) -> list[str]:
+        """The command that runs one of harness/agents/<name>.py on this node."""
+        ...
+
+
+def checked(node: str, result: Result, check: bool) -> Result:
+    """Raise CommandError for a failed command when the caller asked for a check."""
+    if check and result.returncode != 0:
+        raise CommandError(node, result.argv, result.returncode, result.stderr)
+    return result

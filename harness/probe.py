@@ -1,0 +1,164 @@
+"""Probes on fe and the timeline math: which attempts were answered, by which node, and how long
+each service was interrupted around a fault.
+
+The probe agent (harness/agents/probe.py) runs on fe and stamps every attempt with fe's
+monotonic clock; the harness stamps the fault with the same clock (one kernel, one clock).
+
+Outage of a service: the longest silence between two consecutive answers, counted from the last
+answer at or before the fault onwards. Answers still arriving while the fault unfolds (the old
+owner keeps serving until its SAs are gone) therefore shorten nothing and lengthen nothing.
+The overall outage runs from the first service falling silent to the last one answering again.
+
+Owns: parsing probe output and Timeline/Outage values. Not: injecting faults (harness.faults).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from harness.node import Node, Process
+
+SERVICES = ("udp", "http", "pop3", "imap")
+UDP_INTERVAL_S = 0.01
+TCP_INTERVAL_S = 0.02
+ATTEMPT_TIMEOUT_S = 1.0
+Predicate = Callable[[list["Attempt"]], bool]
+INTERVALS = {"udp": UDP_INTERVAL_S, "http": TCP_INTERVAL_S, "pop3": TCP_INTERVAL_S, "imap": TCP_INTERVAL_S}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One probe attempt: started at ``t0``, ended at ``t1``; ``node`` is None if it failed."""
+
+    service: str
+    t0: float
+    t1: float
+    node: str | None
+    error: str | None = None
+
+    @classmethod
+    def parse(cls, line: str) -> Attempt | None:
+        """An attempt from one line of probe output; None for anything else the agent printed."""
+        try:
+            record = json.loads(line)
+            return cls(record["s"], float(record["t0"]), float(record["t1"]), record.get("n"), record.get("e"))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class Outage:
+    """The interruption of one service around a fault (times on fe's monotonic clock)."""
+
+    service: str
+    last_before: float
+    """The last answer before the service fell silent."""
+    first_after: float | None
+    """The first answer after it came back; None if it never did."""
+    old_owner: str
+    new_owner: str | None
+    resolution: float
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.first_after is None else self.first_after - self.last_before
+
+
+def outage(attempts: Iterable[Attempt], service: str, t_fault: float, resolution: float) -> Outage:
+    """The longest gap between answers of ``service`` from its last answer before ``t_fault``."""
+    answers = sorted((a for a in attempts if a.service == service and a.node is not None), key=lambda a: a.t1)
+    before = [a for a in answers if a.t1 <= t_fault]
+    if not before:
+        raise ValueError(f"{service}: no answer before the fault")
+    start = len(before) - 1
+    window = answers[start:]
+    if len(window) == 1:
+        return Outage(service, window[0].t1, None, _node(window[0]), None, resolution)
+    gaps = [(b.t1 - a.t1, a, b) for a, b in itertools.pairwise(window)]
+    _, last, first = max(gaps, key=lambda gap: gap[0])
+    return Outage(service, last.t1, first.t1, _node(before[-1]), first.node, resolution)
+
+
+def _node(attempt: Attempt) -> str:
+    assert attempt.node is not None
+    return attempt.node
+
+
+def overall(outages: Iterable[Outage]) -> float | None:
+    """From the first service falling silent to the last one answering again."""
+    items = list(outages)
+    if not items or any(o.first_after is None for o in items):
+        return None
+    return max(o.first_after for o in items if o.first_after is not None) - min(o.last_before for o in items)
+
+
+class Probe:
+    """The probe agent running on fe, its attempts collected by a reader thread."""
+
+    def __init__(self, fe: Node, target: str) -> None:
+        self.attempts: list[Attempt] = []
+        self.other_output: list[str] = []
+        self._changed = threading.Condition()
+        self.process: Process = fe.spawn(
+            [
+                *fe.agent("probe"),
+                "--target",
+                target,
+                "--udp-interval",
+                str(UDP_INTERVAL_S),
+                "--tcp-interval",
+                str(TCP_INTERVAL_S),
+                "--timeout",
+                str(ATTEMPT_TIMEOUT_S),
+            ],
+            capture=True,
+        )
+        self._reader = threading.Thread(target=self._read, name="probe-reader", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.lines():
+            attempt = Attempt.parse(line)
+            with self._changed:
+                if attempt is None:
+                    self.other_output.append(line.rstrip())
+                else:
+                    self.attempts.append(attempt)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def snapshot(self) -> list[Attempt]:
+        with self._changed:
+            return list(self.attempts)
+
+    def wait_until(self, predicate: Predicate, timeout: float) -> bool:
+        """Wait until ``predicate(attempts)`` holds or the probe exits; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: predicate(self.attempts) or not self.process.alive(), timeout
+            ) and predicate(self.attempts)
+
+    def stop(self) -> list[Attempt]:
+        self.process.stop()
+        self._reader.join(5)
+        return self.snapshot()
+
+
+def answered(services: Iterable[str], after: float, node: str | None = None, count: int = 3) -> Predicate:
+    """Every service has ``count`` answers to attempts started after ``after`` (from ``node``)."""
+    wanted = tuple(services)
+
+    def predicate(attempts: list[Attempt]) -> bool:
+        tally = dict.fromkeys(wanted, 0)
+        for attempt in attempts:
+            wanted_node = attempt.node is not None and (node is None or attempt.node == node)
+            if wanted_node and attempt.t0 >= after and attempt.service in tally:
+                tally[attempt.service] += 1
+        return all(n >= count for n in tally.values())
+
+    return predicate

@@ -1,0 +1,140 @@
+"""Which labs exist on this host, who owns them, and removing them.
+
+Every lab has a directory /var/lib/failover-lab/flab-<name>/ (mode 0700) holding its state file
+``lab.json``: name, index, backend, profile and the owning process (PID and start time), or no
+owner for a lab left running by `failover-lab up`. A lock file hands out lab indexes, so labs
+can be created side by side by several processes. ``clean`` removes every lab whose owner is
+gone (and, with ``force``, also labs that a live run or test still uses).
+
+Owns: lab directories, state files, index allocation, leftovers. Not: what runs in a lab.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness.backends import BACKENDS, Backend
+from harness.errors import UsageError
+from harness.topology import MAX_LABS, PREFIX, Topology
+
+LAB_ROOT = Path(os.environ.get("FAILOVER_LAB_ROOT", "/var/lib/failover-lab"))
+STATE_FILE = "lab.json"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A process, identified by PID and start time so that a reused PID is not mistaken for it."""
+
+    pid: int
+    start: str
+
+    @classmethod
+    def of(cls, pid: int) -> Owner | None:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        return cls(pid, stat.rsplit(")", 1)[1].split()[19])
+
+    def alive(self) -> bool:
+        return Owner.of(self.pid) == self
+
+
+@dataclass(frozen=True)
+class State:
+    """What lab.json says about a lab."""
+
+    name: str
+    index: int
+    backend: str
+    profile: str
+    owner: Owner | None
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(self.name, self.index)
+
+    def in_use(self) -> bool:
+        """Owned by a live process other than this one."""
+        return self.owner is not None and self.owner.pid != os.getpid() and self.owner.alive()
+
+    @classmethod
+    def load(cls, path: Path) -> State:
+        data = json.loads(path.read_text())
+        owner = Owner(**data["owner"]) if data.get("owner") else None
+        return cls(data["name"], data["index"], data["backend"], data["profile"], owner)
+
+    def save(self) -> None:
+        path = directory(self.topology.qualified) / STATE_FILE
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def directory(qualified: str) -> Path:
+    return LAB_ROOT / qualified
+
+
+@contextlib.contextmanager
+def _lock() -> Iterator[None]:
+    LAB_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(LAB_ROOT / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def known() -> set[str]:
+    """Qualified names of every lab of ours: registered directories and backend leftovers."""
+    found = {p.name for p in LAB_ROOT.glob(f"{PREFIX}-*")} if LAB_ROOT.exists() else set()
+    for candidate in BACKENDS.values():
+        found |= candidate.leftovers()
+    return found
+
+
+def allocate(backend: str, profile: str) -> State:
+    """Claim the lowest free lab index for this process and create the lab's directory."""
+    with _lock():
+        used = known()
+        for index in range(MAX_LABS):
+            topology = Topology.for_index(index)
+            if topology.qualified not in used:
+                directory(topology.qualified).mkdir(mode=0o700)
+                state = State(topology.name, index, backend, profile, Owner.of(os.getpid()))
+                state.save()
+                return state
+    raise UsageError(f"all {MAX_LABS} lab slots are taken: run `failover-lab clean`")
+
+
+def registered() -> list[State]:
+    """Every lab with a state file on this host, in index order."""
+    states = [State.load(p) for p in LAB_ROOT.glob(f"{PREFIX}-*/{STATE_FILE}")] if LAB_ROOT.exists() else []
+    return sorted(states, key=lambda state: state.index)
+
+
+def remove(lab_backend: Backend, qualified: str) -> None:
+    """Remove a lab's nodes and its directory, whatever state they are in."""
+    lab_backend.destroy(qualified)
+    shutil.rmtree(directory(qualified), ignore_errors=True)
+
+
+def clean(force: bool = False) -> tuple[list[str], list[str]]:
+    """Remove every lab of ours whose owner is gone (all of them with ``force``); returns the
+    removed and the skipped (in use) qualified names."""
+    removed, skipped = [], []
+    with _lock():
+        states = {state.topology.qualified: state for state in registered()}
+        for qualified in sorted(known()):
+            state = states.get(qualified)
+            if state is not None and state.in_use() and not force:
+                skipped.append(qualified)
+                continue
+            for candidate in BACKENDS.values():
+                candidate.destroy(qualified)
+            shutil.rmtree(directory(qualified), ignore_errors=True)
+            removed.append(qualified)
+    return removed, skipped

@@ -1,0 +1,161 @@
+"""Timer profiles and what they predict: pure functions, no I/O.
+
+strongSwan's documented behaviour (strongswan.conf and swanctl.conf references):
+
+* An IKE request is retransmitted ``retransmit_tries`` times; the relative timeout before
+  retransmission n (n = 0 is the first send) is ``retransmit_timeout * retransmit_base**n``,
+  capped by ``retransmit_limit`` (0 = no cap) and reduced by up to ``retransmit_jitter`` percent.
+  The peer is given up ``sum(timeouts)`` after the first send: 4, 11, 24, 47, 89 s and 165 s
+  with the defaults (timeout 4, base 1.8, tries 5).
+* Dead-peer detection sends an empty INFORMATIONAL once no packet has arrived for
+  ``dpd_delay`` seconds. charon compares whole seconds (``time_monotonic() - last_in >= delay``,
+  both truncated) and re-checks ``delay - diff`` seconds later, so the request goes out between
+  ``dpd_delay - 1`` and ``dpd_delay + 1`` seconds after the last inbound packet.
+
+Owns: the Profile values, the retransmission schedule and predicted outage bounds per fault.
+Not: rendering them into strongSwan's configuration (harness.strongswan).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from harness.errors import UsageError
+
+DPD_GRANULARITY_S = 1.0
+"""charon decides about DPD on use times truncated to whole seconds: +-1 s around dpd_delay."""
+SETUP_ALLOWANCE_S = 0.1
+"""What the timers do not model, after the transmission that gets through: the IKE_SA_INIT and
+IKE_AUTH round trips, installing the CHILD_SA in the userspace datapath and the probe's own
+dialogue through it (a TCP handshake and a login, four round trips). Measured 15-45 ms on a
+2-core machine; the allowance leaves room for a loaded one."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The timers of one configuration, applied to every node of a lab."""
+
+    name: str
+    description: str
+    retransmit_timeout: float = 4.0
+    retransmit_base: float = 1.8
+    retransmit_tries: int = 5
+    retransmit_jitter: float = 0.0
+    """Percent by which each timeout is randomly reduced."""
+    retransmit_limit: float = 0.0
+    """Cap of a single timeout in seconds, 0 = no cap."""
+    dpd_delay: int = 30
+    """Seconds of silence before a dead-peer check; swanctl's own default (0) disables DPD."""
+
+    def timers(self) -> dict[str, float | int]:
+        values = asdict(self)
+        del values["name"], values["description"]
+        return values
+
+
+PROFILES: dict[str, Profile] = {
+    profile.name: profile
+    for profile in (
+        Profile(
+            "strongswan-default",
+            "strongSwan's documented retransmission defaults, DPD every 30 s "
+            "(swanctl's default is no DPD at all, which never recovers from a crash)",
+        ),
+        Profile(
+            "fast",
+            "short timers for quick failover: DPD 2 s, 1 s retransmits, 2 tries",
+            retransmit_timeout=1.0,
+            retransmit_base=1.0,
+            retransmit_tries=2,
+            dpd_delay=2,
+        ),
+    )
+}
+
+
+def profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise UsageError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)}") from None
+
+
+def retransmit_timeouts(profile: Profile, jitter: bool = False) -> list[float]:
+    """Relative timeout after send n, n = 0..tries; with ``jitter`` the shortest possible."""
+    factor = 1 - profile.retransmit_jitter / 100 if jitter else 1.0
+    timeouts = []
+    for n in range(profile.retransmit_tries + 1):
+        timeout = profile.retransmit_timeout * profile.retransmit_base**n
+        if profile.retransmit_limit:
+            timeout = min(timeout, profile.retransmit_limit)
+        timeouts.append(timeout * factor)
+    return timeouts
+
+
+def send_times(profile: Profile, jitter: bool = False) -> list[float]:
+    """When each transmission of one request goes out, relative to the first (0.0 first)."""
+    times = [0.0]
+    for timeout in retransmit_timeouts(profile, jitter)[:-1]:
+        times.append(times[-1] + timeout)
+    return times
+
+
+def give_up_after(profile: Profile, jitter: bool = False) -> float:
+    """Seconds from the first send of a request until charon declares the peer dead."""
+    return sum(retransmit_timeouts(profile, jitter))
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Predicted outage range in seconds, tolerances included."""
+
+    lo: float
+    hi: float
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, int | float) and self.lo <= value <= self.hi
+
+
+def _first_send_reaching(start: float, ready: float, profile: Profile, jitter: bool) -> float:
+    """First (re)transmission of an initiation begun at ``start`` that goes out at or after
+    ``ready``; charon starts over after giving up because fe retries forever (keyingtries 0)."""
+    cycle = give_up_after(profile, jitter)
+    if cycle <= 0:
+        raise UsageError(f"profile {profile.name}: retransmit_timeout must be positive")
+    while True:
+        for offset in send_times(profile, jitter):
+            if start + offset >= ready:
+                return start + offset
+        start += cycle
+
+
+def graceful(profile: Profile, resolution: float) -> Bounds:
+    """The old owner deletes its SAs after it stopped accepting IKE: fe re-initiates at once,
+    that IKE_SA_INIT is dropped, the first retransmission reaches the new owner."""
+    first = retransmit_timeouts(profile)[0]
+    first_lo = retransmit_timeouts(profile, jitter=True)[0]
+    return Bounds(first_lo - resolution, first + SETUP_ALLOWANCE_S + resolution)
+
+
+def crash(profile: Profile, cluster_delay: float, resolution: float) -> Bounds:
+    """The active node dies: fe sends DPD ``dpd_delay`` (+-1 s) after the last packet,
+    gives up after the retransmission schedule and re-initiates; the first transmission after
+    the VIP reached the standby (``cluster_delay``) gets through."""
+    if profile.dpd_delay <= 0:
+        raise UsageError(f"profile {profile.name}: dpd_delay 0 never detects a crash")
+    ends = []
+    earliest = max(0.0, profile.dpd_delay - DPD_GRANULARITY_S)
+    latest = profile.dpd_delay + DPD_GRANULARITY_S
+    for dpd_at, jitter in ((earliest, True), (latest, False)):
+        restart = dpd_at + give_up_after(profile, jitter)
+        ends.append(_first_send_reaching(restart, cluster_delay, profile, jitter))
+    return Bounds(ends[0] - resolution, ends[1] + SETUP_ALLOWANCE_S + resolution)
+
+
+def predict(fault: str, profile: Profile, cluster_delay: float, resolution: float) -> Bounds:
+    """Predicted outage of ``fault`` (a name from harness.faults.FAULTS)."""
+    if fault == "graceful":
+        return graceful(profile, resolution)
+    if fault == "crash":
+        return crash(profile, cluster_delay, resolution)
+    raise ValueError(f"no prediction for fault {fault!r}")

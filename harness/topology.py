@@ -1,0 +1,82 @@
+"""Inert description of one lab: its name, subnet, node addresses and the VIP.
+
+Every lab gets its own index, which picks its name prefix and its /24 inside 198.18.0.0/16, so
+labs can run side by side on one host. 198.19.0.0/16 is left for the Docker backend's address
+pool. Nothing here touches the system; ``check()`` rejects a description that cannot work.
+
+Owns: names and addresses. Not: bringing them to life (harness.lab and the backends).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from harness.errors import UsageError
+
+LAB_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
+LAB_SUBNETS = ipaddress.IPv4Network("198.18.0.0/16")
+PREFIX = "flab"
+"""Every namespace, directory and container of ours starts with this, so `clean` can find them."""
+NODES = ("fe", "be1", "be2")
+BACKENDS = ("be1", "be2")
+HOST_NUMBERS = {"fe": 10, "be1": 11, "be2": 12}
+VIP_NUMBER = 100
+MAX_LABS = 256
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+
+
+@dataclass(frozen=True)
+class Topology:
+    """One lab: fe and the back-end pair be1/be2 on one L2 segment, the VIP on one back-end."""
+
+    name: str
+    index: int
+
+    @classmethod
+    def for_index(cls, index: int) -> Topology:
+        topology = cls(name=f"lab{index}", index=index)
+        topology.check()
+        return topology
+
+    @property
+    def subnet(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network((int(LAB_SUBNETS.network_address) + 256 * self.index, 24))
+
+    @property
+    def vip(self) -> str:
+        return str(self.subnet[VIP_NUMBER])
+
+    def address(self, node: str) -> str:
+        return str(self.subnet[HOST_NUMBERS[node]])
+
+    @property
+    def prefixlen(self) -> int:
+        return self.subnet.prefixlen
+
+    @property
+    def qualified(self) -> str:
+        """`flab-<name>`: the prefix of every system object of this lab."""
+        return f"{PREFIX}-{self.name}"
+
+    def identity(self, node: str) -> str:
+        """IKE identity: fe has its own, both back-ends share the VIP's."""
+        return f"{'fe' if node == 'fe' else 'vip'}.{self.name}.failover-lab.test"
+
+    @staticmethod
+    def other_backend(node: str) -> str:
+        return BACKENDS[1] if node == BACKENDS[0] else BACKENDS[0]
+
+    def check(self) -> None:
+        if not NAME_PATTERN.match(self.name):
+            raise UsageError(
+                f"lab name {self.name!r} is invalid: use 1-8 lowercase letters and digits, starting with a letter"
+            )
+        if not 0 <= self.index < MAX_LABS:
+            raise UsageError(f"lab index {self.index} is out of range 0-{MAX_LABS - 1}")
+        addresses = [self.address(node) for node in NODES] + [self.vip]
+        if len(set(addresses)) != len(addresses):
+            raise UsageError(f"lab {self.name}: duplicate addresses {addresses}")
+        if not all(ipaddress.IPv4Address(a) in LAB_NETWORK for a in addresses):
+            raise UsageError(f"lab {self.name}: addresses must lie in {LAB_NETWORK}")

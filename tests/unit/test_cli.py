@@ -1,0 +1,106 @@
+"""Bad input and unfit environments: one line, exit 2, nothing built."""
+
+from pathlib import Path
+
+import pytest
+
+from harness import cli, registry, strongswan
+from harness.backends.netns import NetnsBackend
+
+
+@pytest.fixture(autouse=True)
+def lab_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(registry, "LAB_ROOT", tmp_path / "labs")
+    return tmp_path / "labs"
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("failover-lab")
+    return lines[0]
+
+
+def nothing_built(root: Path) -> bool:
+    return not root.exists() or not any(root.glob("flab-*"))
+
+
+def test_unknown_fault(capsys: pytest.CaptureFixture[str], lab_root: Path) -> None:
+    assert cli.main(["run", "--fault", "crsh"]) == 2
+    assert one_error_line(capsys) == "failover-lab: error: unknown fault 'crsh': choose one of graceful, crash"
+    assert nothing_built(lab_root)
+
+
+def test_unknown_profile(capsys: pytest.CaptureFixture[str], lab_root: Path) -> None:
+    assert cli.main(["run", "--fault", "crash", "--profile", "slow"]) == 2
+    line = one_error_line(capsys)
+    assert "unknown profile 'slow'" in line and "strongswan-default, fast" in line
+    assert cli.main(["up", "--profile", "slow"]) == 2
+    one_error_line(capsys)
+    assert nothing_built(lab_root)
+
+
+def test_unknown_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["up", "--backend", "vmware"]) == 2
+    assert "unknown backend 'vmware': choose one of netns" in one_error_line(capsys)
+
+
+def test_not_root(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, lab_root: Path) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert cli.main(["run", "--fault", "graceful"]) == 2
+    assert "needs root" in one_error_line(capsys)
+    assert nothing_built(lab_root)
+
+
+def test_strongswan_missing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, lab_root: Path
+) -> None:
+    monkeypatch.setattr(NetnsBackend, "check", lambda self: None)
+    monkeypatch.setattr(strongswan, "CHARON", "/nonexistent/charon")
+    assert cli.main(["up"]) == 2
+    assert "apt-get install strongswan-charon" in one_error_line(capsys)
+    assert nothing_built(lab_root)
+
+
+def test_libipsec_missing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, lab_root: Path, tmp_path: Path
+) -> None:
+    charon = tmp_path / "charon"
+    charon.touch()
+    monkeypatch.setattr(NetnsBackend, "check", lambda self: None)
+    monkeypatch.setattr(strongswan, "CHARON", str(charon))
+    monkeypatch.setattr(strongswan, "LIBIPSEC_PLUGIN", "/nonexistent/libipsec.so")
+    assert cli.main(["run", "--fault", "crash"]) == 2
+    line = one_error_line(capsys)
+    assert "kernel-libipsec" in line and "libcharon-extra-plugins" in line and "--backend docker" in line
+    assert nothing_built(lab_root)
+
+
+def test_bad_arguments_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run"])
+    assert exit_.value.code == 2
+    assert "--fault" in one_error_line(capsys)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", "--fault", "crash", "--repeat", "many"])
+    assert exit_.value.code == 2
+    one_error_line(capsys)
+
+
+def test_repeat_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--fault", "crash", "--repeat", "0"]) == 2
+    assert "--repeat" in one_error_line(capsys)
+
+
+def test_down_without_labs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["down"]) == 2
+    assert "no lab is running" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("command", [[], ["up"], ["status"], ["run"], ["down"], ["clean"]])
+def test_help_everywhere(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*command, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: failover-lab" in capsys.readouterr().out

@@ -1,0 +1,54 @@
+"""Lab registry: index allocation, ownership and what clean may remove (no root needed)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import registry
+from harness.registry import Owner, State
+
+
+@pytest.fixture(autouse=True)
+def lab_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(registry, "LAB_ROOT", tmp_path / "labs")
+    monkeypatch.setattr(registry, "BACKENDS", {})
+    return tmp_path / "labs"
+
+
+def test_labs_get_distinct_indexes_and_private_directories(lab_root: Path) -> None:
+    first, second = registry.allocate("netns", "fast"), registry.allocate("netns", "fast")
+    assert (first.index, second.index) == (0, 1)
+    assert oct(registry.directory(first.topology.qualified).stat().st_mode & 0o777) == "0o700"
+    assert registry.registered() == [first, second]
+    assert first.owner == Owner.of(os.getpid())
+
+
+def test_owner_identity_survives_pid_reuse() -> None:
+    me = Owner.of(os.getpid())
+    assert me is not None and me.alive()
+    assert not Owner(me.pid, "0").alive()
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert Owner.of(int(child.stdout)) is None
+
+
+def test_clean_keeps_labs_of_live_processes_unless_forced(lab_root: Path) -> None:
+    mine = registry.allocate("netns", "fast")
+    detached = State("lab1", 1, "netns", "fast", owner=None)
+    registry.directory(detached.topology.qualified).mkdir()
+    detached.save()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        other = State("lab2", 2, "netns", "fast", Owner.of(sleeper.pid))
+        registry.directory(other.topology.qualified).mkdir()
+        other.save()
+        assert other.in_use() and not mine.in_use() and not detached.in_use()
+        removed, skipped = registry.clean()
+        assert removed == ["flab-lab0", "flab-lab1"] and skipped == ["flab-lab2"]
+        assert registry.clean(force=True) == (["flab-lab2"], [])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not list(lab_root.glob("flab-*"))

@@ -1,0 +1,83 @@
+"""The timer model against strongSwan's documented table and hand-worked cases."""
+
+import pytest
+
+from harness import timers
+from harness.errors import UsageError
+from harness.timers import Profile
+
+DEFAULT = timers.profile("strongswan-default")
+FAST = timers.profile("fast")
+
+
+def test_default_schedule_matches_the_documentation() -> None:
+    # strongSwan docs: retransmissions at 4, 11, 24, 47, 89 s, giving up at 165 s.
+    sends = timers.send_times(DEFAULT)
+    assert [round(t) for t in sends[1:]] == [4, 11, 24, 47, 89]
+    assert timers.give_up_after(DEFAULT) == pytest.approx(165.0, abs=0.1)
+
+
+def test_fast_schedule() -> None:
+    assert timers.retransmit_timeouts(FAST) == [1.0, 1.0, 1.0]
+    assert timers.send_times(FAST) == [0.0, 1.0, 2.0]
+    assert timers.give_up_after(FAST) == 3.0
+
+
+def test_limit_caps_each_timeout() -> None:
+    capped = Profile("capped", "", retransmit_limit=10.0)
+    assert max(timers.retransmit_timeouts(capped)) == 10.0
+    assert timers.retransmit_timeouts(capped)[:3] == pytest.approx([4.0, 7.2, 10.0])
+
+
+def test_jitter_shortens_the_lower_bound_only() -> None:
+    jittery = Profile("j", "", retransmit_jitter=20.0)
+    assert timers.retransmit_timeouts(jittery, jitter=True)[0] == pytest.approx(3.2)
+    assert timers.retransmit_timeouts(jittery)[0] == pytest.approx(4.0)
+
+
+def test_graceful_costs_the_first_retransmit() -> None:
+    bounds = timers.graceful(FAST, resolution=0.01)
+    assert bounds.lo == pytest.approx(0.99)
+    assert bounds.hi == pytest.approx(1.0 + timers.SETUP_ALLOWANCE_S + 0.01)
+    assert timers.graceful(DEFAULT, 0).lo == pytest.approx(4.0)
+
+
+def test_crash_fast_hand_worked() -> None:
+    # DPD 2 s +-1 s, then 3 s of retransmissions; the VIP moved after 1 s, long before.
+    bounds = timers.crash(FAST, cluster_delay=1.0, resolution=0.01)
+    assert bounds.lo == pytest.approx(1 + 3 - 0.01)
+    assert bounds.hi == pytest.approx(3 + 3 + timers.SETUP_ALLOWANCE_S + 0.01)
+
+
+def test_crash_default_hand_worked() -> None:
+    # 30 s DPD +-1 s plus 4 * (1 + 1.8 + ... + 1.8**5) = 165.06 s of retransmissions.
+    bounds = timers.crash(DEFAULT, cluster_delay=1.0, resolution=0)
+    assert bounds.lo == pytest.approx(29 + 165.06112)
+    assert bounds.hi == pytest.approx(31 + 165.06112 + timers.SETUP_ALLOWANCE_S)
+
+
+def test_crash_with_a_slow_cluster_waits_for_the_next_transmission() -> None:
+    # fast: restart at 4..6 s; a VIP that moves only after 6.5 s is reached by the next
+    # transmission of the new initiation (sends at +0, +1, +2 s): 7 s from the earliest restart
+    # (4 + 3 = 7) and 7 s from the latest (6 + 1 = 7).
+    bounds = timers.crash(FAST, cluster_delay=6.5, resolution=0)
+    assert bounds.lo == pytest.approx(7.0)
+    assert bounds.hi == pytest.approx(7.0 + timers.SETUP_ALLOWANCE_S)
+
+
+def test_crash_without_dpd_is_refused() -> None:
+    with pytest.raises(UsageError, match="dpd_delay 0"):
+        timers.crash(Profile("nodpd", "", dpd_delay=0), 1.0, 0.01)
+
+
+def test_unknown_profile_lists_the_valid_names() -> None:
+    with pytest.raises(UsageError) as error:
+        timers.profile("fastest")
+    assert str(error.value) == "unknown profile 'fastest': choose one of strongswan-default, fast"
+
+
+def test_every_fault_has_a_prediction() -> None:
+    from harness.faults import FAULTS
+
+    for fault in FAULTS:
+        assert timers.predict(fault, FAST, 1.0, 0.01).lo > 0

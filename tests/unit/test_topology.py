@@ -1,0 +1,38 @@
+"""Lab descriptions: addresses from 198.18.0.0/15 only, distinct per lab."""
+
+import ipaddress
+
+import pytest
+
+from harness.errors import UsageError
+from harness.topology import LAB_NETWORK, MAX_LABS, NODES, Topology
+
+
+def test_addresses_stay_in_the_benchmarking_range() -> None:
+    for index in (0, 1, MAX_LABS - 1):
+        topology = Topology.for_index(index)
+        for address in [topology.address(n) for n in NODES] + [topology.vip]:
+            assert ipaddress.IPv4Address(address) in LAB_NETWORK
+
+
+def test_labs_side_by_side_have_distinct_names_and_subnets() -> None:
+    labs = [Topology.for_index(i) for i in range(MAX_LABS)]
+    assert len({lab.subnet for lab in labs}) == MAX_LABS
+    assert len({lab.qualified for lab in labs}) == MAX_LABS
+    assert all(not lab.subnet.overlaps(ipaddress.IPv4Network("198.19.0.0/16")) for lab in labs)
+
+
+def test_namespace_names_fit_the_kernel_limit() -> None:
+    assert len(f"{Topology.for_index(MAX_LABS - 1).qualified}-be2") <= 15
+
+
+def test_backends_share_the_vip_identity() -> None:
+    topology = Topology.for_index(0)
+    assert topology.identity("be1") == topology.identity("be2") != topology.identity("fe")
+    assert Topology.other_backend("be1") == "be2" and Topology.other_backend("be2") == "be1"
+
+
+@pytest.mark.parametrize(("name", "index"), [("Lab", 0), ("x" * 9, 0), ("lab0", MAX_LABS), ("lab0", -1)])
+def test_check_rejects_bad_descriptions(name: str, index: int) -> None:
+    with pytest.raises(UsageError):
+        Topology(name, index).check()
