@@ -72,11 +72,14 @@ class Lab:
         return None
 
     def start_charon(self, name: str) -> None:
-        """(Re)start charon on a node: load the fail-closed guard, remove stale runtime files,
-        then exec charon (its stdout and stderr go to charon.stderr in the node's directory)."""
+        """(Re)start charon on a node: load the fail-closed guard, remove what a killed charon
+        leaves behind (PID file, socket, its routing rules), then exec charon (its stdout and
+        stderr go to charon.stderr in the node's directory)."""
         node = self.nodes[name]
+        table = strongswan.ROUTING_TABLE
         script = (
             f"nft -f {node.workdir / GUARD_FILE} && rm -f /run/charon.pid /run/charon.vici "
+            f"&& {{ ip rule del pref {table}; ip -6 rule del pref {table}; true; }} 2>/dev/null "
             f"&& exec {strongswan.CHARON} >>{node.workdir / CHARON_STDERR} 2>&1"
         )
         self.charons[name] = node.spawn(

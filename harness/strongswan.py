@@ -42,6 +42,8 @@ PLUGINS = (
     "kernel-libipsec kernel-netlink socket-default vici"
 )
 IKE_MARK = "0x42"
+ROUTING_TABLE = 220
+"""charon's default routing table (and rule priority) for routes into the TUN device."""
 
 
 def plugin_path(name: str) -> Path:

@@ -1,5 +1,6 @@
 """Real labs: SAs, graceful move and crash measured against the timer model, the wire, teardown."""
 
+import json
 import os
 import signal
 import stat
@@ -9,7 +10,7 @@ import sys
 import pytest
 from tenacity import Retrying, stop_after_delay, wait_fixed
 
-from harness import lab, measure, registry, strongswan, timers, wire
+from harness import guard, lab, measure, registry, strongswan, timers, wire
 from harness.errors import LabError
 
 from .conftest import remains
@@ -107,6 +108,29 @@ def test_the_capture_counts_traffic_in_clear(fast_lab: lab.Lab) -> None:
     assert capture.count(f"tcp port 110 and host {fast_lab.topology.address('be2')}") >= 3
 
 
+def test_a_killed_charon_lets_nothing_out_in_clear(fast_lab: lab.Lab) -> None:
+    """Fail closed: with fe's charon dead (its TUN device and routes gone), a login to the VIP
+    is stopped by the guard before it reaches the wire."""
+    capture = wire.Capture(fast_lab.nodes["sw"], fast_lab.backend.wire_interface)
+    try:
+        fast_lab.charons["fe"].kill()
+        fast_lab.charons["fe"].wait(5)
+        attempt = fast_lab.fe.run(
+            [
+                sys.executable,
+                "-c",
+                "import socket,sys; socket.create_connection((sys.argv[1],110),1)",
+                fast_lab.topology.vip,
+            ],
+            check=False,
+        )
+    finally:
+        capture.stop()
+    assert attempt.returncode != 0
+    assert guard.dropped(fast_lab.fe) >= 1
+    assert capture.count(wire.plaintext_filter(fast_lab.topology)) == 0
+
+
 def test_teardown_leaves_nothing_also_after_an_exception() -> None:
     with pytest.raises(LabError, match="boom"), lab.running(timers.profile("fast")) as running:
         qualified = running.topology.qualified
@@ -120,27 +144,34 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
 
 
-def test_cli_up_status_down_and_clean() -> None:
-    up = run_cli("up", "--profile", "fast")
+def lab_name(up: subprocess.CompletedProcess[str]) -> str:
     assert up.returncode == 0, up.stderr
-    name = up.stdout.split("lab ")[1].split()[0]
-    qualified = f"flab-{name}"
+    return up.stdout.split("lab ")[1].split()[0]
+
+
+def test_cli_up_status_down_and_clean() -> None:
+    name = lab_name(run_cli("up", "--profile", "fast"))
+    left_behind = ""
     try:
-        status = run_cli("status", "--json")
-        entry = next(e for e in __import__("json").loads(status.stdout) if e["name"] == name)
+        status = json.loads(run_cli("status", "--json").stdout)
+        entry = next(e for e in status if e["name"] == name)
+        assert entry["owner"] is None
         assert entry["nodes"]["fe"]["sas"][0]["state"] == "ESTABLISHED"
         assert entry["nodes"]["be1"]["vip"] is True and entry["nodes"]["be2"]["vip"] is False
         assert run_cli("down", name).returncode == 0
-        assert remains(qualified, []) == []
-        assert run_cli("up").returncode == 0  # a lab left behind ...
+        assert remains(f"flab-{name}", []) == []
+        left_behind = lab_name(run_cli("up"))  # a lab left behind ...
         with lab.running(timers.profile("fast")) as in_use:
-            cleaned = run_cli("clean")  # ... is removed by clean, a lab in use is not
+            cleaned = run_cli("clean")  # ... is removed by clean; a lab in use is not
             assert cleaned.returncode == 0
-            assert in_use.topology.qualified in cleaned.stdout.split("left ")[1]
-            assert registry.known() == {in_use.topology.qualified}
+            removed, _, skipped = cleaned.stdout.partition("left ")
+            assert f"flab-{left_behind}" in removed and in_use.topology.qualified in skipped
+            assert remains(f"flab-{left_behind}", []) == []
             assert installed_children(strongswan.list_sas(in_use.fe))
     finally:
-        run_cli("clean")
+        for leftover in (name, left_behind):
+            if leftover:
+                registry.remove(lab.backend("netns"), f"flab-{leftover}")
 
 
 def test_ctrl_c_during_a_run_tears_everything_down() -> None:
