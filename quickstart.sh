@@ -38,7 +38,11 @@ install_system() {
 install_python() {
   python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python 3.11 or newer is needed"
   [ -x .venv/bin/python ] || python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  local stamp=.venv/.installed-from
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$(sha256sum pyproject.toml)" ]; then
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+    sha256sum pyproject.toml > "$stamp"
+  fi
   .venv/bin/python -c 'import harness.cli' || die "the Python environment in .venv is broken: remove .venv and retry"
 }
 
