@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what failover-lab needs on a Debian machine (as root) and run it.
-#   ./quickstart.sh demo   graceful move and crash with the `fast` profile, measured outage table
+#   ./quickstart.sh demo   reproduce KB 821839: graceful move and crash per timer profile, report folder
 #   ./quickstart.sh test   lint, type checks, unit tests and the real lab tests
 # Idempotent: apt packages are installed only when missing, the venv (.venv) is reused.
 set -euo pipefail
@@ -51,7 +51,7 @@ install_python
 
 case "${1:-demo}" in
   demo)
-    exec .venv/bin/failover-lab run --fault graceful,crash --profile fast --json results/demo.json
+    exec .venv/bin/failover-lab demo --out results/demo
     ;;
   test)
     .venv/bin/ruff check harness tests bench

@@ -1,8 +1,8 @@
 """`failover-lab`: a thin command line over the same functions the tests call.
 
 Every user-facing problem prints one line `failover-lab: error: ...` and exits 2 for bad input or
-an unfit environment (nothing built), 1 when a lab failed while running; Ctrl-C and SIGTERM tear
-the lab down and exit 130.
+an unfit environment (nothing built), 1 when a lab failed or did not recover; Ctrl-C and SIGTERM
+tear the lab down and exit 130.
 
 Owns: argument parsing, output and exit codes. Not: any lab logic.
 """
@@ -13,11 +13,14 @@ import argparse
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from harness import faults, lab, measure, registry, report, timers
@@ -26,7 +29,12 @@ from harness.errors import LabError, UsageError
 
 console = Console()
 if not console.is_terminal:
-    console = Console(width=140)
+    console = Console(width=160)
+
+DEMO_PROFILES = (("win2000", True), ("win2003-nlbsflags", True), ("strongswan-default", True), ("fast", False))
+"""The demo's profiles and whether the time scale applies (fast runs at its real speed)."""
+DEMO_FAULTS = ("graceful", "crash")
+DEFAULT_DEMO_SCALE = "1/30"
 
 
 class Parser(argparse.ArgumentParser):
@@ -51,6 +59,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _scale(text: str) -> float:
+    value = float(Fraction(text))
+    if not 0 < value <= 1:
+        raise ValueError(text)
+    return value
+
+
 def parser() -> Parser:
     top = Parser(
         prog="failover-lab",
@@ -58,14 +73,30 @@ def parser() -> Parser:
         "fails over (an emulated fe -> be1/be2 VIP lab with real strongSwan).",
     )
     commands = top.add_subparsers(dest="command", required=True, parser_class=Parser)
+    profiles = ", ".join(timers.PROFILES)
 
     def common(command: argparse.ArgumentParser) -> None:
         command.add_argument(
             "--backend", default="netns", help=f"where the lab runs: {', '.join(BACKENDS)} (default netns)"
         )
 
+    def timing(command: argparse.ArgumentParser, scale_default: str, scale_help: str) -> None:
+        command.add_argument("--time-scale", type=_scale, default=_scale(scale_default), help=scale_help)
+        command.add_argument(
+            "--cluster-delay",
+            type=_positive,
+            default=timers.FaultParams.cluster_delay,
+            help="seconds until the standby takes the VIP after a crash or link cut, before scaling (default 1)",
+        )
+        command.add_argument(
+            "--freeze",
+            type=_positive,
+            default=timers.FaultParams.freeze,
+            help="seconds a frozen charon stays stopped, before scaling (default 3)",
+        )
+
     up = commands.add_parser("up", help="bring a lab up and leave it running")
-    up.add_argument("--profile", default="fast", help=f"timer profile: {', '.join(timers.PROFILES)}")
+    up.add_argument("--profile", default="fast", help=f"timer profile: {profiles}")
     common(up)
     status = commands.add_parser("status", help="nodes, VIP owner and SAs of every running lab")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -76,21 +107,86 @@ def parser() -> Parser:
         required=True,
         help=f"fault(s) to inject, repeatable or comma-separated: {', '.join(faults.FAULTS)}",
     )
-    run.add_argument("--profile", default="fast", help=f"timer profile: {', '.join(timers.PROFILES)}")
+    run.add_argument("--profile", default="fast", help=f"timer profile: {profiles}")
     run.add_argument("--repeat", type=int, default=1, help="runs per fault, each on a fresh lab (default 1)")
-    run.add_argument(
-        "--cluster-delay",
-        type=_positive,
-        default=faults.DEFAULT_CLUSTER_DELAY_S,
-        help="seconds until the standby takes the VIP after a crash (default 1)",
-    )
+    timing(run, "1", "multiply every timer by this, e.g. 1/30 (default 1)")
     run.add_argument("--json", type=Path, help="write the results (a JSON list, one object per run) here")
+    run.add_argument("--out", type=Path, help="write a report folder (JSON per run, report.md, plots) here")
     common(run)
+    demo = commands.add_parser(
+        "demo",
+        help="reproduce KB 821839: graceful move and crash under the Windows profiles and strongSwan's",
+        description="Graceful move and crash under win2000, win2003-nlbsflags and strongswan-default "
+        "(time-scaled) and fast (real time); prints KB 821839's figures, the prediction and the "
+        "measurement side by side and writes a report folder.",
+    )
+    timing(demo, DEFAULT_DEMO_SCALE, f"time scale of the KB and default profiles (default {DEFAULT_DEMO_SCALE})")
+    demo.add_argument("--repeat", type=int, default=1, help="runs per profile and fault (default 1)")
+    demo.add_argument("--out", type=Path, default=Path("results/demo"), help="report folder (default results/demo)")
+    common(demo)
+    redraw = commands.add_parser("report", help="redraw report.md and the plots of a report folder from its JSON")
+    redraw.add_argument("directory", type=Path, help="a folder written by demo or run --out")
     down = commands.add_parser("down", help="tear a running lab down")
     down.add_argument("name", nargs="?", help="the lab to remove (needed when several run)")
     clean = commands.add_parser("clean", help="remove leftovers of any lab of ours on this host")
     clean.add_argument("--force", action="store_true", help="also remove labs that a live run or test uses")
     return top
+
+
+@contextmanager
+def progress_reporter(title: str) -> Iterator[measure.Reporter]:
+    """A live bar of elapsed vs predicted time and the current phase on a terminal; on anything
+    else one plain line per phase change."""
+    if console.is_terminal:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[phase]:<12} {task.completed:6.1f} s of {task.total:.1f} s predicted"),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(title, total=None, phase="")
+
+            def live(state: measure.Progress) -> None:
+                bar.update(task, total=state.predicted.hi, completed=state.elapsed, phase=state.phase)
+
+            yield live
+        return
+    seen: set[str] = set()
+
+    def plain(state: measure.Progress) -> None:
+        if state.phase not in seen:
+            seen.add(state.phase)
+            print(f"  {title}: {state.phase} at {state.elapsed:.1f} s", flush=True)
+
+    yield plain
+
+
+def measure_runs(
+    plan: Sequence[tuple[timers.Profile, str]], params: timers.FaultParams, repeat: int, backend_name: str
+) -> list[report.Result]:
+    """Each (profile, fault) ``repeat`` times, every run on a fresh lab."""
+    if repeat < 1:
+        raise UsageError(f"--repeat must be at least 1, not {repeat}")
+    results = []
+    for profile, fault in plan:
+        scaled_params = params.scaled(profile.time_scale)
+        bounds = timers.predict(fault, profile, scaled_params, 0)
+        for _ in range(repeat):
+            with lab.running(profile, backend_name) as running:
+                title = f"{fault} / {profile.name}"
+                console.print(
+                    f"{title} on lab {running.topology.name}: predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s",
+                    highlight=False,
+                )
+                with progress_reporter(title) as reporter:
+                    outcome = measure.run(running, fault, scaled_params, reporter)
+                results.append(report.to_json(outcome))
+    return results
+
+
+def _params(arguments: argparse.Namespace) -> timers.FaultParams:
+    return timers.FaultParams(arguments.cluster_delay, arguments.freeze)
 
 
 def cmd_up(arguments: argparse.Namespace) -> int:
@@ -115,8 +211,9 @@ def cmd_status(arguments: argparse.Namespace) -> int:
     if not reports:
         console.print("no lab is running")
     for entry in reports:
+        owner = "left running by `up`" if entry["owner"] is None else f"used by process {entry['owner']}"
         view = Table(
-            title=f"lab {entry['name']} (profile {entry['profile']}, VIP {entry['vip']})",
+            title=f"lab {entry['name']} (profile {entry['profile']}, VIP {entry['vip']}, {owner})",
             title_justify="left",
         )
         for column in ("node", "address", "charon", "VIP", "IKE SAs"):
@@ -131,26 +228,39 @@ def cmd_status(arguments: argparse.Namespace) -> int:
 
 def cmd_run(arguments: argparse.Namespace) -> int:
     names = [name for text in arguments.fault for name in _faults(text)]
-    profile = timers.profile(arguments.profile)
+    profile = timers.profile(arguments.profile).scaled(arguments.time_scale)
     backend(arguments.backend)
-    if arguments.repeat < 1:
-        raise UsageError(f"--repeat must be at least 1, not {arguments.repeat}")
-    results = []
-    for fault in names:
-        for _ in range(arguments.repeat):
-            with lab.running(profile, arguments.backend) as running:
-                bounds = timers.predict(fault, profile, arguments.cluster_delay, 0)
-                console.print(
-                    f"{fault} on lab {running.topology.name} ({profile.name}): "
-                    f"predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s ...",
-                    highlight=False,
-                )
-                results.append(report.to_json(measure.run(running, fault, arguments.cluster_delay)))
-    console.print(report.table(results))
+    results = measure_runs(
+        [(profile, fault) for fault in names], _params(arguments), arguments.repeat, arguments.backend
+    )
+    console.print(report.runs_table(results))
     if arguments.json:
-        report.write(results, arguments.json)
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json.write_text(json.dumps(results, indent=1) + "\n")
         console.print(f"results written to {arguments.json}")
+    if arguments.out:
+        console.print(f"report written to {report.write_folder(results, arguments.out)}")
     return 0 if all(r["recovered"] for r in results) else 1
+
+
+def cmd_demo(arguments: argparse.Namespace) -> int:
+    backend(arguments.backend)
+    plan = [
+        (timers.profile(name).scaled(arguments.time_scale if scaled else 1.0), fault)
+        for name, scaled in DEMO_PROFILES
+        for fault in DEMO_FAULTS
+    ]
+    results = measure_runs(plan, _params(arguments), arguments.repeat, arguments.backend)
+    console.print(report.kb_table(results))
+    console.print(f"report written to {report.write_folder(results, arguments.out)}")
+    return 0 if all(r["recovered"] and r["within_prediction"] for r in results) else 1
+
+
+def cmd_report(arguments: argparse.Namespace) -> int:
+    path = report.redraw(arguments.directory)
+    console.print(report.kb_table(report.load(arguments.directory)))
+    console.print(f"report redrawn: {path}")
+    return 0
 
 
 def cmd_down(arguments: argparse.Namespace) -> int:
@@ -177,7 +287,15 @@ def cmd_clean(arguments: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"up": cmd_up, "status": cmd_status, "run": cmd_run, "down": cmd_down, "clean": cmd_clean}
+COMMANDS = {
+    "up": cmd_up,
+    "status": cmd_status,
+    "run": cmd_run,
+    "demo": cmd_demo,
+    "report": cmd_report,
+    "down": cmd_down,
+    "clean": cmd_clean,
+}
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -1,13 +1,24 @@
 """The closed set of faults, each a context manager built only on Node calls: entering injects
 the fault and reports when it struck, leaving undoes it so the lab is healthy again (the VIP
-stays where the fault moved it; the old owner becomes the standby).
+stays where the fault moved it; the old owner becomes a clean standby).
 
-graceful  The active back-end stops accepting new IKE (drops udp/500), deletes its SAs so fe
-          gets DELETE, releases the VIP; the standby takes it and sends unsolicited ARP.
-crash     The active back-end falls silent (link down) and its charon is SIGKILLed; after the
-          cluster-detection delay the standby takes the VIP. Nobody tells fe anything.
+graceful          The active back-end stops accepting new IKE (drops udp/500), deletes its SAs
+                  so fe gets DELETE, releases the VIP; the standby takes it and sends
+                  unsolicited ARP.
+graceful-noblock  The same without blocking new IKE first: fe re-initiates within a millisecond
+                  of the DELETE and races the VIP move (usually it wins and builds a new SA
+                  with the old owner, which then loses the VIP: a black hole until DPD).
+crash             The active back-end falls silent (link down) and its charon is SIGKILLed;
+                  after the cluster-detection delay the standby takes the VIP.
+freeze            The active back-end's charon (and with it the userspace ESP datapath) is
+                  SIGSTOPped for a while, then SIGCONTinued; the VIP stays.
+link-cut          The active back-end's data link goes down (charon keeps running, isolated);
+                  the cluster fences it and the standby takes the VIP after the delay.
+reboot            The active back-end's charon is killed and started again at once with no SA
+                  state; the node keeps the VIP.
 
-Recovery always comes from fe's own strongSwan settings; no fault ever touches fe.
+Recovery always comes from fe's own strongSwan settings; no fault ever touches fe. The waits
+inside faults (cluster-detection delay, freeze duration) are the emulated world's own timers.
 
 Owns: what each fault does and undoes. Not: measuring its effect (harness.measure).
 """
@@ -15,6 +26,7 @@ Owns: what each fault does and undoes. Not: measuring its effect (harness.measur
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +35,7 @@ from harness import strongswan
 from harness.errors import LabError, UsageError
 from harness.lab import Lab
 from harness.node import Node, Process
+from harness.timers import FaultParams
 from harness.topology import Topology
 
 NFT_TABLE = "failover_lab_fault"
@@ -34,7 +47,6 @@ table inet {NFT_TABLE} {{
     }}
 }}
 """
-DEFAULT_CLUSTER_DELAY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -48,13 +60,6 @@ class Injected:
     new_owner: str
 
 
-def _owner(lab: Lab) -> str:
-    owner = lab.vip_owner()
-    if owner is None:
-        raise LabError(f"lab {lab.topology.name}: no back-end owns the VIP {lab.topology.vip}")
-    return owner
-
-
 def take_vip(node: Node, topology: Topology) -> Process:
     """Configure the VIP on ``node`` and announce it; returns the announcing arping (it lingers
     about a second after sending, so it runs in the background)."""
@@ -66,35 +71,61 @@ def release_vip(node: Node, topology: Topology) -> None:
     node.run(["ip", "addr", "del", f"{topology.vip}/32", "dev", "eth0"])
 
 
+def _pair(lab: Lab) -> tuple[str, str]:
+    owner = lab.vip_owner()
+    if owner is None:
+        raise LabError(f"lab {lab.topology.name}: no back-end owns the VIP {lab.topology.vip}")
+    return owner, Topology.other_backend(owner)
+
+
+def _wait_until(moment: float) -> None:
+    """Let the emulated world's own timer run out (a cluster delay, a freeze)."""
+    time.sleep(max(0.0, moment - time.monotonic()))
+
+
 @contextlib.contextmanager
-def graceful(lab: Lab, cluster_delay: float = DEFAULT_CLUSTER_DELAY_S) -> Iterator[Injected]:
-    old = _owner(lab)
-    new = Topology.other_backend(old)
+def _move_vip(lab: Lab, old: str, new: str, block_new_ike: bool, kind: str) -> Iterator[Injected]:
     old_node, new_node = lab.nodes[old], lab.nodes[new]
-    old_node.run(["nft", "-f", "-"], input=BLOCK_NEW_IKE)
+    if block_new_ike:
+        old_node.run(["nft", "-f", "-"], input=BLOCK_NEW_IKE)
     try:
         t_fault = time.monotonic()
         strongswan.terminate_all(old_node)
         release_vip(old_node, lab.topology)
         announce = take_vip(new_node, lab.topology)
         try:
-            yield Injected("graceful", t_fault, old, new)
+            yield Injected(kind, t_fault, old, new)
         finally:
             announce.stop()
+            strongswan.terminate_all(old_node)  # a new SA the old owner won in the race
     finally:
-        old_node.run(["nft", "delete", "table", "inet", NFT_TABLE])
+        if block_new_ike:
+            old_node.run(["nft", "delete", "table", "inet", NFT_TABLE])
 
 
 @contextlib.contextmanager
-def crash(lab: Lab, cluster_delay: float = DEFAULT_CLUSTER_DELAY_S) -> Iterator[Injected]:
-    old = _owner(lab)
-    new = Topology.other_backend(old)
+def graceful(lab: Lab, params: FaultParams) -> Iterator[Injected]:
+    old, new = _pair(lab)
+    with _move_vip(lab, old, new, block_new_ike=True, kind="graceful") as injected:
+        yield injected
+
+
+@contextlib.contextmanager
+def graceful_noblock(lab: Lab, params: FaultParams) -> Iterator[Injected]:
+    old, new = _pair(lab)
+    with _move_vip(lab, old, new, block_new_ike=False, kind="graceful-noblock") as injected:
+        yield injected
+
+
+@contextlib.contextmanager
+def crash(lab: Lab, params: FaultParams) -> Iterator[Injected]:
+    old, new = _pair(lab)
     old_node, new_node = lab.nodes[old], lab.nodes[new]
     t_fault = time.monotonic()
     old_node.run(["ip", "link", "set", "dev", "eth0", "down"])
     lab.charons[old].kill()
     lab.charons[old].wait(5)
-    time.sleep(max(0.0, t_fault + cluster_delay - time.monotonic()))  # the cluster's own timer
+    _wait_until(t_fault + params.cluster_delay)
     announce = take_vip(new_node, lab.topology)
     try:
         yield Injected("crash", t_fault, old, new)
@@ -105,13 +136,58 @@ def crash(lab: Lab, cluster_delay: float = DEFAULT_CLUSTER_DELAY_S) -> Iterator[
         lab.restart_charon(old)
 
 
-FAULTS: dict[str, Callable[[Lab, float], contextlib.AbstractContextManager[Injected]]] = {
+@contextlib.contextmanager
+def link_cut(lab: Lab, params: FaultParams) -> Iterator[Injected]:
+    old, new = _pair(lab)
+    old_node, new_node = lab.nodes[old], lab.nodes[new]
+    t_fault = time.monotonic()
+    old_node.run(["ip", "link", "set", "dev", "eth0", "down"])
+    release_vip(old_node, lab.topology)  # fenced: an isolated node gives up the cluster's VIP
+    _wait_until(t_fault + params.cluster_delay)
+    announce = take_vip(new_node, lab.topology)
+    try:
+        yield Injected("link-cut", t_fault, old, new)
+    finally:
+        announce.stop()
+        strongswan.terminate_all(old_node)  # its SA with fe died with the link
+        old_node.run(["ip", "link", "set", "dev", "eth0", "up"])
+
+
+@contextlib.contextmanager
+def freeze(lab: Lab, params: FaultParams) -> Iterator[Injected]:
+    owner, _ = _pair(lab)
+    charon = lab.charons[owner]
+    t_fault = time.monotonic()
+    charon.signal(signal.SIGSTOP)
+    try:
+        _wait_until(t_fault + params.freeze)
+    finally:
+        charon.signal(signal.SIGCONT)
+    yield Injected("freeze", t_fault, owner, owner)
+
+
+@contextlib.contextmanager
+def reboot(lab: Lab, params: FaultParams) -> Iterator[Injected]:
+    owner, _ = _pair(lab)
+    t_fault = time.monotonic()
+    lab.charons[owner].kill()
+    lab.charons[owner].wait(5)
+    lab.restart_charon(owner)
+    yield Injected("reboot", t_fault, owner, owner)
+
+
+Fault = Callable[[Lab, FaultParams], contextlib.AbstractContextManager[Injected]]
+FAULTS: dict[str, Fault] = {
     "graceful": graceful,
+    "graceful-noblock": graceful_noblock,
     "crash": crash,
+    "freeze": freeze,
+    "link-cut": link_cut,
+    "reboot": reboot,
 }
 
 
-def fault(name: str) -> Callable[[Lab, float], contextlib.AbstractContextManager[Injected]]:
+def fault(name: str) -> Fault:
     try:
         return FAULTS[name]
     except KeyError:

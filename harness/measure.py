@@ -2,8 +2,8 @@
 
 The run waits for steady traffic from the VIP owner, injects the fault, waits until every
 service answers from the new owner (deadline from the timer model's upper bound, with room to
-measure an outage that overshoots it), then computes the outage per service, fe's SA events
-relative to the fault and the packets of protected traffic seen in clear on the wire.
+measure an outage that overshoots it), then computes the outage per service, where the time
+went (phases), fe's SA events and the packets of protected traffic seen in clear on the wire.
 
 Owns: the sequence of a run and the Outcome it produces. Not: the lab, the faults, the math.
 """
@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness import faults, guard, probe, timers
+from harness import faults, guard, probe, strongswan, timers
 from harness.errors import LabError
 from harness.lab import Lab
+from harness.phases import LogEvent, Phases, breakdown, parse_log
 from harness.probe import SERVICES, Probe
 from harness.strongswan import SaEvent
-from harness.topology import NODES
+from harness.topology import BACKENDS, NODES
 from harness.wire import Capture, plaintext_filter
 
 STEADY_TIMEOUT_S = 10.0
@@ -30,16 +32,30 @@ OVERSHOOT_FACTOR = 2.0
 OVERSHOOT_MIN_S = 5.0
 """The recovery wait ends at OVERSHOOT_FACTOR x the predicted upper bound + OVERSHOOT_MIN_S: an
 outage beyond the prediction is still measured, a lab that never recovers does not hang."""
+PROGRESS_EVERY_S = 0.1
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands while it waits for recovery."""
+
+    elapsed: float
+    """Seconds since the fault."""
+    predicted: timers.Bounds
+    phase: str
+
+
+Reporter = Callable[[Progress], None]
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """Everything a run measured; times are seconds relative to the fault unless named _mono."""
+    """Everything a run measured; times are on fe's monotonic clock unless said otherwise."""
 
     backend: str
     fault: str
     profile: timers.Profile
-    cluster_delay_s: float
+    params: timers.FaultParams
     strongswan_version: str
     lab: str
     started_at: str
@@ -48,7 +64,9 @@ class Outcome:
     new_owner: str | None
     outages: dict[str, probe.Outage]
     predicted: timers.Bounds
+    phases: Phases
     events: list[SaEvent] = field(default_factory=list)
+    log_events: list[LogEvent] = field(default_factory=list)
     plaintext_packets: int = 0
     wire_packets: int = 0
     capture_dropped: int | None = None
@@ -74,14 +92,47 @@ class Outcome:
 
     def predicted_for(self, outage: probe.Outage) -> timers.Bounds:
         """The prediction with this service's own probe resolution as tolerance."""
-        return timers.predict(self.fault, self.profile, self.cluster_delay_s, outage.resolution)
+        return timers.predict(self.fault, self.profile, self.params, outage.resolution)
 
 
-def run(lab: Lab, fault: str, cluster_delay: float = faults.DEFAULT_CLUSTER_DELAY_S) -> Outcome:
+def current_phase(events: list[SaEvent], t_fault: float) -> str:
+    """What fe is doing now, from its SA events since the fault."""
+    since = [e for e in events if e.t > t_fault]
+    if since and since[-1].kind == "child" and since[-1].up:
+        return "data"
+    if any(e.kind == "ike" and not e.up for e in since):
+        return "negotiation"
+    return "detection"
+
+
+def negotiated_with(lab: Lab) -> str | None:
+    """The back-end holding the IKE SA fe has now (matched by SPIs)."""
+    mine = strongswan.ike_spis(lab.fe)
+    return next((name for name in BACKENDS if mine & strongswan.ike_spis(lab.nodes[name])), None)
+
+
+def _wait_for_recovery(
+    lab: Lab, traffic: Probe, injected: faults.Injected, predicted: timers.Bounds, report: Reporter | None
+) -> None:
+    assert lab.events is not None
+    deadline = injected.t_fault + OVERSHOOT_FACTOR * predicted.hi + OVERSHOOT_MIN_S
+    recovered = probe.answered(SERVICES, injected.t_fault, injected.new_owner, ANSWERS_FOR_STEADY)
+    while True:
+        remaining = deadline - time.monotonic()
+        if traffic.wait_until(recovered, max(0.0, min(PROGRESS_EVERY_S, remaining))) or remaining <= 0:
+            return
+        if report is not None:
+            phase = current_phase(lab.events.events, injected.t_fault)
+            report(Progress(time.monotonic() - injected.t_fault, predicted, phase))
+
+
+def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: Reporter | None = None) -> Outcome:
     """Inject ``fault`` into ``lab`` once and measure it; the lab is healthy again afterwards."""
     inject = faults.fault(fault)
-    predicted = timers.predict(fault, lab.profile, cluster_delay, probe.UDP_INTERVAL_S)
+    params = params or timers.FaultParams()
+    predicted = timers.predict(fault, lab.profile, params, probe.UDP_INTERVAL_S)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    wall_to_monotonic = time.monotonic() - time.time()
     with contextlib.ExitStack() as running:
         capture = Capture(lab.nodes["sw"], lab.backend.wire_interface)
         running.callback(capture.stop)
@@ -94,24 +145,26 @@ def run(lab: Lab, fault: str, cluster_delay: float = faults.DEFAULT_CLUSTER_DELA
                 f"lab {lab.topology.name}: services did not answer through the tunnel within "
                 f"{STEADY_TIMEOUT_S:.0f} s (probe said: {' | '.join(traffic.other_output[-3:]) or 'nothing'})"
             )
-        with inject(lab, cluster_delay) as injected:
-            deadline = injected.t_fault + OVERSHOOT_FACTOR * predicted.hi + OVERSHOOT_MIN_S
-            traffic.wait_until(
-                probe.answered(SERVICES, injected.t_fault, injected.new_owner, ANSWERS_FOR_STEADY),
-                max(0.0, deadline - time.monotonic()),
-            )
+        with inject(lab, params) as injected:
+            _wait_for_recovery(lab, traffic, injected, predicted, report)
             guard_drops = {name: guard.dropped(lab.nodes[name]) for name in NODES}
+            peer = negotiated_with(lab)
     attempts = traffic.snapshot()
     assert lab.events is not None
     outages = {
         service: probe.outage(attempts, service, injected.t_fault, probe.INTERVALS[service]) for service in SERVICES
     }
+    ends = [o.first_after for o in outages.values()]
+    t_recovered = None if None in ends else max(e for e in ends if e is not None)
+    log = lab.fe.run(["cat", str(lab.fe.workdir / "charon.log")]).stdout
+    log_events = parse_log(log, wall_to_monotonic, since=injected.t_fault - 1)
+    sa_events = list(lab.events.events)
     new_owners = {o.new_owner for o in outages.values()}
     return Outcome(
         backend=lab.backend.name,
         fault=fault,
         profile=lab.profile,
-        cluster_delay_s=cluster_delay,
+        params=params,
         strongswan_version=lab.strongswan_version,
         lab=lab.topology.name,
         started_at=started_at,
@@ -120,7 +173,9 @@ def run(lab: Lab, fault: str, cluster_delay: float = faults.DEFAULT_CLUSTER_DELA
         new_owner=new_owners.pop() if len(new_owners) == 1 else None,
         outages=outages,
         predicted=predicted,
-        events=list(lab.events.events),
+        phases=breakdown(injected.t_fault, t_recovered, sa_events, log_events, peer),
+        events=sa_events,
+        log_events=log_events,
         plaintext_packets=capture.count(plaintext_filter(lab.topology)),
         wire_packets=capture.count("ip"),
         capture_dropped=capture.dropped,

@@ -162,6 +162,21 @@ def list_sas(node: Node) -> list[dict[str, Any]]:
         session.transport.close()
 
 
+def ike_spis(node: Node) -> set[tuple[str, str]]:
+    """(initiator SPI, responder SPI) of every established IKE SA of the node; none when its
+    charon is down (a crashed node)."""
+    try:
+        sas = list_sas(node)
+    except OSError:
+        return set()
+    return {
+        (sa["initiator-spi"], sa["responder-spi"])
+        for entry in sas
+        for sa in entry.values()
+        if sa.get("state") == "ESTABLISHED"
+    }
+
+
 def terminate_all(node: Node, timeout_ms: int = 2000) -> None:
     """Delete every IKE SA of the node, sending DELETE to the peer (force: never wait long)."""
     session = node.vici()

@@ -18,7 +18,7 @@ Not: rendering them into strongSwan's configuration (harness.strongswan).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from harness.errors import UsageError
 
@@ -46,13 +46,38 @@ class Profile:
     """Cap of a single timeout in seconds, 0 = no cap."""
     dpd_delay: int = 30
     """Seconds of silence before a dead-peer check; swanctl's own default (0) disables DPD."""
+    time_scale: float = 1.0
+    """Factor every timer was multiplied by (1/30: a 6-minute outage takes 12 s)."""
+    kb: tuple[tuple[str, float, float], ...] = ()
+    """Outages KB 821839 gives for this configuration: (fault, lo, hi) in seconds."""
 
     def timers(self) -> dict[str, float | int]:
+        """The values charon is configured with (already scaled)."""
         values = asdict(self)
-        del values["name"], values["description"]
+        for key in ("name", "description", "time_scale", "kb"):
+            del values[key]
         return values
 
+    def kb_outage(self, fault: str) -> tuple[float, float] | None:
+        return next(((lo, hi) for name, lo, hi in self.kb if name == fault), None)
 
+    def scaled(self, factor: float) -> Profile:
+        """Every timer multiplied by ``factor``. DPD runs on whole seconds in charon, so a DPD
+        delay is rounded to whole seconds (at least 1): the result records what was used."""
+        if factor <= 0:
+            raise UsageError(f"time scale must be positive, not {factor}")
+        dpd = max(1, round(self.dpd_delay * factor)) if self.dpd_delay else 0
+        return replace(
+            self,
+            retransmit_timeout=self.retransmit_timeout * factor,
+            retransmit_limit=self.retransmit_limit * factor,
+            dpd_delay=dpd,
+            time_scale=self.time_scale * factor,
+        )
+
+
+KB_GRACEFUL = ("graceful", 3.0, 6.0)
+"""KB 821839: after a graceful move, IKE renegotiates with the new node in 3-6 s."""
 PROFILES: dict[str, Profile] = {
     profile.name: profile
     for profile in (
@@ -68,6 +93,26 @@ PROFILES: dict[str, Profile] = {
             retransmit_base=1.0,
             retransmit_tries=2,
             dpd_delay=2,
+        ),
+        Profile(
+            "win2000",
+            "KB 821839, Windows 2000: the stale SA lives until the 5-minute idle timer (DPD 300 s), "
+            "then about 1 minute of IKE (retransmits 4 s x 2^n, 3 tries: gives up after 60 s) = 6 min",
+            retransmit_timeout=4.0,
+            retransmit_base=2.0,
+            retransmit_tries=3,
+            dpd_delay=300,
+            kb=(KB_GRACEFUL, ("crash", 360.0, 360.0)),
+        ),
+        Profile(
+            "win2003-nlbsflags",
+            "KB 821839, Windows Server 2003 with NLBSFlags = 1: 1-minute idle timer (DPD 60 s) "
+            "plus about 1 minute of IKE (as win2000) = 2 min",
+            retransmit_timeout=4.0,
+            retransmit_base=2.0,
+            retransmit_tries=3,
+            dpd_delay=60,
+            kb=(KB_GRACEFUL, ("crash", 120.0, 120.0)),
         ),
     )
 }
@@ -103,6 +148,22 @@ def send_times(profile: Profile, jitter: bool = False) -> list[float]:
 def give_up_after(profile: Profile, jitter: bool = False) -> float:
     """Seconds from the first send of a request until charon declares the peer dead."""
     return sum(retransmit_timeouts(profile, jitter))
+
+
+@dataclass(frozen=True)
+class FaultParams:
+    """The emulated cluster's own timers, in seconds."""
+
+    cluster_delay: float = 1.0
+    """From a crash or link cut until the standby owns the VIP."""
+    freeze: float = 3.0
+    """How long a frozen charon stays stopped."""
+
+    def scaled(self, factor: float) -> FaultParams:
+        return FaultParams(self.cluster_delay * factor, self.freeze * factor)
+
+    def values(self) -> dict[str, float]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -152,10 +213,29 @@ def crash(profile: Profile, cluster_delay: float, resolution: float) -> Bounds:
     return Bounds(ends[0] - resolution, ends[1] + SETUP_ALLOWANCE_S + resolution)
 
 
-def predict(fault: str, profile: Profile, cluster_delay: float, resolution: float) -> Bounds:
+def freeze(profile: Profile, duration: float, resolution: float) -> Bounds:
+    """The owner's charon, and with it the userspace ESP datapath, stops for ``duration``;
+    everything queued in its sockets is answered when it continues."""
+    return Bounds(duration - resolution, duration + SETUP_ALLOWANCE_S + resolution)
+
+
+def graceful_noblock(profile: Profile, resolution: float) -> Bounds:
+    """A race: if fe's immediate re-initiation reaches the new owner it costs a retransmit
+    (graceful); if the old owner answers it first, fe builds an SA that the VIP move then
+    strands, and only DPD gets it out (a crash without cluster delay)."""
+    return Bounds(graceful(profile, resolution).lo, crash(profile, 0.0, resolution).hi)
+
+
+def predict(fault: str, profile: Profile, params: FaultParams, resolution: float) -> Bounds:
     """Predicted outage of ``fault`` (a name from harness.faults.FAULTS)."""
     if fault == "graceful":
         return graceful(profile, resolution)
-    if fault == "crash":
-        return crash(profile, cluster_delay, resolution)
+    if fault == "graceful-noblock":
+        return graceful_noblock(profile, resolution)
+    if fault in ("crash", "link-cut"):
+        return crash(profile, params.cluster_delay, resolution)
+    if fault == "reboot":
+        return crash(profile, 0.0, resolution)
+    if fault == "freeze":
+        return freeze(profile, params.freeze, resolution)
     raise ValueError(f"no prediction for fault {fault!r}")

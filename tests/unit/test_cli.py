@@ -28,14 +28,17 @@ def nothing_built(root: Path) -> bool:
 
 def test_unknown_fault(capsys: pytest.CaptureFixture[str], lab_root: Path) -> None:
     assert cli.main(["run", "--fault", "crsh"]) == 2
-    assert one_error_line(capsys) == "failover-lab: error: unknown fault 'crsh': choose one of graceful, crash"
+    assert one_error_line(capsys) == (
+        "failover-lab: error: unknown fault 'crsh': "
+        "choose one of graceful, graceful-noblock, crash, freeze, link-cut, reboot"
+    )
     assert nothing_built(lab_root)
 
 
 def test_unknown_profile(capsys: pytest.CaptureFixture[str], lab_root: Path) -> None:
     assert cli.main(["run", "--fault", "crash", "--profile", "slow"]) == 2
     line = one_error_line(capsys)
-    assert "unknown profile 'slow'" in line and "strongswan-default, fast" in line
+    assert "unknown profile 'slow'" in line and "strongswan-default, fast, win2000, win2003-nlbsflags" in line
     assert cli.main(["up", "--profile", "slow"]) == 2
     one_error_line(capsys)
     assert nothing_built(lab_root)
@@ -98,9 +101,21 @@ def test_down_without_labs(capsys: pytest.CaptureFixture[str]) -> None:
     assert "no lab is running" in one_error_line(capsys)
 
 
-@pytest.mark.parametrize("command", [[], ["up"], ["status"], ["run"], ["down"], ["clean"]])
+@pytest.mark.parametrize("command", [[], ["up"], ["status"], ["run"], ["demo"], ["report"], ["down"], ["clean"]])
 def test_help_everywhere(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         cli.main([*command, "--help"])
     assert exit_.value.code == 0
     assert "usage: failover-lab" in capsys.readouterr().out
+
+
+def test_bad_time_scale_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", "--fault", "crash", "--time-scale", "2"])
+    assert exit_.value.code == 2
+    assert "--time-scale" in one_error_line(capsys)
+
+
+def test_report_of_a_folder_without_results(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert "no results" in one_error_line(capsys)

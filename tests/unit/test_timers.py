@@ -73,11 +73,64 @@ def test_crash_without_dpd_is_refused() -> None:
 def test_unknown_profile_lists_the_valid_names() -> None:
     with pytest.raises(UsageError) as error:
         timers.profile("fastest")
-    assert str(error.value) == "unknown profile 'fastest': choose one of strongswan-default, fast"
+    assert str(error.value) == (
+        "unknown profile 'fastest': choose one of strongswan-default, fast, win2000, win2003-nlbsflags"
+    )
 
 
 def test_every_fault_has_a_prediction() -> None:
     from harness.faults import FAULTS
 
     for fault in FAULTS:
-        assert timers.predict(fault, FAST, 1.0, 0.01).lo > 0
+        assert timers.predict(fault, FAST, timers.FaultParams(), 0.01).lo > 0
+
+
+def test_kb_profiles_predict_the_kb_figures_at_scale_one() -> None:
+    # KB 821839: 6 min after a crash on Windows 2000, 2 min on Windows 2003 with NLBSFlags = 1,
+    # 3-6 s after a graceful move.
+    for name, minutes in (("win2000", 6), ("win2003-nlbsflags", 2)):
+        profile = timers.profile(name)
+        crash = timers.crash(profile, cluster_delay=1.0, resolution=0)
+        assert crash.lo <= 60 * minutes <= crash.hi
+        assert profile.kb_outage("crash") == (60.0 * minutes, 60.0 * minutes)
+        assert 3 <= timers.graceful(profile, 0).lo <= timers.graceful(profile, 0).hi <= 6
+        assert timers.give_up_after(profile) == 60.0  # "about 1 min of IKE renegotiation"
+
+
+def test_scaling_multiplies_every_timer_and_rounds_dpd_to_seconds() -> None:
+    scaled = timers.profile("win2000").scaled(1 / 30)
+    assert scaled.time_scale == pytest.approx(1 / 30)
+    assert scaled.retransmit_timeout == pytest.approx(4 / 30)
+    assert scaled.dpd_delay == 10
+    assert timers.give_up_after(scaled) == pytest.approx(2.0)
+    assert timers.profile("fast").scaled(1 / 30).dpd_delay == 1  # never below a whole second
+    assert timers.profile("strongswan-default").scaled(0.5).scaled(0.5).time_scale == 0.25
+    with pytest.raises(UsageError):
+        FAST.scaled(0)
+
+
+def test_scaled_crash_of_win2003_hand_worked() -> None:
+    scaled = timers.profile("win2003-nlbsflags").scaled(1 / 30)
+    params = timers.FaultParams().scaled(1 / 30)
+    bounds = timers.predict("crash", scaled, params, resolution=0)
+    # DPD 2 s +-1 s, then 4/30 s x (1 + 2 + 4 + 8) = 2 s of retransmissions.
+    assert bounds.lo == pytest.approx(1 + 2)
+    assert bounds.hi == pytest.approx(3 + 2 + timers.SETUP_ALLOWANCE_S)
+
+
+def test_link_cut_and_reboot_are_found_like_a_crash() -> None:
+    params = timers.FaultParams(cluster_delay=1.0)
+    assert timers.predict("link-cut", FAST, params, 0.01) == timers.predict("crash", FAST, params, 0.01)
+    assert timers.predict("reboot", FAST, params, 0.01) == timers.crash(FAST, 0.0, 0.01)
+
+
+def test_freeze_costs_its_duration() -> None:
+    bounds = timers.predict("freeze", FAST, timers.FaultParams(freeze=8.0), 0.01)
+    assert bounds.lo == pytest.approx(7.99)
+    assert bounds.hi == pytest.approx(8.0 + timers.SETUP_ALLOWANCE_S + 0.01)
+
+
+def test_graceful_without_blocking_spans_both_outcomes_of_the_race() -> None:
+    bounds = timers.predict("graceful-noblock", FAST, timers.FaultParams(), 0.01)
+    assert bounds.lo == timers.graceful(FAST, 0.01).lo
+    assert bounds.hi == timers.crash(FAST, 0.0, 0.01).hi

@@ -1,0 +1,112 @@
+"""Where an outage goes: detection, negotiation and data, from fe's vici events and charon log.
+
+detection    fault -> fe's IKE SA with the failed peer goes down (DELETE received, or DPD and
+             its retransmissions gave up); absent when fe never noticed (a short freeze)
+negotiation  -> the CHILD_SA that carries traffic again is installed (the last one before
+             recovery: in a race fe may first build an SA that is stranded at once)
+data         -> every service answers again
+
+The three telescope from the fault to the recovery, so they sum to the outage within the probe
+resolution (the outage starts at the last answer before the fault, not at the fault).
+
+Owns: parsing fe's charon log and the Phases value. Not: collecting the events.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from harness.strongswan import SaEvent
+
+LOG_LINE = re.compile(r"^(\d+\.\d+) \d+\[\w+\] (.*)$")
+LOG_EVENTS = {
+    "dpd": re.compile(r"^sending DPD request"),
+    "retransmit": re.compile(r"^retransmit \d+ of request"),
+    "gave-up": re.compile(r"^giving up after \d+ retransmits"),
+    "delete": re.compile(r"^received DELETE for IKE_SA"),
+    "initiate": re.compile(r"^initiating IKE_SA"),
+    "ike-established": re.compile(r"^IKE_SA \S+ established"),
+    "child-established": re.compile(r"^CHILD_SA \S+ established"),
+}
+LOG_SLACK_S = 0.002
+"""charon stamps its log in milliseconds; a log line may look up to this much later than the
+vici event it caused."""
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """A line of fe's charon log that matters for failover, on the monotonic clock."""
+
+    t: float
+    kind: str
+    text: str
+
+
+def parse_log(text: str, wall_to_monotonic: float, since: float) -> list[LogEvent]:
+    """Interesting lines of a charon log (``time_format = %s`` with ms) at or after ``since``
+    (monotonic); ``wall_to_monotonic`` is added to the log's epoch stamps."""
+    events = []
+    for line in text.splitlines():
+        match = LOG_LINE.match(line)
+        if not match:
+            continue
+        t = float(match.group(1)) + wall_to_monotonic
+        message = match.group(2).strip()
+        for kind, pattern in LOG_EVENTS.items():
+            if t >= since and pattern.match(message):
+                events.append(LogEvent(t, kind, message))
+    return events
+
+
+@dataclass(frozen=True)
+class Phases:
+    """Seconds spent in each phase (None when the phase did not happen)."""
+
+    detection: float | None
+    negotiation: float | None
+    data: float | None
+    detected_by: str | None
+    """"DELETE" or "DPD"; None if fe never noticed."""
+    negotiated_with: str | None
+    """The back-end that answered the recovering negotiation."""
+    dpd_requests: int
+    retransmits: int
+
+    def total(self) -> float:
+        return sum(p for p in (self.detection, self.negotiation, self.data) if p is not None)
+
+
+def _last(events: Iterable[SaEvent], kind: str, up: bool, after: float, until: float) -> SaEvent | None:
+    matching = [e for e in events if e.kind == kind and e.up == up and after < e.t <= until]
+    return matching[-1] if matching else None
+
+
+def breakdown(
+    t_fault: float,
+    t_recovered: float | None,
+    sa_events: Sequence[SaEvent],
+    log_events: Sequence[LogEvent],
+    negotiated_with: str | None,
+) -> Phases:
+    end = t_recovered if t_recovered is not None else max([t_fault, *(e.t for e in sa_events)])
+    child_up = _last(sa_events, "child", True, t_fault, end)
+    ike_down = _last(sa_events, "ike", False, t_fault, child_up.t if child_up else end)
+    detected_by = None
+    if ike_down is not None:
+        causes = [e for e in log_events if e.kind in ("delete", "gave-up") and e.t <= ike_down.t + LOG_SLACK_S]
+        if causes:
+            detected_by = "DELETE" if causes[-1].kind == "delete" else "DPD"
+    detected = ike_down.t if ike_down is not None else t_fault
+    installed = child_up.t if child_up is not None else detected
+    window = [e for e in log_events if t_fault <= e.t <= end + LOG_SLACK_S]
+    return Phases(
+        detection=detected - t_fault if ike_down is not None else None,
+        negotiation=installed - detected if child_up is not None else None,
+        data=t_recovered - installed if t_recovered is not None else None,
+        detected_by=detected_by,
+        negotiated_with=negotiated_with if child_up is not None else None,
+        dpd_requests=sum(e.kind == "dpd" for e in window),
+        retransmits=sum(e.kind == "retransmit" for e in window),
+    )

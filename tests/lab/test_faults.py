@@ -1,0 +1,90 @@
+"""Every fault on a real lab, measured against the bounds its timers predict."""
+
+import pytest
+
+from harness import faults, lab, measure, strongswan, timers
+from harness.measure import Outcome
+
+NEW_OWNER = {
+    "graceful": "be2",
+    "graceful-noblock": "be2",
+    "crash": "be2",
+    "link-cut": "be2",
+    "freeze": "be1",
+    "reboot": "be1",
+}
+DETECTED_BY = {
+    "graceful": {"DELETE"},
+    "graceful-noblock": {"DPD", "DELETE"},  # DPD when fe's re-initiation won the race with the old owner
+    "crash": {"DPD"},
+    "link-cut": {"DPD"},
+    "freeze": {None},  # 3 s is shorter than fast's 4-6 s detection: the SA survives
+    "reboot": {"DPD"},
+}
+
+
+def assert_within_prediction(outcome: Outcome) -> None:
+    for service, outage in outcome.outages.items():
+        bounds = outcome.predicted_for(outage)
+        assert outage.seconds is not None, f"{service} never recovered"
+        assert outage.seconds in bounds, f"{service}: {outage.seconds:.3f} s outside {bounds}"
+
+
+def assert_clean_wire(outcome: Outcome) -> None:
+    assert outcome.plaintext_packets == 0
+    assert outcome.capture_dropped == 0 and outcome.wire_packets > 0
+
+
+def assert_phases_sum_to_the_outage(outcome: Outcome) -> None:
+    assert outcome.outage_s is not None
+    assert outcome.phases.total() == pytest.approx(outcome.outage_s, abs=outcome.resolution_s)
+
+
+def test_fault_matrix_covers_every_fault() -> None:
+    assert set(NEW_OWNER) == set(DETECTED_BY) == set(faults.FAULTS)
+
+
+@pytest.mark.parametrize("fault", list(faults.FAULTS))
+def test_fault_with_fast_recovers_within_the_prediction(fault: str, fast_lab: lab.Lab) -> None:
+    outcome = measure.run(fast_lab, fault)
+    assert (outcome.old_owner, outcome.new_owner) == ("be1", NEW_OWNER[fault])
+    assert_within_prediction(outcome)
+    assert_clean_wire(outcome)
+    assert_phases_sum_to_the_outage(outcome)
+    assert outcome.phases.detected_by in DETECTED_BY[fault]
+    if outcome.phases.detected_by is not None:
+        assert outcome.phases.negotiated_with == NEW_OWNER[fault]
+    if fault == "graceful":
+        # fe got the DELETE, re-initiated at once into the blocked old owner and reached the new
+        # one with its first retransmission.
+        assert outcome.outage_s is not None and outcome.outage_s < 2.0
+        assert outcome.phases.retransmits == 1
+    if outcome.phases.detected_by == "DPD":
+        profile = fast_lab.profile
+        assert outcome.phases.dpd_requests >= 1
+        assert outcome.phases.retransmits >= profile.retransmit_tries
+    # The undo left a healthy lab: every back-end's charon answers and the VIP has one owner.
+    for name in ("be1", "be2"):
+        assert strongswan.version(fast_lab.nodes[name])
+    assert fast_lab.vip_owner() == NEW_OWNER[fault]
+
+
+def test_a_lab_undone_after_a_crash_measures_the_next_fault(fast_lab: lab.Lab) -> None:
+    measure.run(fast_lab, "crash")
+    again = measure.run(fast_lab, "graceful")
+    assert (again.old_owner, again.new_owner) == ("be2", "be1")
+    assert_within_prediction(again)
+    assert_clean_wire(again)
+
+
+@pytest.mark.parametrize("fault", ["graceful", "crash"])
+def test_windows_2003_profile_at_a_time_scale(fault: str) -> None:
+    profile = timers.profile("win2003-nlbsflags").scaled(1 / 30)
+    params = timers.FaultParams().scaled(1 / 30)
+    with lab.running(profile) as running:
+        outcome = measure.run(running, fault, params)
+    assert outcome.new_owner == "be2"
+    assert_within_prediction(outcome)
+    assert_clean_wire(outcome)
+    assert_phases_sum_to_the_outage(outcome)
+    assert outcome.phases.detected_by == ("DELETE" if fault == "graceful" else "DPD")

@@ -1,0 +1,87 @@
+"""Phase breakdown from synthetic SA events and charon log lines."""
+
+import pytest
+
+from harness.phases import breakdown, parse_log
+from harness.strongswan import SaEvent
+
+LOG = """\
+1000.100 08[IKE] sending DPD request
+1000.100 08[ENC] generating INFORMATIONAL request 2 [ ]
+1001.100 13[IKE] retransmit 1 of request with message ID 2
+1002.100 09[IKE] retransmit 2 of request with message ID 2
+1003.100 14[IKE] giving up after 2 retransmits
+1003.100 14[IKE] initiating IKE_SA vip[2] to 198.18.0.100
+1003.104 12[IKE] IKE_SA vip[2] established between 198.18.0.10[fe]...198.18.0.100[vip]
+1003.104 12[IKE] CHILD_SA svc{3} established with SPIs 3100ba1a_i 257061f4_o
+not a log line
+"""
+WALL_TO_MONO = -900.0  # log epoch 1000.0 is 100.0 on the monotonic clock
+
+
+def event(t: float, kind: str, up: bool) -> SaEvent:
+    return SaEvent(t, kind, up, "1", "198.18.0.100")
+
+
+def test_parse_log_keeps_failover_lines_on_the_monotonic_clock() -> None:
+    events = parse_log(LOG, WALL_TO_MONO, since=100.0)
+    assert [e.kind for e in events] == [
+        "dpd",
+        "retransmit",
+        "retransmit",
+        "gave-up",
+        "initiate",
+        "ike-established",
+        "child-established",
+    ]
+    assert events[0].t == pytest.approx(100.1)
+    assert parse_log(LOG, WALL_TO_MONO, since=102.0)[0].kind == "retransmit"
+
+
+def test_crash_breakdown_detected_by_dpd() -> None:
+    t_fault = 98.0
+    sa = [
+        event(90, "ike", True),
+        event(103.101, "ike", False),
+        event(103.105, "ike", True),
+        event(103.105, "child", True),
+    ]
+    phases = breakdown(t_fault, 103.12, sa, parse_log(LOG, WALL_TO_MONO, t_fault), "be2")
+    assert phases.detection == pytest.approx(5.101)
+    assert phases.negotiation == pytest.approx(0.004)
+    assert phases.data == pytest.approx(0.015)
+    assert phases.total() == pytest.approx(103.12 - t_fault)
+    assert (phases.detected_by, phases.negotiated_with) == ("DPD", "be2")
+    assert (phases.dpd_requests, phases.retransmits) == (1, 2)
+
+
+def test_the_last_negotiation_before_recovery_counts_in_a_race() -> None:
+    log = "200.003 13[IKE] received DELETE for IKE_SA vip[1]\n"
+    sa = [
+        event(200.003, "ike", False),
+        event(200.007, "child", True),  # won the race with the old owner ...
+        event(205.009, "ike", False),  # ... stranded by the VIP move, found by DPD
+        event(205.015, "child", True),
+    ]
+    log += "205.009 14[IKE] giving up after 2 retransmits\n"
+    phases = breakdown(200.0, 205.04, sa, parse_log(log, 0.0, 199.0), "be2")
+    assert phases.detection == pytest.approx(5.009)
+    assert phases.negotiation == pytest.approx(0.006)
+    assert phases.detected_by == "DPD"
+
+
+def test_a_short_freeze_is_never_detected() -> None:
+    phases = breakdown(10.0, 13.03, [event(5.0, "child", True)], [], "be1")
+    assert (phases.detection, phases.negotiation, phases.detected_by, phases.negotiated_with) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert phases.data == pytest.approx(3.03)
+
+
+def test_no_recovery_leaves_data_open() -> None:
+    phases = breakdown(10.0, None, [event(12.0, "ike", False)], [], None)
+    assert phases.detection == pytest.approx(2.0)
+    assert phases.data is None and phases.negotiation is None
