@@ -13,6 +13,7 @@ import argparse
 import json
 import signal
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from harness import faults, lab, measure, registry, report, timers
+from harness import faults, lab, measure, registry, report, timers, userfiles
 from harness.backends import BACKENDS, backend
 from harness.errors import LabError, UsageError
 
@@ -95,8 +96,14 @@ def parser() -> Parser:
             help="seconds a frozen charon stays stopped, before scaling (default 3)",
         )
 
+    def profile_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--profile", default="fast", help=f"timer profile: {profiles} (default fast)")
+        command.add_argument(
+            "--profiles", type=Path, help="a YAML file of your own profiles (see README), usable with --profile"
+        )
+
     up = commands.add_parser("up", help="bring a lab up and leave it running")
-    up.add_argument("--profile", default="fast", help=f"timer profile: {profiles}")
+    profile_options(up)
     common(up)
     status = commands.add_parser("status", help="nodes, VIP owner and SAs of every running lab")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -107,7 +114,7 @@ def parser() -> Parser:
         required=True,
         help=f"fault(s) to inject, repeatable or comma-separated: {', '.join(faults.FAULTS)}",
     )
-    run.add_argument("--profile", default="fast", help=f"timer profile: {profiles}")
+    profile_options(run)
     run.add_argument("--repeat", type=int, default=1, help="runs per fault, each on a fresh lab (default 1)")
     timing(run, "1", "multiply every timer by this, e.g. 1/30 (default 1)")
     run.add_argument("--json", type=Path, help="write the results (a JSON list, one object per run) here")
@@ -173,6 +180,7 @@ def measure_runs(
         scaled_params = params.scaled(profile.time_scale)
         bounds = timers.predict(fault, profile, scaled_params, 0)
         for _ in range(repeat):
+            started = time.monotonic()
             with lab.running(profile, backend_name) as running:
                 title = f"{fault} / {profile.name}"
                 console.print(
@@ -181,8 +189,15 @@ def measure_runs(
                 )
                 with progress_reporter(title) as reporter:
                     outcome = measure.run(running, fault, scaled_params, reporter)
-                results.append(report.to_json(outcome))
+            result = report.to_json(outcome)
+            result["run_wall_s"] = round(time.monotonic() - started, 3)
+            results.append(result)
     return results
+
+
+def _profile(arguments: argparse.Namespace) -> timers.Profile:
+    user = userfiles.load_profiles(arguments.profiles) if arguments.profiles else None
+    return timers.profile(arguments.profile, user)
 
 
 def _params(arguments: argparse.Namespace) -> timers.FaultParams:
@@ -190,7 +205,7 @@ def _params(arguments: argparse.Namespace) -> timers.FaultParams:
 
 
 def cmd_up(arguments: argparse.Namespace) -> int:
-    profile = timers.profile(arguments.profile)
+    profile = _profile(arguments)
     with lab.running(profile, arguments.backend, keep=True) as running:
         topology = running.topology
         console.print(
@@ -228,7 +243,7 @@ def cmd_status(arguments: argparse.Namespace) -> int:
 
 def cmd_run(arguments: argparse.Namespace) -> int:
     names = [name for text in arguments.fault for name in _faults(text)]
-    profile = timers.profile(arguments.profile).scaled(arguments.time_scale)
+    profile = _profile(arguments).scaled(arguments.time_scale)
     backend(arguments.backend)
     results = measure_runs(
         [(profile, fault) for fault in names], _params(arguments), arguments.repeat, arguments.backend

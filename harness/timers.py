@@ -18,6 +18,7 @@ Not: rendering them into strongSwan's configuration (harness.strongswan).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
 from harness.errors import UsageError
@@ -118,11 +119,13 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def profile(name: str) -> Profile:
+def profile(name: str, user: Mapping[str, Profile] | None = None) -> Profile:
+    """A built-in profile, or one of ``user`` (loaded from a profiles file)."""
+    known = {**PROFILES, **(user or {})}
     try:
-        return PROFILES[name]
+        return known[name]
     except KeyError:
-        raise UsageError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)}") from None
+        raise UsageError(f"unknown profile {name!r}: choose one of {', '.join(known)}") from None
 
 
 def retransmit_timeouts(profile: Profile, jitter: bool = False) -> list[float]:

@@ -1,8 +1,8 @@
 """Real labs: SAs, secrets, the wire capture, the fail-closed guard, teardown and the CLI."""
 
 import json
-import re
 import os
+import re
 import signal
 import stat
 import subprocess

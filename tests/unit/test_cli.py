@@ -119,3 +119,14 @@ def test_bad_time_scale_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 def test_report_of_a_folder_without_results(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert cli.main(["report", str(tmp_path)]) == 2
     assert "no results" in one_error_line(capsys)
+
+
+def test_broken_profiles_file_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, lab_root: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("profiles:\n  slow:\n    dpd_delay: soon\n")
+    assert cli.main(["run", "--fault", "crash", "--profiles", str(path), "--profile", "slow"]) == 2
+    assert (
+        one_error_line(capsys)
+        == f"failover-lab: error: {path}: profiles.slow.dpd_delay: must be a whole number, got 'soon'"
+    )
+    assert nothing_built(lab_root)

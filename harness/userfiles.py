@@ -1,0 +1,129 @@
+"""Files users write: timer profiles in YAML, parsed strictly at the boundary with pydantic.
+
+Every problem becomes one UsageError line naming the file, the field path, what is wrong and
+what is allowed, e.g. ``my.yaml: profiles.slow.dpd_delay: must be >= 0, got -1``.
+
+    profiles:
+      cautious:
+        description: DPD every 10 s, strongSwan's retransmissions
+        dpd_delay: 10
+        retransmit_timeout: 4
+        retransmit_base: 1.8
+        retransmit_tries: 5
+
+Owns: reading YAML and turning validation errors into one line. Not: what a profile predicts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from harness.errors import UsageError
+from harness.timers import PROFILES, Profile
+
+ProfileName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+
+
+class ProfileModel(BaseModel):
+    """One profile; omitted timers take strongSwan's documented defaults (DPD 30 s)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    description: str = ""
+    retransmit_timeout: float = Field(4.0, gt=0, le=3600)
+    retransmit_base: float = Field(1.8, ge=1, le=10)
+    retransmit_tries: int = Field(5, ge=0, le=30)
+    retransmit_jitter: float = Field(0.0, ge=0, lt=100)
+    retransmit_limit: float = Field(0.0, ge=0)
+    dpd_delay: int = Field(30, ge=0, le=86400)
+
+
+class ProfilesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    profiles: dict[ProfileName, ProfileModel] = Field(min_length=1)
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read it: {error.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "cannot be parsed"
+        raise UsageError(f"{path}: not valid YAML{where}: {problem}") from None
+
+
+MESSAGES = {
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "less_than": "must be < {lt}",
+    "int_type": "must be a whole number",
+    "float_type": "must be a number",
+    "string_type": "must be text",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "too_short": "must not be empty",
+    "string_pattern_mismatch": "must match {pattern}",
+}
+
+
+def error_line(path: Path, error: ValidationError, model: type[BaseModel]) -> str:
+    """The first validation problem as one line (with how many more there are); unknown keys
+    (usually typos) are reported before anything else."""
+    problems = sorted(error.errors(), key=lambda problem: problem["type"] != "extra_forbidden")
+    first = problems[0]
+    parts = [str(part) for part in first["loc"]]
+    naming = "[key]" in parts
+    location = ".".join(part for part in parts if part != "[key]") or "(top level)"
+    if first["type"] == "extra_forbidden":
+        allowed = ", ".join(_fields_at(model, first["loc"][:-1]))
+        message = f"unknown key; allowed are {allowed}"
+    elif first["type"] == "missing":
+        message = "is required"
+    else:
+        template = MESSAGES.get(first["type"])
+        message = template.format(**first.get("ctx", {})) if template else first["msg"]
+        message = f"{'name ' if naming else ''}{message}, got {first.get('input')!r}"
+    more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+    return f"{path}: {location}: {message}{more}"
+
+
+def _fields_at(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
+    """Field names of the model reached by following ``location`` (dict keys are skipped)."""
+    for part in location:
+        if not isinstance(part, str) or part not in model.model_fields:
+            continue
+        annotation = model.model_fields[part].annotation
+        for candidate in getattr(annotation, "__args__", (annotation,)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+    return list(model.model_fields)
+
+
+def load_profiles(path: Path) -> dict[str, Profile]:
+    """User profiles from a YAML file; names must not shadow the built-in ones."""
+    data = read_yaml(path)
+    if data is None:
+        raise UsageError(f"{path}: the file is empty; it needs a 'profiles' mapping")
+    try:
+        parsed = ProfilesFile.model_validate(data)
+    except ValidationError as error:
+        raise UsageError(error_line(path, error, ProfilesFile)) from None
+    profiles = {}
+    for name, model in parsed.profiles.items():
+        if name in PROFILES:
+            raise UsageError(f"{path}: profiles.{name}: is a built-in profile; choose another name")
+        profiles[name] = Profile(
+            name, model.description or f"from {path.name}", **model.model_dump(exclude={"description"})
+        )
+    return profiles

@@ -1,0 +1,41 @@
+"""User profile files: valid ones load, every broken one gives its golden one-line error.
+
+Golden files: tests/unit/errors/profiles/<case>.yaml and <case>.txt (the expected message, with
+the file shown as FILE). Regenerate after an intended change with UPDATE_GOLDEN=1.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from harness import timers, userfiles
+from harness.errors import UsageError
+
+CASES = sorted((Path(__file__).parent / "errors" / "profiles").glob("*.yaml"))
+
+
+def test_a_valid_file_loads_with_strongswan_defaults_for_omitted_timers(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("profiles:\n  cautious:\n    dpd_delay: 10\n    retransmit_timeout: 2\n")
+    profile = userfiles.load_profiles(path)["cautious"]
+    assert (profile.dpd_delay, profile.retransmit_timeout, profile.retransmit_base) == (10, 2.0, 1.8)
+    assert timers.profile("cautious", {"cautious": profile}) is profile
+    assert timers.crash(profile, 1.0, 0).lo == pytest.approx(9 + timers.give_up_after(profile))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.stem for case in CASES])
+def test_broken_profile_files_give_one_golden_line(case: Path) -> None:
+    with pytest.raises(UsageError) as error:
+        userfiles.load_profiles(case)
+    message = str(error.value).replace(str(case), "FILE")
+    assert "\n" not in message
+    golden = case.with_suffix(".txt")
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_text(message + "\n")
+    assert message == golden.read_text().rstrip("\n")
+
+
+def test_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot read it"):
+        userfiles.load_profiles(tmp_path / "nope.yaml")
