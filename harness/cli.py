@@ -141,7 +141,7 @@ def parser() -> Parser:
 
 
 @contextmanager
-def progress_reporter(title: str) -> Iterator[measure.Reporter]:
+def progress_reporter(title: str, predicted: float) -> Iterator[measure.Reporter]:
     """A live bar of elapsed vs predicted time and the current phase on a terminal; on anything
     else one plain line per phase change."""
     if console.is_terminal:
@@ -152,7 +152,7 @@ def progress_reporter(title: str) -> Iterator[measure.Reporter]:
             console=console,
             transient=True,
         ) as bar:
-            task = bar.add_task(title, total=None, phase="")
+            task = bar.add_task(title, total=predicted, phase="detection")
 
             def live(state: measure.Progress) -> None:
                 bar.update(task, total=state.predicted.hi, completed=state.elapsed, phase=state.phase)
@@ -187,7 +187,7 @@ def measure_runs(
                     f"{title} on lab {running.topology.name}: predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s",
                     highlight=False,
                 )
-                with progress_reporter(title) as reporter:
+                with progress_reporter(title, bounds.hi) as reporter:
                     outcome = measure.run(running, fault, scaled_params, reporter)
             result = report.to_json(outcome)
             result["run_wall_s"] = round(time.monotonic() - started, 3)

@@ -1,10 +1,12 @@
 """Bad input and unfit environments: one line, exit 2, nothing built."""
 
+import io
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
-from harness import cli, registry, strongswan
+from harness import cli, measure, registry, strongswan, timers
 from harness.backends.netns import NetnsBackend
 
 
@@ -130,3 +132,19 @@ def test_broken_profiles_file_is_one_line(capsys: pytest.CaptureFixture[str], tm
         == f"failover-lab: error: {path}: profiles.slow.dpd_delay: must be a whole number, got 'soon'"
     )
     assert nothing_built(lab_root)
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_reporter_on_and_off_a_terminal(
+    terminal: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    buffer = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=buffer, force_terminal=terminal, width=120))
+    bounds = timers.Bounds(4.0, 6.1)
+    with cli.progress_reporter("crash / fast", bounds.hi) as report:
+        for elapsed, phase in ((0.1, "detection"), (4.8, "negotiation"), (4.9, "data")):
+            report(measure.Progress(elapsed, bounds, phase))
+    shown = buffer.getvalue() + capsys.readouterr().out
+    assert "data" in shown
+    if not terminal:
+        assert shown.count("crash / fast:") == 3  # one plain line per phase
