@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Install what failover-lab needs on a Debian machine (as root) and run it.
 #   ./quickstart.sh demo   reproduce KB 821839: graceful move and crash per timer profile, report folder
-#   ./quickstart.sh test   lint, type checks, unit tests and the real lab tests
+#   ./quickstart.sh test   lint, type checks, unit tests and the real lab tests, on network
+#                          namespaces and on Docker (FAILOVER_LAB_DOCKER=0: namespaces only)
 # Idempotent: apt packages are installed only when missing, the venv (.venv) is reused.
+# Without a running Docker engine, `test` starts one by hand (leaving the host's firewall and
+# sysctls alone), builds the Debian base images from the apt mirror (no registry needed) and
+# stops the engine by its PID when it ends, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
   libstrongswan-extra-plugins libcharon-extra-plugins iproute2 iputils-arping nftables tcpdump)
+DOCKER_PACKAGES=(docker.io docker-compose debootstrap)
+DOCKER_STATE=/var/lib/failover-lab-docker
 
 die() { echo "quickstart: $*" >&2; exit 2; }
 
@@ -16,7 +22,7 @@ command -v apt-get >/dev/null || die "this script needs Debian's apt-get; instal
 
 install_system() {
   local missing=()
-  for package in "${APT_PACKAGES[@]}"; do
+  for package in "${APT_PACKAGES[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
   done
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
@@ -46,18 +52,50 @@ install_python() {
   .venv/bin/python -c 'import harness.cli' || die "the Python environment in .venv is broken: remove .venv and retry"
 }
 
-install_system
+engine_answers() { timeout 5 docker version >/dev/null 2>&1; }
+
+start_docker() {
+  # Use the engine that runs; else start dockerd by hand and stop it (by PID) when we exit.
+  engine_answers && return 0
+  mkdir -p "$DOCKER_STATE"
+  echo "quickstart: starting dockerd (data in $DOCKER_STATE)"
+  dockerd --data-root "$DOCKER_STATE/data" --exec-root "$DOCKER_STATE/exec" --pidfile "$DOCKER_STATE/dockerd.pid" \
+    --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none \
+    --default-address-pool base=198.19.0.0/16,size=24 >"$DOCKER_STATE/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  trap 'kill "$DOCKERD_PID" 2>/dev/null; wait "$DOCKERD_PID" 2>/dev/null' EXIT
+  for _ in $(seq 60); do engine_answers && return 0; sleep 0.5; done
+  tail -n 5 "$DOCKER_STATE/dockerd.log" >&2
+  die "dockerd did not answer within 30 s (log: $DOCKER_STATE/dockerd.log)"
+}
+
+docker_tests=${FAILOVER_LAB_DOCKER:-1}
+command=${1:-demo}
+if [ "$command" = test ] && [ "$docker_tests" = 1 ]; then
+  install_system "${DOCKER_PACKAGES[@]}"
+else
+  install_system
+fi
 install_python
 
-case "${1:-demo}" in
+case "$command" in
   demo)
-    exec .venv/bin/failover-lab demo --out results/demo
+    exec .venv/bin/failover-lab demo --backend netns --out results/demo
     ;;
   test)
     .venv/bin/ruff check harness tests bench
     .venv/bin/ruff format --check harness tests bench
     .venv/bin/mypy
-    FAILOVER_LAB_REQUIRE_LAB=1 exec .venv/bin/pytest tests
+    backends=(--lab-backend netns)
+    if [ "$docker_tests" = 1 ]; then
+      start_docker
+      lab/base-image.sh trixie
+      lab/base-image.sh bookworm
+      # A TLS-inspecting proxy's CAs, for pip inside the harness image build.
+      cp /usr/local/share/ca-certificates/*.crt lab/ca-certificates/ 2>/dev/null || true
+      backends+=(--lab-backend docker --lab-backend docker:bookworm)
+    fi
+    FAILOVER_LAB_REQUIRE_LAB=1 .venv/bin/pytest tests "${backends[@]}"
     ;;
   *)
     die "unknown command '$1': use demo or test"

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from harness import faults, lab, measure, registry, report, timers, userfiles
-from harness.backends import BACKENDS, backend
+from harness.backends import AUTO, BACKENDS, backend
 from harness.errors import LabError, UsageError
 
 console = Console()
@@ -78,7 +78,10 @@ def parser() -> Parser:
 
     def common(command: argparse.ArgumentParser) -> None:
         command.add_argument(
-            "--backend", default="netns", help=f"where the lab runs: {', '.join(BACKENDS)} (default netns)"
+            "--backend",
+            default=AUTO,
+            help=f"where the lab runs: {', '.join(BACKENDS)}, or {AUTO} (default: docker when an engine "
+            "answers, else netns)",
         )
 
     def timing(command: argparse.ArgumentParser, scale_default: str, scale_help: str) -> None:

@@ -58,6 +58,8 @@ class Injected:
     t_fault: float
     old_owner: str
     new_owner: str
+    t_vip: float | None = None
+    """When the new owner had the VIP configured (None if the VIP did not move)."""
 
 
 def take_vip(node: Node, topology: Topology) -> Process:
@@ -94,7 +96,7 @@ def _move_vip(lab: Lab, old: str, new: str, block_new_ike: bool, kind: str) -> I
         release_vip(old_node, lab.topology)
         announce = take_vip(new_node, lab.topology)
         try:
-            yield Injected(kind, t_fault, old, new)
+            yield Injected(kind, t_fault, old, new, time.monotonic())
         finally:
             announce.stop()
             strongswan.terminate_all(old_node)  # a new SA the old owner won in the race
@@ -128,7 +130,7 @@ def crash(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     _wait_until(t_fault + params.cluster_delay)
     announce = take_vip(new_node, lab.topology)
     try:
-        yield Injected("crash", t_fault, old, new)
+        yield Injected("crash", t_fault, old, new, time.monotonic())
     finally:
         announce.stop()
         release_vip(old_node, lab.topology)
@@ -146,7 +148,7 @@ def link_cut(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     _wait_until(t_fault + params.cluster_delay)
     announce = take_vip(new_node, lab.topology)
     try:
-        yield Injected("link-cut", t_fault, old, new)
+        yield Injected("link-cut", t_fault, old, new, time.monotonic())
     finally:
         announce.stop()
         strongswan.terminate_all(old_node)  # its SA with fe died with the link

@@ -29,7 +29,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 
 from harness import guard, registry, strongswan
 from harness.backends import Backend, backend
-from harness.errors import LabError, UsageError
+from harness.errors import LabError
 from harness.node import Node, Process
 from harness.strongswan import EventRecorder
 from harness.timers import Profile
@@ -125,29 +125,14 @@ def last_words(node: Node) -> str:
     return "no output"
 
 
-def check_strongswan() -> None:
-    """Refuse to start without charon and every plugin the lab loads, naming the packages."""
-    if not Path(strongswan.CHARON).exists():
-        raise UsageError(f"strongSwan is not installed: apt-get install {strongswan.PACKAGES}")
-    if not Path(strongswan.LIBIPSEC_PLUGIN).exists():
-        raise UsageError(
-            "strongSwan's userspace datapath (kernel-libipsec) is missing: "
-            "apt-get install libcharon-extra-plugins, or use --backend docker"
-        )
-    missing = [name for name in strongswan.PLUGINS.split() if not strongswan.plugin_path(name).exists()]
-    if missing:
-        raise UsageError(f"strongSwan plugins {', '.join(missing)} are missing: apt-get install {strongswan.PACKAGES}")
-
-
 @contextlib.contextmanager
 def running(profile: Profile, backend_name: str = "netns", keep: bool = False) -> Iterator[Lab]:
     """A lab with fe's CHILD_SA to the VIP installed, torn down when the block exits; with
     ``keep`` it is left running if the block succeeds (`failover-lab up`)."""
     lab_backend = backend(backend_name)
     lab_backend.check()
-    check_strongswan()
     with contextlib.ExitStack() as undo:
-        state = registry.allocate(backend_name, profile.name)
+        state = registry.allocate(lab_backend.name, profile.name)
         topology = state.topology
         undo.callback(registry.remove, lab_backend, topology.qualified)
         lab = _bring_up(lab_backend, topology, registry.directory(topology.qualified), profile, undo)
@@ -199,6 +184,7 @@ def status(state: registry.State) -> dict[str, Any]:
     report: dict[str, Any] = {
         "name": topology.name,
         "profile": state.profile,
+        "backend": state.backend,
         "owner": None if state.owner is None else state.owner.pid,
         "vip": topology.vip,
         "nodes": {},

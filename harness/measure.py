@@ -65,6 +65,8 @@ class Outcome:
     outages: dict[str, probe.Outage]
     predicted: timers.Bounds
     phases: Phases
+    vip_moved: float | None = None
+    """Seconds from the fault until the new owner had the VIP (None if it did not move)."""
     events: list[SaEvent] = field(default_factory=list)
     log_events: list[LogEvent] = field(default_factory=list)
     plaintext_packets: int = 0
@@ -92,7 +94,7 @@ class Outcome:
 
     def predicted_for(self, outage: probe.Outage) -> timers.Bounds:
         """The prediction with this service's own probe resolution as tolerance."""
-        return timers.predict(self.fault, self.profile, self.params, outage.resolution)
+        return timers.predict(self.fault, self.profile, self.params, outage.resolution, self.vip_moved)
 
 
 def current_phase(events: list[SaEvent], t_fault: float) -> str:
@@ -134,7 +136,7 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     wall_to_monotonic = time.monotonic() - time.time()
     with contextlib.ExitStack() as running:
-        capture = Capture(lab.nodes["sw"], lab.backend.wire_interface)
+        capture = Capture(lab.nodes["sw"], lab.backend.wire_interface(lab.topology))
         running.callback(capture.stop)
         traffic = Probe(lab.fe, lab.topology.vip)
         running.callback(traffic.stop)
@@ -160,6 +162,7 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
     log_events = parse_log(log, wall_to_monotonic, since=injected.t_fault - 1)
     sa_events = list(lab.events.events)
     new_owners = {o.new_owner for o in outages.values()}
+    vip_moved = None if injected.t_vip is None else injected.t_vip - injected.t_fault
     return Outcome(
         backend=lab.backend.name,
         fault=fault,
@@ -172,8 +175,11 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
         old_owner=injected.old_owner,
         new_owner=new_owners.pop() if len(new_owners) == 1 else None,
         outages=outages,
-        predicted=predicted,
-        phases=breakdown(injected.t_fault, t_recovered, sa_events, log_events, peer),
+        predicted=timers.predict(fault, lab.profile, params, probe.UDP_INTERVAL_S, vip_moved),
+        vip_moved=vip_moved,
+        phases=breakdown(
+            injected.t_fault, min(o.last_before for o in outages.values()), t_recovered, sa_events, log_events, peer
+        ),
         events=sa_events,
         log_events=log_events,
         plaintext_packets=capture.count(plaintext_filter(lab.topology)),

@@ -31,8 +31,38 @@ class Result:
     stderr: str
 
 
-class Process:
+class Process(Protocol):
     """A long-running process started on a node; the harness only ever signals PIDs it started."""
+
+    node: str
+    argv: tuple[str, ...]
+
+    @property
+    def pid(self) -> int: ...
+
+    def signal(self, signum: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+    def alive(self) -> bool: ...
+
+    def wait(self, timeout: float) -> int:
+        """The exit code; raises subprocess.TimeoutExpired if still running after ``timeout``."""
+        ...
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout``; releases the handle."""
+        ...
+
+    def close(self) -> None: ...
+
+    def lines(self) -> Iterator[str]:
+        """Lines of its output as they arrive (nothing if its output was not captured)."""
+        ...
+
+
+class LocalProcess:
+    """A process of this host (a netns node), held as a Popen."""
 
     def __init__(self, node: str, argv: Sequence[str], popen: subprocess.Popen[str]) -> None:
         self.node = node

@@ -1,13 +1,15 @@
 """Where an outage goes: detection, negotiation and data, from fe's vici events and charon log.
 
-detection    fault -> fe's IKE SA with the failed peer goes down (DELETE received, or DPD and
-             its retransmissions gave up); absent when fe never noticed (a short freeze)
+detection    outage start -> fe's IKE SA with the failed peer goes down (DELETE received, or DPD
+             and its retransmissions gave up); absent when fe never noticed (a short freeze)
 negotiation  -> the CHILD_SA that carries traffic again is installed (the last one before
              recovery: in a race fe may first build an SA that is stranded at once)
 data         -> every service answers again
 
-The three telescope from the fault to the recovery, so they sum to the outage within the probe
-resolution (the outage starts at the last answer before the fault, not at the fault).
+The three telescope from the start of the outage (the last answer before the fault took effect)
+to the recovery, so they sum to the outage. The outage start, not the harness's stamp of the
+fault, is where the fault acted on the traffic: on Docker a fault's first command takes tens of
+milliseconds to arrive. Events count from the harness's stamp on.
 
 Owns: parsing fe's charon log and the Phases value. Not: collecting the events.
 """
@@ -85,6 +87,7 @@ def _last(events: Iterable[SaEvent], kind: str, up: bool, after: float, until: f
 
 def breakdown(
     t_fault: float,
+    t_start: float,
     t_recovered: float | None,
     sa_events: Sequence[SaEvent],
     log_events: Sequence[LogEvent],
@@ -98,11 +101,11 @@ def breakdown(
         causes = [e for e in log_events if e.kind in ("delete", "gave-up") and e.t <= ike_down.t + LOG_SLACK_S]
         if causes:
             detected_by = "DELETE" if causes[-1].kind == "delete" else "DPD"
-    detected = ike_down.t if ike_down is not None else t_fault
-    installed = child_up.t if child_up is not None else detected
+    detected = max(ike_down.t, t_start) if ike_down is not None else t_start
+    installed = max(child_up.t, detected) if child_up is not None else detected
     window = [e for e in log_events if t_fault <= e.t <= end + LOG_SLACK_S]
     return Phases(
-        detection=detected - t_fault if ike_down is not None else None,
+        detection=detected - t_start if ike_down is not None else None,
         negotiation=installed - detected if child_up is not None else None,
         data=t_recovered - installed if t_recovered is not None else None,
         detected_by=detected_by,

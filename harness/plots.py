@@ -66,7 +66,7 @@ def timeline(result: Result, path: Path) -> None:
     for event in result["log_events"]:
         if left <= event["t_s"] <= right and event["kind"] in ("dpd", "retransmit", "gave-up", "delete"):
             axes.scatter([event["t_s"]], [sa_row], marker="|", color="0.3", s=60)
-    start = 0.0
+    start = result["phases"]["start_s"]
     phase_row = sa_row + 1
     for key, colour in PHASE_COLOURS.items():
         length = result["phases"][key]

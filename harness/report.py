@@ -102,7 +102,9 @@ def to_json(outcome: Outcome) -> Result:
         "kb_outage_s": None if kb is None else list(kb),
         "old_owner": outcome.old_owner,
         "new_owner": outcome.new_owner,
+        "vip_moved_s": _r(outcome.vip_moved),
         "phases": {
+            "start_s": _r(min(o.last_before for o in outcome.outages.values()) - t0),
             "detection_s": _r(phases.detection),
             "negotiation_s": _r(phases.negotiation),
             "data_s": _r(phases.data),

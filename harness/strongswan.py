@@ -22,7 +22,7 @@ from typing import Any
 
 import vici
 
-from harness.errors import LabError, NotRecovered
+from harness.errors import LabError, NotRecovered, UsageError
 from harness.node import Node
 from harness.timers import Profile
 from harness.topology import Topology
@@ -48,6 +48,20 @@ ROUTING_TABLE = 220
 
 def plugin_path(name: str) -> Path:
     return Path(PLUGIN_DIR) / f"libstrongswan-{name}.so"
+
+
+def check_installed() -> None:
+    """Refuse to start without charon and every plugin the lab loads, naming the packages."""
+    if not Path(CHARON).exists():
+        raise UsageError(f"strongSwan is not installed: apt-get install {PACKAGES}")
+    if not Path(LIBIPSEC_PLUGIN).exists():
+        raise UsageError(
+            "strongSwan's userspace datapath (kernel-libipsec) is missing: "
+            "apt-get install libcharon-extra-plugins, or use --backend docker"
+        )
+    missing = [name for name in PLUGINS.split() if not plugin_path(name).exists()]
+    if missing:
+        raise UsageError(f"strongSwan plugins {', '.join(missing)} are missing: apt-get install {PACKAGES}")
 
 
 def strongswan_conf(workdir: PurePosixPath, profile: Profile) -> str:

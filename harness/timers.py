@@ -193,12 +193,14 @@ def _first_send_reaching(start: float, ready: float, profile: Profile, jitter: b
         start += cycle
 
 
-def graceful(profile: Profile, resolution: float) -> Bounds:
+def graceful(profile: Profile, resolution: float, vip_moved: float = 0.0) -> Bounds:
     """The old owner deletes its SAs after it stopped accepting IKE: fe re-initiates at once,
-    that IKE_SA_INIT is dropped, the first retransmission reaches the new owner."""
-    first = retransmit_timeouts(profile)[0]
+    that IKE_SA_INIT is dropped, and the first retransmission that goes out once the VIP is on
+    the new owner (``vip_moved`` seconds after the fault at most) reaches it."""
+    ready = max(vip_moved, 1e-9)  # the first send always meets the old owner
     first_lo = retransmit_timeouts(profile, jitter=True)[0]
-    return Bounds(first_lo - resolution, first + SETUP_ALLOWANCE_S + resolution)
+    reaching = _first_send_reaching(0.0, ready, profile, jitter=False)
+    return Bounds(first_lo - resolution, reaching + SETUP_ALLOWANCE_S + resolution)
 
 
 def crash(profile: Profile, cluster_delay: float, resolution: float) -> Bounds:
@@ -222,21 +224,25 @@ def freeze(profile: Profile, duration: float, resolution: float) -> Bounds:
     return Bounds(duration - resolution, duration + SETUP_ALLOWANCE_S + resolution)
 
 
-def graceful_noblock(profile: Profile, resolution: float) -> Bounds:
+def graceful_noblock(profile: Profile, resolution: float, vip_moved: float = 0.0) -> Bounds:
     """A race: if fe's immediate re-initiation reaches the new owner it costs a retransmit
-    (graceful); if the old owner answers it first, fe builds an SA that the VIP move then
-    strands, and only DPD gets it out (a crash without cluster delay)."""
-    return Bounds(graceful(profile, resolution).lo, crash(profile, 0.0, resolution).hi)
+    (graceful); if the old owner answers it first, fe builds an SA that the VIP move strands
+    ``vip_moved`` seconds later, and only DPD gets it out (a crash from then on)."""
+    return Bounds(graceful(profile, resolution, vip_moved).lo, vip_moved + crash(profile, 0.0, resolution).hi)
 
 
-def predict(fault: str, profile: Profile, params: FaultParams, resolution: float) -> Bounds:
-    """Predicted outage of ``fault`` (a name from harness.faults.FAULTS)."""
+def predict(
+    fault: str, profile: Profile, params: FaultParams, resolution: float, vip_moved: float | None = None
+) -> Bounds:
+    """Predicted outage of ``fault`` (a name from harness.faults.FAULTS). ``vip_moved``: seconds
+    from the fault until the new owner had the VIP, as measured; without it the cluster is
+    taken to act at once (graceful) or after exactly its delay (crash, link cut)."""
     if fault == "graceful":
-        return graceful(profile, resolution)
+        return graceful(profile, resolution, vip_moved or 0.0)
     if fault == "graceful-noblock":
-        return graceful_noblock(profile, resolution)
+        return graceful_noblock(profile, resolution, vip_moved or 0.0)
     if fault in ("crash", "link-cut"):
-        return crash(profile, params.cluster_delay, resolution)
+        return crash(profile, max(params.cluster_delay, vip_moved or 0.0), resolution)
     if fault == "reboot":
         return crash(profile, 0.0, resolution)
     if fault == "freeze":

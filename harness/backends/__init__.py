@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
+from harness.backends.docker import RELEASES, DockerBackend
 from harness.backends.netns import NetnsBackend
 from harness.errors import UsageError
 from harness.node import Node
@@ -19,8 +20,10 @@ class Backend(Protocol):
     """Creates and destroys the nodes of a lab; everything else goes through Node."""
 
     name: str
-    wire_interface: str
-    """Interface of the switch node on which every frame of the lab can be captured."""
+
+    def wire_interface(self, topology: Topology) -> str:
+        """Interface of the switch node on which every frame of the lab can be captured."""
+        ...
 
     def check(self) -> None:
         """Raise UsageError naming what to install when this backend cannot run here."""
@@ -43,11 +46,35 @@ class Backend(Protocol):
         ...
 
 
-BACKENDS: dict[str, Backend] = {"netns": NetnsBackend()}
+BACKENDS: dict[str, Backend] = {
+    "netns": NetnsBackend(),
+    **{DockerBackend(release).name: DockerBackend(release) for release in RELEASES},
+}
+"""netns, docker (Debian trixie nodes, strongSwan 6.0.x) and docker:bookworm (strongSwan 5.9.8)."""
+
+
+AUTO = "auto"
 
 
 def backend(name: str) -> Backend:
+    """A backend by name; ``auto`` picks docker when an engine answers, else netns when this is
+    root Linux with strongSwan, else says what to install."""
+    if name == AUTO:
+        return choose()
     try:
         return BACKENDS[name]
     except KeyError:
-        raise UsageError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}") from None
+        choices = ", ".join([AUTO, *BACKENDS])
+        raise UsageError(f"unknown backend {name!r}: choose one of {choices}") from None
+
+
+def choose() -> Backend:
+    problems = []
+    for candidate in (BACKENDS["docker"], BACKENDS["netns"]):
+        try:
+            candidate.check()
+        except UsageError as error:
+            problems.append(f"{candidate.name}: {error}")
+            continue
+        return candidate
+    raise UsageError("no backend can run here (" + "; ".join(problems) + ")")

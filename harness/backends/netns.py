@@ -25,8 +25,9 @@ from pathlib import Path, PurePosixPath
 import vici
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
+from harness import strongswan
 from harness.errors import CommandError, LabError, UsageError
-from harness.node import Process, Result, checked
+from harness.node import LocalProcess, Result, checked
 from harness.topology import BACKENDS, NODES, PREFIX, Topology
 
 AGENTS = Path(__file__).resolve().parent.parent / "agents"
@@ -54,7 +55,9 @@ class NetnsNode:
         result = Result(tuple(argv), completed.returncode, completed.stdout, completed.stderr)
         return checked(self.name, result, check)
 
-    def spawn(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, capture: bool = False) -> Process:
+    def spawn(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, capture: bool = False
+    ) -> LocalProcess:
         popen = subprocess.Popen(
             self._argv(argv),
             env={**os.environ, **(env or {})},
@@ -64,7 +67,7 @@ class NetnsNode:
             text=True,
             start_new_session=True,
         )
-        return Process(self.name, argv, popen)
+        return LocalProcess(self.name, argv, popen)
 
     def put(self, path: PurePosixPath, data: str, mode: int = 0o600) -> None:
         target = Path(path)
@@ -96,6 +99,8 @@ def _ip_batch(lines: Sequence[str], netns: str | None = None) -> None:
 
 
 def _namespaces() -> list[str]:
+    if shutil.which("ip") is None:  # no iproute2 (e.g. the harness container): no namespaces of ours
+        return []
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return [line.split()[0] for line in listed.splitlines() if line.startswith(f"{PREFIX}-")]
 
@@ -124,10 +129,16 @@ class NetnsBackend:
     """Labs as network namespaces of this host."""
 
     name = "netns"
-    wire_interface = WIRE_INTERFACE
+
+    def wire_interface(self, topology: Topology) -> str:
+        return WIRE_INTERFACE
 
     def check(self) -> None:
         """Refuse to start where namespaces cannot work, naming what to install or use instead."""
+        self._check_host()
+        strongswan.check_installed()
+
+    def _check_host(self) -> None:
         if os.geteuid() != 0:
             raise UsageError("the netns backend needs root (network namespaces): run as root, e.g. with sudo")
         missing = [tool for tool in ("ip", "nft", "tcpdump", "arping") if shutil.which(tool) is None]

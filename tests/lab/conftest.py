@@ -1,5 +1,6 @@
-"""Lab tests run real labs: root, strongSwan and namespaces. Where they cannot run they are
-skipped, unless FAILOVER_LAB_REQUIRE_LAB=1 (set by CI) turns the skip into a failure."""
+"""Lab tests run real labs on every backend that can run here (or the ones named with
+--lab-backend). A backend that cannot run is skipped, unless FAILOVER_LAB_REQUIRE_LAB=1 (set by
+CI) turns that into a failure. Tests that take ``backend_name`` run once per backend."""
 
 import os
 import subprocess
@@ -9,42 +10,65 @@ from pathlib import Path
 import pytest
 
 from harness import lab, registry, timers
+from harness.backends import BACKENDS, backend
 from harness.errors import UsageError
 
 
-def _unfit() -> str | None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--lab-backend",
+        action="append",
+        choices=list(BACKENDS),
+        help="run the lab tests on this backend (repeatable; default: every backend that can run here)",
+    )
+
+
+def _unfit(name: str) -> str | None:
     try:
-        lab.backend("netns").check()
-        lab.check_strongswan()
+        backend(name).check()
     except UsageError as error:
         return str(error)
     return None
 
 
-@pytest.fixture(autouse=True)
-def _require_lab() -> None:
-    reason = _unfit()
-    if reason is None:
-        return
-    if os.environ.get("FAILOVER_LAB_REQUIRE_LAB") == "1":
-        pytest.fail(f"lab tests are required here but cannot run: {reason}")
-    pytest.skip(reason)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend_name" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--lab-backend") or list(BACKENDS)
+        metafunc.parametrize("backend_name", chosen, scope="module")
+
+
+@pytest.fixture(scope="module")
+def backend_name(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    reason = _unfit(name)
+    if reason is not None:
+        explicit = request.config.getoption("--lab-backend")
+        if os.environ.get("FAILOVER_LAB_REQUIRE_LAB") == "1" and (explicit or name == "netns"):
+            pytest.fail(f"lab tests on {name} are required here but cannot run: {reason}")
+        pytest.skip(f"{name}: {reason}")
+    return name
 
 
 @pytest.fixture
-def fast_lab() -> Iterator[lab.Lab]:
-    with lab.running(timers.profile("fast")) as running:
+def fast_lab(backend_name: str) -> Iterator[lab.Lab]:
+    with lab.running(timers.profile("fast"), backend_name) as running:
         yield running
 
 
-def remains(qualified: str, pids: list[int]) -> list[str]:
-    """Everything of a lab still on this host: namespaces, processes, files, mounts."""
-    found = []
-    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    found += [f"namespace {line.split()[0]}" for line in namespaces.splitlines() if line.startswith(f"{qualified}-")]
-    found += [f"process {pid}" for pid in pids if Path(f"/proc/{pid}").exists()]
+def remains(backend_name: str, qualified: str) -> list[str]:
+    """Everything of a lab still on this host: backend objects (namespaces, containers,
+    networks), its directory, mounts."""
+    found = [f"{backend_name} objects" for name in [qualified] if name in backend(backend_name).leftovers()]
     if registry.directory(qualified).exists():
         found.append(f"directory {registry.directory(qualified)}")
     mounts = Path("/proc/self/mountinfo").read_text()
-    found += [f"mount {line}" for line in mounts.splitlines() if qualified in line]
+    found += [f"mount {line}" for line in mounts.splitlines() if f"{qualified}-" in line or f"/{qualified}/" in line]
     return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+def netns_list() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

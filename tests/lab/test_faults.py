@@ -78,12 +78,12 @@ def test_a_lab_undone_after_a_crash_measures_the_next_fault(fast_lab: lab.Lab) -
 
 
 @pytest.mark.parametrize("fault", ["graceful", "crash"])
-def test_windows_2003_profile_at_a_time_scale(fault: str) -> None:
+def test_windows_2003_profile_at_a_time_scale(fault: str, backend_name: str) -> None:
     profile = timers.profile("win2003-nlbsflags").scaled(1 / 30)
     params = timers.FaultParams().scaled(1 / 30)
-    with lab.running(profile) as running:
+    with lab.running(profile, backend_name) as running:
         outcome = measure.run(running, fault, params)
-    assert outcome.new_owner == "be2"
+    assert outcome.new_owner == "be2" and outcome.backend == backend_name
     assert_within_prediction(outcome)
     assert_clean_wire(outcome)
     assert_phases_sum_to_the_outage(outcome)

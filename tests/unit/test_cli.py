@@ -48,12 +48,12 @@ def test_unknown_profile(capsys: pytest.CaptureFixture[str], lab_root: Path) -> 
 
 def test_unknown_backend(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["up", "--backend", "vmware"]) == 2
-    assert "unknown backend 'vmware': choose one of netns" in one_error_line(capsys)
+    assert "unknown backend 'vmware': choose one of auto, netns, docker, docker:bookworm" in one_error_line(capsys)
 
 
 def test_not_root(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, lab_root: Path) -> None:
     monkeypatch.setattr("os.geteuid", lambda: 1000)
-    assert cli.main(["run", "--fault", "graceful"]) == 2
+    assert cli.main(["run", "--fault", "graceful", "--backend", "netns"]) == 2
     assert "needs root" in one_error_line(capsys)
     assert nothing_built(lab_root)
 
@@ -61,9 +61,9 @@ def test_not_root(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monkey
 def test_strongswan_missing(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, lab_root: Path
 ) -> None:
-    monkeypatch.setattr(NetnsBackend, "check", lambda self: None)
+    monkeypatch.setattr(NetnsBackend, "_check_host", lambda self: None)
     monkeypatch.setattr(strongswan, "CHARON", "/nonexistent/charon")
-    assert cli.main(["up"]) == 2
+    assert cli.main(["up", "--backend", "netns"]) == 2
     assert "apt-get install strongswan-charon" in one_error_line(capsys)
     assert nothing_built(lab_root)
 
@@ -73,10 +73,10 @@ def test_libipsec_missing(
 ) -> None:
     charon = tmp_path / "charon"
     charon.touch()
-    monkeypatch.setattr(NetnsBackend, "check", lambda self: None)
+    monkeypatch.setattr(NetnsBackend, "_check_host", lambda self: None)
     monkeypatch.setattr(strongswan, "CHARON", str(charon))
     monkeypatch.setattr(strongswan, "LIBIPSEC_PLUGIN", "/nonexistent/libipsec.so")
-    assert cli.main(["run", "--fault", "crash"]) == 2
+    assert cli.main(["run", "--fault", "crash", "--backend", "netns"]) == 2
     line = one_error_line(capsys)
     assert "kernel-libipsec" in line and "libcharon-extra-plugins" in line and "--backend docker" in line
     assert nothing_built(lab_root)

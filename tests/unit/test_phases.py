@@ -46,7 +46,7 @@ def test_crash_breakdown_detected_by_dpd() -> None:
         event(103.105, "ike", True),
         event(103.105, "child", True),
     ]
-    phases = breakdown(t_fault, 103.12, sa, parse_log(LOG, WALL_TO_MONO, t_fault), "be2")
+    phases = breakdown(t_fault, t_fault, 103.12, sa, parse_log(LOG, WALL_TO_MONO, t_fault), "be2")
     assert phases.detection == pytest.approx(5.101)
     assert phases.negotiation == pytest.approx(0.004)
     assert phases.data == pytest.approx(0.015)
@@ -64,14 +64,15 @@ def test_the_last_negotiation_before_recovery_counts_in_a_race() -> None:
         event(205.015, "child", True),
     ]
     log += "205.009 14[IKE] giving up after 2 retransmits\n"
-    phases = breakdown(200.0, 205.04, sa, parse_log(log, 0.0, 199.0), "be2")
-    assert phases.detection == pytest.approx(5.009)
+    phases = breakdown(200.0, 200.002, 205.04, sa, parse_log(log, 0.0, 199.0), "be2")
+    assert phases.detection == pytest.approx(5.007)
     assert phases.negotiation == pytest.approx(0.006)
+    assert phases.total() == pytest.approx(205.04 - 200.002)
     assert phases.detected_by == "DPD"
 
 
 def test_a_short_freeze_is_never_detected() -> None:
-    phases = breakdown(10.0, 13.03, [event(5.0, "child", True)], [], "be1")
+    phases = breakdown(10.0, 10.0, 13.03, [event(5.0, "child", True)], [], "be1")
     assert (phases.detection, phases.negotiation, phases.detected_by, phases.negotiated_with) == (
         None,
         None,
@@ -82,6 +83,18 @@ def test_a_short_freeze_is_never_detected() -> None:
 
 
 def test_no_recovery_leaves_data_open() -> None:
-    phases = breakdown(10.0, None, [event(12.0, "ike", False)], [], None)
+    phases = breakdown(10.0, 10.0, None, [event(12.0, "ike", False)], [], None)
     assert phases.detection == pytest.approx(2.0)
     assert phases.data is None and phases.negotiation is None
+
+
+def test_phases_start_where_the_fault_acted_on_the_traffic() -> None:
+    # The fault's first command reached the node 80 ms after the harness stamped it (Docker):
+    # traffic stopped at 10.08, fe got the DELETE at 10.081.
+    sa = [event(10.081, "ike", False), event(11.09, "child", True)]
+    phases = breakdown(10.0, 10.08, 11.11, sa, [], "be2")
+    assert phases.detection == pytest.approx(0.001)
+    assert phases.total() == pytest.approx(11.11 - 10.08)
+    # An answer in flight that arrived after the DELETE never makes a phase negative.
+    late = breakdown(10.0, 10.09, 11.11, sa, [], "be2")
+    assert late.detection == 0.0 and late.total() == pytest.approx(11.11 - 10.09)

@@ -134,3 +134,14 @@ def test_graceful_without_blocking_spans_both_outcomes_of_the_race() -> None:
     bounds = timers.predict("graceful-noblock", FAST, timers.FaultParams(), 0.01)
     assert bounds.lo == timers.graceful(FAST, 0.01).lo
     assert bounds.hi == timers.crash(FAST, 0.0, 0.01).hi
+
+
+def test_a_slow_vip_move_costs_the_next_retransmission() -> None:
+    # win2003 at 1/30: retransmits at 0.133, 0.4, 0.933 s. A VIP that reaches the new owner only
+    # 0.25 s after the fault (Docker: every step is a docker exec) is found at 0.4 s.
+    scaled = timers.profile("win2003-nlbsflags").scaled(1 / 30)
+    assert timers.graceful(scaled, 0, vip_moved=0.25).hi == pytest.approx(0.4 + timers.SETUP_ALLOWANCE_S)
+    assert timers.graceful(scaled, 0, vip_moved=0.25).lo == pytest.approx(4 / 30)
+    assert timers.graceful(scaled, 0, vip_moved=0.01) == timers.graceful(scaled, 0)
+    params = timers.FaultParams().scaled(1 / 30)
+    assert timers.predict("crash", scaled, params, 0, vip_moved=9.0) == timers.crash(scaled, 9.0, 0)
