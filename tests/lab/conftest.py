@@ -14,15 +14,6 @@ from harness.backends import BACKENDS, backend
 from harness.errors import UsageError
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--lab-backend",
-        action="append",
-        choices=list(BACKENDS),
-        help="run the lab tests on this backend (repeatable; default: every backend that can run here)",
-    )
-
-
 def _unfit(name: str) -> str | None:
     try:
         backend(name).check()
