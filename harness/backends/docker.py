@@ -411,18 +411,27 @@ class DockerBackend:
             raise LabError(f"lab {topology.name}: containers {', '.join(missing)} are missing")
         return {name: DockerNode(name, found[name], self.api) for name in (SWITCH, *NODES)}
 
+    def _engine_answers(self) -> bool:
+        try:
+            self.api.ping()
+        except Exception:  # the SDK raises several kinds when no engine listens
+            return False
+        return True
+
     def destroy(self, qualified: str) -> None:
-        """Remove the lab's containers (killed, not stopped) and its network."""
+        """Remove the lab's containers (killed, not stopped) and its network; without an engine
+        there is nothing of it to remove."""
+        if not self._engine_answers():
+            return
         for container in self._containers(qualified):
             self.api.remove_container(container["Id"], force=True, v=True)
         for network in self.api.networks(filters={"label": f"{PROJECT_LABEL}={qualified}"}):
             self.api.remove_network(network["Id"])
 
     def leftovers(self) -> set[str]:
-        try:
-            containers = self.api.containers(all=True, filters={"label": PROJECT_LABEL})
-            networks = self.api.networks(filters={"label": PROJECT_LABEL})
-        except Exception:  # no engine: nothing of ours can be there
+        if not self._engine_answers():
             return set()
+        containers = self.api.containers(all=True, filters={"label": PROJECT_LABEL})
+        networks = self.api.networks(filters={"label": PROJECT_LABEL})
         projects = {c["Labels"][PROJECT_LABEL] for c in containers} | {n["Labels"][PROJECT_LABEL] for n in networks}
         return {p for p in projects if p.startswith(f"{PREFIX}-")}
