@@ -54,6 +54,12 @@ install_python() {
 
 engine_answers() { timeout 5 docker version >/dev/null 2>&1; }
 
+stop_docker() {
+  kill "$DOCKERD_PID" 2>/dev/null || true
+  wait "$DOCKERD_PID" 2>/dev/null || true
+  umount "$DOCKER_STATE/exec/netns/default" 2>/dev/null || true  # dockerd leaves this mount behind
+}
+
 start_docker() {
   # Use the engine that runs; else start dockerd by hand and stop it (by PID) when we exit.
   engine_answers && return 0
@@ -63,7 +69,7 @@ start_docker() {
     --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none \
     --default-address-pool base=198.19.0.0/16,size=24 >"$DOCKER_STATE/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
-  trap 'kill "$DOCKERD_PID" 2>/dev/null; wait "$DOCKERD_PID" 2>/dev/null' EXIT
+  trap stop_docker EXIT
   for _ in $(seq 60); do engine_answers && return 0; sleep 0.5; done
   tail -n 5 "$DOCKER_STATE/dockerd.log" >&2
   die "dockerd did not answer within 30 s (log: $DOCKER_STATE/dockerd.log)"

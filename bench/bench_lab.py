@@ -1,7 +1,8 @@
 """Benchmark: lab bring-up (nothing -> fe's first CHILD_SA installed) and teardown, median of
-several runs. A benchmark, not a test: it prints numbers for BENCHMARKS.md and asserts nothing.
+several runs, and the cost of one command on a node (Node.run of `true`). A benchmark, not a
+test: it prints numbers for BENCHMARKS.md and asserts nothing.
 
-    .venv/bin/python bench/bench_lab.py [--runs 9] [--profile fast] [--backend netns]
+    .venv/bin/python bench/bench_lab.py [--runs 9] [--profile fast] [--backend netns|docker|docker:bookworm]
 """
 
 from __future__ import annotations
@@ -30,10 +31,17 @@ def main() -> None:
     profile = timers.profile(arguments.profile)
     measure_once(profile, arguments.backend)  # warm the page cache; not counted
     samples = [measure_once(profile, arguments.backend) for _ in range(arguments.runs)]
-    for label, values in (("bring-up", [s[0] for s in samples]), ("teardown", [s[1] for s in samples])):
+    with lab.running(profile, arguments.backend) as running:
+        execs = []
+        for _ in range(20):
+            start = time.monotonic()
+            running.fe.run(["true"])
+            execs.append(time.monotonic() - start)
+    measured = (("bring-up", [s[0] for s in samples]), ("teardown", [s[1] for s in samples]), ("exec", execs))
+    for label, values in measured:
         print(
             f"{label:9s} median {statistics.median(values):.3f} s  "
-            f"min {min(values):.3f} s  max {max(values):.3f} s  ({arguments.runs} runs, {arguments.backend})"
+            f"min {min(values):.3f} s  max {max(values):.3f} s  ({len(values)} runs, {arguments.backend})"
         )
 
 

@@ -110,6 +110,7 @@ def parser() -> Parser:
     common(up)
     status = commands.add_parser("status", help="nodes, VIP owner and SAs of every running lab")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    status.add_argument("--backend", choices=list(BACKENDS), help="only the labs of this backend")
     run = commands.add_parser("run", help="bring up fresh labs, inject faults, measure the outages")
     run.add_argument(
         "--fault",
@@ -136,10 +137,11 @@ def parser() -> Parser:
     common(demo)
     redraw = commands.add_parser("report", help="redraw report.md and the plots of a report folder from its JSON")
     redraw.add_argument("directory", type=Path, help="a folder written by demo or run --out")
-    down = commands.add_parser("down", help="tear a running lab down")
+    down = commands.add_parser("down", help="tear a running lab down (its backend is in its record)")
     down.add_argument("name", nargs="?", help="the lab to remove (needed when several run)")
     clean = commands.add_parser("clean", help="remove leftovers of any lab of ours on this host")
     clean.add_argument("--force", action="store_true", help="also remove labs that a live run or test uses")
+    clean.add_argument("--backend", choices=list(BACKENDS), help="only the labs of this backend")
     return top
 
 
@@ -222,7 +224,8 @@ def cmd_up(arguments: argparse.Namespace) -> int:
 
 
 def cmd_status(arguments: argparse.Namespace) -> int:
-    reports = [lab.status(state) for state in registry.registered()]
+    states = registry.registered()
+    reports = [lab.status(s) for s in states if arguments.backend in (None, s.backend)]
     if arguments.json:
         print(json.dumps(reports, indent=2))
         return 0
@@ -298,7 +301,8 @@ def cmd_down(arguments: argparse.Namespace) -> int:
 
 
 def cmd_clean(arguments: argparse.Namespace) -> int:
-    removed, skipped = registry.clean(force=arguments.force)
+    only = backend(arguments.backend) if arguments.backend else None
+    removed, skipped = registry.clean(force=arguments.force, only=only)
     console.print(f"removed {', '.join(removed)}" if removed else "nothing to clean")
     if skipped:
         console.print(f"left {', '.join(skipped)}: in use by a live run or test (--force removes them too)")

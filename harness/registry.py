@@ -96,6 +96,11 @@ def known() -> set[str]:
     return found
 
 
+def _belongs(qualified: str, state: State | None, only: Backend) -> bool:
+    """Whether a lab (registered or a leftover) is one of backend ``only``."""
+    return state.backend == only.name if state is not None else qualified in only.leftovers()
+
+
 def allocate(backend: str, profile: str) -> State:
     """Claim the lowest free lab index for this process and create the lab's directory."""
     with _lock():
@@ -122,14 +127,16 @@ def remove(lab_backend: Backend, qualified: str) -> None:
     shutil.rmtree(directory(qualified), ignore_errors=True)
 
 
-def clean(force: bool = False) -> tuple[list[str], list[str]]:
-    """Remove every lab of ours whose owner is gone (all of them with ``force``); returns the
-    removed and the skipped (in use) qualified names."""
+def clean(force: bool = False, only: Backend | None = None) -> tuple[list[str], list[str]]:
+    """Remove every lab of ours whose owner is gone (all of them with ``force``; those of backend
+    ``only`` if given); returns the removed and the skipped (in use) qualified names."""
     removed, skipped = [], []
     with _lock():
         states = {state.topology.qualified: state for state in registered()}
         for qualified in sorted(known()):
             state = states.get(qualified)
+            if only is not None and not _belongs(qualified, state, only):
+                continue
             if state is not None and state.in_use() and not force:
                 skipped.append(qualified)
                 continue

@@ -52,3 +52,30 @@ def test_clean_keeps_labs_of_live_processes_unless_forced(lab_root: Path) -> Non
         sleeper.kill()
         sleeper.wait()
     assert not list(lab_root.glob("flab-*"))
+
+
+class FakeBackend:
+    """Only what clean asks of a backend: its name, its leftovers, destroy."""
+
+    def __init__(self, name: str, leftovers: set[str]) -> None:
+        self.name = name
+        self._leftovers = leftovers
+        self.destroyed: list[str] = []
+
+    def leftovers(self) -> set[str]:
+        return self._leftovers
+
+    def destroy(self, qualified: str) -> None:
+        self.destroyed.append(qualified)
+
+
+def test_clean_can_keep_to_one_backend(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docker = FakeBackend("docker", {"flab-lab5"})  # a leftover without a record
+    monkeypatch.setattr(registry, "BACKENDS", {"docker": docker})
+    for index, backend in ((0, "netns"), (1, "docker")):
+        state = State(f"lab{index}", index, backend, "fast", owner=None)
+        registry.directory(state.topology.qualified).mkdir(parents=True)
+        state.save()
+    removed, skipped = registry.clean(only=docker)  # type: ignore[arg-type]
+    assert (removed, skipped) == (["flab-lab1", "flab-lab5"], [])
+    assert [s.name for s in registry.registered()] == ["lab0"]
