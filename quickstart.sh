@@ -2,7 +2,8 @@
 # Install what failover-lab needs on a Debian machine (as root) and run it.
 #   ./quickstart.sh demo   reproduce KB 821839: graceful move and crash per timer profile, report folder
 #   ./quickstart.sh test   lint, type checks, unit tests and the real lab tests, on network
-#                          namespaces and on Docker (FAILOVER_LAB_DOCKER=0: namespaces only)
+#                          namespaces and on Docker (FAILOVER_LAB_DOCKER=0: namespaces only),
+#                          then the shipped scenarios (netns, 4 labs side by side)
 # Idempotent: apt packages are installed only when missing, the venv (.venv) is reused.
 # Without a running Docker engine, `test` starts one by hand (leaving the host's firewall and
 # sysctls alone), builds the Debian base images from the apt mirror (no registry needed) and
@@ -102,6 +103,7 @@ case "$command" in
       backends+=(--lab-backend docker --lab-backend docker:bookworm)
     fi
     FAILOVER_LAB_REQUIRE_LAB=1 .venv/bin/pytest tests "${backends[@]}"
+    .venv/bin/pytest scenarios --lab-backend netns -n 4
     ;;
   *)
     die "unknown command '$1': use demo or test"

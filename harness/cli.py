@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from harness import faults, lab, measure, registry, report, timers, userfiles
+from harness import faults, lab, measure, registry, report, scenario, timers, userfiles
 from harness.backends import AUTO, BACKENDS, backend
 from harness.errors import LabError, UsageError
 
@@ -111,11 +111,16 @@ def parser() -> Parser:
     status = commands.add_parser("status", help="nodes, VIP owner and SAs of every running lab")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
     status.add_argument("--backend", choices=list(BACKENDS), help="only the labs of this backend")
-    run = commands.add_parser("run", help="bring up fresh labs, inject faults, measure the outages")
+    run = commands.add_parser(
+        "run",
+        help="bring up fresh labs, inject faults, measure the outages (or run a scenario file)",
+        description="Either `run --fault F [options]` or `run SCENARIO.yaml` (the scenario says "
+        "profiles, fault, repeat and expectations; exit 1 if one is not met).",
+    )
+    run.add_argument("scenario", nargs="?", type=Path, help="a scenario file (see scenarios/)")
     run.add_argument(
         "--fault",
         action="append",
-        required=True,
         help=f"fault(s) to inject, repeatable or comma-separated: {', '.join(faults.FAULTS)}",
     )
     profile_options(run)
@@ -248,6 +253,10 @@ def cmd_status(arguments: argparse.Namespace) -> int:
 
 
 def cmd_run(arguments: argparse.Namespace) -> int:
+    if arguments.scenario is not None:
+        return run_scenario(arguments)
+    if not arguments.fault:
+        raise UsageError("name a fault with --fault, or give a scenario file")
     names = [name for text in arguments.fault for name in _faults(text)]
     profile = _profile(arguments).scaled(arguments.time_scale)
     backend(arguments.backend)
@@ -262,6 +271,31 @@ def cmd_run(arguments: argparse.Namespace) -> int:
     if arguments.out:
         console.print(f"report written to {report.write_folder(results, arguments.out)}")
     return 0 if all(r["recovered"] for r in results) else 1
+
+
+def run_scenario(arguments: argparse.Namespace) -> int:
+    """A scenario file outside pytest: same runs, same report as the demo, expectations judged."""
+    if arguments.fault:
+        raise UsageError("give either a scenario file or --fault, not both")
+    loaded = scenario.load(arguments.scenario)
+    backend(loaded.model.backend or arguments.backend)
+    results, problems = [], []
+    for profile in loaded.profiles:
+        title = loaded.item_name(profile)
+        bounds = timers.predict(loaded.model.fault.kind, profile, loaded.params, 0)
+        console.print(f"{title}: predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s", highlight=False)
+        with progress_reporter(title, bounds.hi) as reporter:
+            outcomes = scenario.run(loaded, profile, arguments.backend, reporter)
+        results += [report.to_json(outcome) for outcome in outcomes]
+        problems += scenario.judge_all(loaded, outcomes)
+    console.print(report.runs_table(results))
+    out = arguments.out or Path("results") / loaded.name
+    console.print(f"report written to {report.write_folder(results, out)}")
+    for problem in problems:
+        console.print(f"[bold red]not met:[/] {problem}", highlight=False)
+    if not problems:
+        console.print(f"{loaded.name}: every expectation met")
+    return 1 if problems else 0
 
 
 def cmd_demo(arguments: argparse.Namespace) -> int:

@@ -35,6 +35,9 @@ LOG_EVENTS = {
 LOG_SLACK_S = 0.002
 """charon stamps its log in milliseconds; a log line may look up to this much later than the
 vici event it caused."""
+EVENT_SLACK_S = 0.25
+"""vici events are stamped when they reach the harness; through Docker's exec relay that can be
+after the probe (stamped on the node) already saw the first answer of the new SA."""
 
 
 @dataclass(frozen=True)
@@ -94,15 +97,15 @@ def breakdown(
     negotiated_with: str | None,
 ) -> Phases:
     end = t_recovered if t_recovered is not None else max([t_fault, *(e.t for e in sa_events)])
-    child_up = _last(sa_events, "child", True, t_fault, end)
+    child_up = _last(sa_events, "child", True, t_fault, end + EVENT_SLACK_S)
     ike_down = _last(sa_events, "ike", False, t_fault, child_up.t if child_up else end)
     detected_by = None
     if ike_down is not None:
         causes = [e for e in log_events if e.kind in ("delete", "gave-up") and e.t <= ike_down.t + LOG_SLACK_S]
         if causes:
             detected_by = "DELETE" if causes[-1].kind == "delete" else "DPD"
-    detected = max(ike_down.t, t_start) if ike_down is not None else t_start
-    installed = max(child_up.t, detected) if child_up is not None else detected
+    detected = min(max(ike_down.t, t_start), end) if ike_down is not None else t_start
+    installed = min(max(child_up.t, detected), end) if child_up is not None else detected
     window = [e for e in log_events if t_fault <= e.t <= end + LOG_SLACK_S]
     return Phases(
         detection=detected - t_start if ike_down is not None else None,

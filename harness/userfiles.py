@@ -77,36 +77,59 @@ MESSAGES = {
 }
 
 
+TAGS = {"named", "inline", "[key]"}
+"""Location parts pydantic adds for unions and mapping keys; not fields a user wrote."""
+
+
 def error_line(path: Path, error: ValidationError, model: type[BaseModel]) -> str:
     """The first validation problem as one line (with how many more there are); unknown keys
     (usually typos) are reported before anything else."""
     problems = sorted(error.errors(), key=lambda problem: problem["type"] != "extra_forbidden")
     first = problems[0]
-    parts = [str(part) for part in first["loc"]]
-    naming = "[key]" in parts
-    location = ".".join(part for part in parts if part != "[key]") or "(top level)"
-    if first["type"] == "extra_forbidden":
+    naming = "[key]" in first["loc"]
+    location = ""
+    for part in first["loc"]:
+        if part in TAGS:
+            continue
+        if isinstance(part, int) or not str(part).replace("-", "_").replace(":", "_").isidentifier():
+            location += f"[{part!r}]"  # an index, or a key that would not read as a name
+        else:
+            location += f".{part}" if location else str(part)
+    location = location or "(top level)"
+    kind = first["type"]
+    context = first.get("ctx", {})
+    if kind == "extra_forbidden":
         allowed = ", ".join(_fields_at(model, first["loc"][:-1]))
         message = f"unknown key; allowed are {allowed}"
-    elif first["type"] == "missing":
+    elif kind == "missing":
         message = "is required"
+    elif kind == "literal_error":
+        expected = str(context.get("expected", "")).replace("'", "")
+        message = f"{first.get('input')!r} is not one of {expected.replace(' or ', ', ')}"
+    elif kind == "value_error":
+        message = str(context.get("error", first["msg"]))
     else:
-        template = MESSAGES.get(first["type"])
-        message = template.format(**first.get("ctx", {})) if template else first["msg"]
+        template = MESSAGES.get(kind)
+        message = template.format(**context) if template else first["msg"]
         message = f"{'name ' if naming else ''}{message}, got {first.get('input')!r}"
     more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
     return f"{path}: {location}: {message}{more}"
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through unions, lists, dicts, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for argument in getattr(annotation, "__args__", ()) for model in _models_in(argument)]
+
+
 def _fields_at(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
-    """Field names of the model reached by following ``location`` (dict keys are skipped)."""
+    """Field names of the model reached by following ``location`` (indexes and keys skipped)."""
     for part in location:
-        if not isinstance(part, str) or part not in model.model_fields:
-            continue
-        annotation = model.model_fields[part].annotation
-        for candidate in getattr(annotation, "__args__", (annotation,)):
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                model = candidate
+        if isinstance(part, str) and part in model.model_fields:
+            found = _models_in(model.model_fields[part].annotation)
+            if found:
+                model = found[0]
     return list(model.model_fields)
 
 

@@ -77,7 +77,12 @@ class ExecStream:
 
     def _take(self, n: int) -> bytes:
         while len(self._pending) < n:
-            chunk = self._socket.recv(65536)
+            try:
+                chunk = self._socket.recv(65536)
+            except TimeoutError:
+                raise
+            except OSError:  # closed under us (the process was stopped): the end of the stream
+                raise EOFError from None
             if not chunk:
                 raise EOFError
             self._pending += chunk

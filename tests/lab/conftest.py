@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness import lab, registry, timers
-from harness.backends import BACKENDS, backend
+from harness.backends import AUTO, BACKENDS, backend
 from harness.errors import UsageError
 
 
@@ -24,7 +24,7 @@ def _unfit(name: str) -> str | None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend_name" in metafunc.fixturenames:
-        chosen = metafunc.config.getoption("--lab-backend") or list(BACKENDS)
+        chosen = [b for b in metafunc.config.getoption("--lab-backend") or list(BACKENDS) if b != AUTO]
         metafunc.parametrize("backend_name", chosen, scope="module")
 
 

@@ -83,9 +83,7 @@ def test_libipsec_missing(
 
 
 def test_bad_arguments_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["run"])
-    assert exit_.value.code == 2
+    assert cli.main(["run"]) == 2
     assert "--fault" in one_error_line(capsys)
     with pytest.raises(SystemExit) as exit_:
         cli.main(["run", "--fault", "crash", "--repeat", "many"])
@@ -148,3 +146,14 @@ def test_progress_reporter_on_and_off_a_terminal(
     assert "data" in shown
     if not terminal:
         assert shown.count("crash / fast:") == 3  # one plain line per phase
+
+
+def test_a_broken_scenario_file_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, lab_root: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("profiles: [fast]\nfault: {kind: crsh}\n")
+    assert cli.main(["run", str(path)]) == 2
+    assert one_error_line(capsys) == (
+        f"failover-lab: error: {path}: fault.kind: 'crsh' is not one of "
+        "graceful, graceful-noblock, crash, freeze, link-cut, reboot"
+    )
+    assert nothing_built(lab_root)

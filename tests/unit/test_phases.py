@@ -98,3 +98,12 @@ def test_phases_start_where_the_fault_acted_on_the_traffic() -> None:
     # An answer in flight that arrived after the DELETE never makes a phase negative.
     late = breakdown(10.0, 10.09, 11.11, sa, [], "be2")
     assert late.detection == 0.0 and late.total() == pytest.approx(11.11 - 10.09)
+
+
+def test_an_event_that_arrives_after_the_first_answer_still_counts() -> None:
+    # Through Docker's exec relay, the child-up event reached the harness 30 ms after the probe
+    # on fe saw the first answer of the new SA.
+    sa = [event(10.005, "ike", False), event(11.05, "child", True)]
+    phases = breakdown(10.0, 10.0, 11.02, sa, [], "be2")
+    assert phases.negotiation is not None and phases.data == 0.0
+    assert phases.total() == pytest.approx(1.02)

@@ -1,0 +1,194 @@
+"""pytest plugin (opt-in: ``-p harness.pytest_plugin`` or ``pytest_plugins = ["harness.pytest_plugin"]``):
+scenario files as tests, and fixtures for your own timer regression tests.
+
+* ``pytest scenarios/`` collects every ``*.yaml`` in a directory named ``scenarios`` as a
+  scenario: one test item per profile, named ``<scenario>[<profile>]`` (plus ``-<backend>``
+  when several backends are chosen); a failure is one sentence of measured vs expected.
+* ``run_fault(fault, profile=None, **params) -> Outcome`` injects a fault and measures it: on a
+  lab shared by the session when the profile is the session's (``--profile``), reset between
+  tests (every fault undoes itself; an unhealthy lab is replaced), else on a fresh lab.
+* ``failover_lab``: that shared lab, for tests that look at it directly.
+
+Options: --lab-backend (repeatable), --profile, --time-scale, --results-dir, --keep-lab.
+Labs of parallel workers (pytest -n N) get their own names, subnets and compose projects.
+
+Owns: pytest integration. Not: running anything (harness.scenario, harness.measure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import lab, measure, report, scenario, strongswan, timers
+from harness.backends import AUTO, BACKENDS
+from harness.errors import LabError, UsageError
+
+RunFault = Callable[..., measure.Outcome]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("failover-lab")
+    group.addoption(
+        "--lab-backend",
+        action="append",
+        choices=[AUTO, *BACKENDS],
+        help="backend of the labs (repeatable; default: auto; the lab tests: every backend that can run)",
+    )
+    group.addoption(
+        "--profile", default="fast", help=f"profile of run_fault and the shared lab: {', '.join(timers.PROFILES)}"
+    )
+    group.addoption("--time-scale", default="1", help="multiply every timer of --profile, e.g. 1/30")
+    group.addoption("--results-dir", type=Path, help="write every measured run here (JSON, report.md, plots)")
+    group.addoption("--keep-lab", action="store_true", help="leave the shared lab running after the session")
+
+
+def backends(config: pytest.Config) -> list[str]:
+    chosen: list[str] | None = config.getoption("--lab-backend")
+    return chosen or [AUTO]
+
+
+def _save(config: pytest.Config, name: str, outcomes: list[measure.Outcome]) -> None:
+    directory: Path | None = config.getoption("--results-dir")
+    if directory is not None and outcomes:
+        report.write_folder([report.to_json(o) for o in outcomes], directory / re.sub(r"[^\w.-]+", "_", name))
+
+
+class ScenarioFailed(Exception):
+    """Expectations of a scenario not met: one sentence each."""
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix in (".yaml", ".yml") and file_path.parent.name == "scenarios":
+        collector: ScenarioFile = ScenarioFile.from_parent(parent, path=file_path)
+        return collector
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        try:
+            loaded = scenario.load(self.path)
+        except UsageError as error:
+            raise self.CollectError(str(error)) from None
+        chosen = backends(self.config)
+        for profile in loaded.profiles:
+            for backend_name in chosen:
+                suffix = f"-{backend_name}" if len(chosen) > 1 else ""
+                name = f"{loaded.name}[{profile.name}{suffix}]"
+                yield ScenarioItem.from_parent(
+                    self, name=name, loaded=loaded, profile=profile, backend_name=backend_name
+                )
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, loaded: scenario.Scenario, profile: timers.Profile, backend_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.loaded = loaded
+        self.profile = profile
+        self.backend_name = backend_name
+
+    def runtest(self) -> None:
+        outcomes = scenario.run(self.loaded, self.profile, self.backend_name)
+        _save(self.config, self.name, outcomes)
+        problems = scenario.judge_all(self.loaded, outcomes)
+        if problems:
+            raise ScenarioFailed("\n".join(problems))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ScenarioFailed | LabError):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"scenario {self.name}: {self.loaded.model.fault.kind}"
+
+
+def _session_profile(config: pytest.Config) -> timers.Profile:
+    try:
+        scale = float(Fraction(config.getoption("--time-scale")))
+    except (ValueError, ZeroDivisionError):
+        raise pytest.UsageError("--time-scale: use a number or a fraction like 1/30") from None
+    try:
+        return timers.profile(config.getoption("--profile")).scaled(scale)
+    except UsageError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def _healthy(running: lab.Lab) -> bool:
+    """fe has an installed CHILD_SA and every back-end's charon answers."""
+    try:
+        children = [
+            child
+            for entry in strongswan.list_sas(running.fe)
+            for sa in entry.values()
+            for child in sa.get("child-sas", {}).values()
+            if child.get("state") == "INSTALLED"
+        ]
+        return bool(children) and all(strongswan.version(running.nodes[n]) for n in ("be1", "be2"))
+    except (OSError, LabError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def _lab_pool(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The shared lab (created on first use) and how to replace it."""
+    pool: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        profile = _session_profile(request.config)
+        backend_name = backends(request.config)[0]
+        keep = bool(request.config.getoption("--keep-lab"))
+
+        def fresh() -> lab.Lab:
+            if "stack" in pool:
+                pool.pop("stack").close()
+            inner = contextlib.ExitStack()
+            running: lab.Lab = inner.enter_context(lab.running(profile, backend_name))
+            pool["lab"], pool["stack"] = running, inner
+            return running
+
+        def close() -> None:
+            if "stack" in pool and not keep:  # kept: `failover-lab status` shows it, `clean` removes it
+                pool["stack"].close()
+
+        pool["fresh"] = fresh
+        pool["profile"] = profile
+        pool["backend"] = backend_name
+        stack.callback(close)
+        yield pool
+
+
+@pytest.fixture
+def failover_lab(_lab_pool: dict[str, Any]) -> lab.Lab:
+    """The session's shared lab (profile --profile), healthy at the start of every test."""
+    current: lab.Lab | None = _lab_pool.get("lab")
+    if current is None or not _healthy(current):
+        current = _lab_pool["fresh"]()
+    return current
+
+
+@pytest.fixture
+def run_fault(request: pytest.FixtureRequest, _lab_pool: dict[str, Any]) -> Iterator[RunFault]:
+    """``run_fault("crash", profile=None, cluster_delay=1.0, freeze=3.0)`` -> Outcome."""
+    outcomes: list[measure.Outcome] = []
+
+    def run(fault: str, profile: str | timers.Profile | None = None, **params: float) -> measure.Outcome:
+        chosen = _lab_pool["profile"] if profile is None else profile
+        chosen = timers.profile(chosen) if isinstance(chosen, str) else chosen
+        fault_params = timers.FaultParams(**params).scaled(chosen.time_scale)
+        if chosen == _lab_pool["profile"]:
+            outcome = measure.run(request.getfixturevalue("failover_lab"), fault, fault_params)
+        else:
+            with lab.running(chosen, _lab_pool["backend"]) as running:
+                outcome = measure.run(running, fault, fault_params)
+        outcomes.append(outcome)
+        return outcome
+
+    yield run
+    _save(request.config, request.node.name, outcomes)

@@ -1,0 +1,70 @@
+"""The pytest plugin in pytest sessions of its own: scenario files as items, run_fault on a
+shared lab reset between tests, results written, failures and broken files in one line."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+USER_TESTS = """
+from harness.timers import Profile
+
+SLOW = Profile("slow-dpd", "DPD 3 s", dpd_delay=3, retransmit_timeout=1.0, retransmit_base=1.0, retransmit_tries=1)
+
+
+def test_first(run_fault, failover_lab):
+    outcome = run_fault("graceful")
+    assert (outcome.lab, outcome.old_owner, outcome.new_owner) == (failover_lab.topology.name, "be1", "be2")
+
+
+def test_second_reuses_the_reset_lab(run_fault, failover_lab):
+    outcome = run_fault("graceful")
+    assert (outcome.lab, outcome.old_owner, outcome.new_owner) == (failover_lab.topology.name, "be2", "be1")
+
+
+def test_another_profile_gets_its_own_lab(run_fault, failover_lab):
+    outcome = run_fault("crash", profile=SLOW)
+    assert outcome.lab != failover_lab.topology.name and outcome.profile.name == "slow-dpd"
+    assert outcome.within_prediction and outcome.plaintext_packets == 0
+"""
+
+
+@pytest.fixture
+def netns_only(backend_name: str) -> str:
+    if backend_name != "netns":
+        pytest.skip("the plugin's behaviour does not depend on the backend: checked on netns")
+    return backend_name
+
+
+def test_run_fault_on_a_shared_lab_reset_between_tests(
+    pytester: pytest.Pytester, netns_only: str, tmp_path: Path
+) -> None:
+    pytester.makepyfile(test_user=USER_TESTS)
+    results = tmp_path / "results"
+    run = pytester.runpytest_subprocess("-p", "harness.pytest_plugin", "--lab-backend", netns_only,
+                                        "--results-dir", str(results))  # fmt: skip
+    run.assert_outcomes(passed=3)
+    written = sorted(p.name for p in results.iterdir())
+    assert written == ["test_another_profile_gets_its_own_lab", "test_first", "test_second_reuses_the_reset_lab"]
+    [run_json] = (results / "test_first" / "runs").glob("*.json")
+    assert json.loads(run_json.read_text())["fault"] == "graceful"
+    assert (results / "test_first" / "report.md").exists()
+
+
+def test_scenario_items_and_their_failures(pytester: pytest.Pytester, netns_only: str) -> None:
+    scenarios = pytester.mkdir("scenarios")
+    (scenarios / "strict.yaml").write_text(
+        "profiles: [fast]\nfault: {kind: freeze, freeze: 1}\nexpect: {outage_max_s: 0.5}\n"
+    )
+    (scenarios / "broken.yaml").write_text("profiles: [fast]\nfault: {kind: crsh}\n")
+    run = pytester.runpytest_subprocess(
+        "-p", "harness.pytest_plugin", "--lab-backend", netns_only, "--continue-on-collection-errors", "scenarios"
+    )
+    run.assert_outcomes(failed=1, errors=1)
+    output = run.stdout.str()
+    assert re.search(
+        r"strict\[fast\]: outage 1\.\d{3} s is more than the expected 0\.500 s \(predicted 0\.99-1\.11 s", output
+    )
+    assert "broken.yaml: fault.kind: 'crsh' is not one of graceful, graceful-noblock, crash" in output
+    assert "Traceback" not in output

@@ -1,0 +1,127 @@
+"""Scenario files: the shipped ones load, broken ones give their golden one-line error, the JSON
+schema is current, expectations are judged in one sentence each, and no document crashes the
+loader with anything but that one line."""
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness import faults, scenario, timers
+from harness.backends import AUTO, BACKENDS
+from harness.errors import UsageError
+from harness.probe import SERVICES
+
+from .test_report import synthetic_outcome
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
+BROKEN = sorted((Path(__file__).parent / "errors" / "scenario-files").glob("*.yaml"))
+
+
+def test_the_models_know_every_fault_service_and_backend() -> None:
+    assert set(scenario.FaultKind.__args__) == set(faults.FAULTS)  # type: ignore[attr-defined]
+    assert set(scenario.Service.__args__) == set(SERVICES)  # type: ignore[attr-defined]
+    assert set(scenario.Backend.__args__) == {AUTO, *BACKENDS}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_scenarios_load(path: Path) -> None:
+    loaded = scenario.load(path)
+    assert loaded.profiles and loaded.model.description
+
+
+def test_the_shipped_set_covers_every_fault_and_profile() -> None:
+    loaded = [scenario.load(path) for path in SHIPPED]
+    assert {s.model.fault.kind for s in loaded} == set(faults.FAULTS)
+    crashed = {p.name for s in loaded if s.model.fault.kind == "crash" for p in s.profiles}
+    graceful = {p.name for s in loaded if s.model.fault.kind == "graceful" for p in s.profiles}
+    assert crashed == graceful == set(timers.PROFILES)
+
+
+def test_inline_profiles_and_time_scale(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "profiles: [fast, {name: cautious, dpd_delay: 10, retransmit_timeout: 2}]\n"
+        "time_scale: 1/2\nfault: {kind: crash, cluster_delay: 2}\nrepeat: 3\n"
+    )
+    loaded = scenario.load(path)
+    fast, cautious = loaded.profiles
+    assert (fast.dpd_delay, cautious.dpd_delay, cautious.retransmit_timeout) == (1, 5, 1.0)
+    assert loaded.params.cluster_delay == 1.0
+    assert loaded.item_name(cautious) == "mine[cautious]"
+    assert loaded.model.expect.plaintext_packets == 0  # expected unless said otherwise
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=[case.stem for case in BROKEN])
+def test_broken_scenarios_give_one_golden_line(case: Path) -> None:
+    with pytest.raises(UsageError) as error:
+        scenario.load(case)
+    message = str(error.value).replace(str(case), "FILE")
+    assert "\n" not in message
+    golden = case.with_suffix(".txt")
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_text(message + "\n")
+    assert message == golden.read_text().rstrip("\n")
+
+
+def test_the_json_schema_is_current() -> None:
+    written = (ROOT / "scenarios" / "scenario.schema.json").read_text()
+    assert written == scenario.schema_text(), "regenerate: python -c 'from harness import scenario; ...'"
+
+
+def loaded_crash(tmp_path: Path, expect: str) -> scenario.Scenario:
+    path = tmp_path / "crash.yaml"
+    path.write_text(f"profiles: [fast]\nfault: {{kind: crash}}\nexpect: {expect}\n")
+    return scenario.load(path)
+
+
+def test_judge_reports_each_unmet_expectation_in_one_sentence(tmp_path: Path) -> None:
+    loaded = loaded_crash(tmp_path, "{outage_max_s: 4.5, recovered_on: be1, services: {pop3: {outage_max_s: 4}}}")
+    problems = scenario.judge(loaded, synthetic_outcome(5.0))
+    assert len(problems) == 3
+    assert problems[0].startswith("crash[fast]: outage 5.020 s is more than the expected 4.500 s (predicted ")
+    assert "netns, strongSwan 5.9.8" in problems[0]
+    assert "recovered on be2, expected be1" in problems[1]
+    assert problems[2].startswith("crash[fast]: pop3 outage 5.020 s is more than the expected 4.000 s")
+    assert scenario.judge(loaded_crash(tmp_path, "{outage_max_s: 6}"), synthetic_outcome(5.0)) == []
+    late = scenario.judge(loaded_crash(tmp_path, "{}"), synthetic_outcome(9.0))
+    assert len(late) == 1 and "outside the predicted" in late[0]
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 500), st.floats(allow_nan=False), st.text(max_size=12))
+DOCUMENTS = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20,
+)
+VALID = {"profiles": ["fast"], "fault": {"kind": "crash"}, "expect": {"outage_max_s": 6}}
+KEYS = st.sampled_from(["profiles", "fault", "expect", "repeat", "time_scale", "backend", "description", "kind", "x"])
+
+
+def loads_or_says_why(tmp_path: Path, document: object) -> None:
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(document))
+    try:
+        scenario.load(path)
+    except UsageError as error:
+        message = str(error)
+        assert message.startswith(f"{path}: ") and "\n" not in message
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=DOCUMENTS)
+def test_random_documents_never_crash_the_loader(tmp_path: Path, document: object) -> None:
+    loads_or_says_why(tmp_path, document)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=KEYS, value=DOCUMENTS, drop=st.booleans())
+def test_mutated_scenarios_never_crash_the_loader(tmp_path: Path, key: str, value: object, drop: bool) -> None:
+    document = {k: v for k, v in VALID.items() if not (drop and k == key)}
+    if not drop:
+        document[key] = value
+    loads_or_says_why(tmp_path, document)
