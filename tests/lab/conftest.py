@@ -1,6 +1,7 @@
 """Lab tests run real labs on every backend that can run here (or the ones named with
 --lab-backend). A backend that cannot run is skipped, unless FAILOVER_LAB_REQUIRE_LAB=1 (set by
-CI) turns that into a failure. Tests that take ``backend_name`` run once per backend."""
+CI) turns that into a failure. Tests that take ``backend_name`` run once per backend (or per
+backend listed in their module's LAB_BACKENDS)."""
 
 import os
 import subprocess
@@ -25,7 +26,8 @@ def _unfit(name: str) -> str | None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend_name" in metafunc.fixturenames:
         chosen = [b for b in metafunc.config.getoption("--lab-backend") or list(BACKENDS) if b != AUTO]
-        metafunc.parametrize("backend_name", chosen, scope="module")
+        only = getattr(metafunc.module, "LAB_BACKENDS", None)  # a module that concerns some backends only
+        metafunc.parametrize("backend_name", [b for b in chosen if only is None or b in only], scope="module")
 
 
 @pytest.fixture(scope="module")

@@ -3,23 +3,14 @@
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from harness.backends import backend
 from harness.backends.docker import COMPOSE_FILE, REPO, compose_command
 
+LAB_BACKENDS = ("docker",)
 PROJECT = "flab-compose"
 """From .env: what a plain `docker compose up` in the checkout uses."""
-
-
-@pytest.fixture
-def docker_only(backend_name: str) -> Iterator[None]:
-    if not backend_name.startswith("docker"):
-        pytest.skip("compose runs on the docker backends only")
-    yield
 
 
 def compose(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -34,8 +25,7 @@ def compose(*arguments: str, timeout: float = 600) -> subprocess.CompletedProces
     )
 
 
-@pytest.mark.usefixtures("docker_only")
-def test_docker_compose_up_starts_the_lab_on_its_own() -> None:
+def test_docker_compose_up_starts_the_lab_on_its_own(backend_name: str) -> None:
     try:
         up = compose("up", "-d")
         assert up.returncode == 0, up.stderr
@@ -57,8 +47,7 @@ def test_docker_compose_up_starts_the_lab_on_its_own() -> None:
     assert PROJECT not in backend("docker").leftovers()
 
 
-@pytest.mark.usefixtures("docker_only")
-def test_the_harness_container_runs_a_lab_and_propagates_exit_codes() -> None:
+def test_the_harness_container_runs_a_lab_and_propagates_exit_codes(backend_name: str) -> None:
     results = REPO / "results"
     results.mkdir(exist_ok=True)  # created by us, not root-owned by dockerd
     output = Path("results") / "compose-harness.json"

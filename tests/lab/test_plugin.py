@@ -30,19 +30,16 @@ def test_another_profile_gets_its_own_lab(run_fault, failover_lab):
 """
 
 
-@pytest.fixture
-def netns_only(backend_name: str) -> str:
-    if backend_name != "netns":
-        pytest.skip("the plugin's behaviour does not depend on the backend: checked on netns")
-    return backend_name
+LAB_BACKENDS = ("netns",)
+"""The plugin's behaviour does not depend on the backend: checked on netns."""
 
 
 def test_run_fault_on_a_shared_lab_reset_between_tests(
-    pytester: pytest.Pytester, netns_only: str, tmp_path: Path
+    pytester: pytest.Pytester, backend_name: str, tmp_path: Path
 ) -> None:
     pytester.makepyfile(test_user=USER_TESTS)
     results = tmp_path / "results"
-    run = pytester.runpytest_subprocess("-p", "harness.pytest_plugin", "--lab-backend", netns_only,
+    run = pytester.runpytest_subprocess("-p", "harness.pytest_plugin", "--lab-backend", backend_name,
                                         "--results-dir", str(results))  # fmt: skip
     run.assert_outcomes(passed=3)
     written = sorted(p.name for p in results.iterdir())
@@ -52,14 +49,14 @@ def test_run_fault_on_a_shared_lab_reset_between_tests(
     assert (results / "test_first" / "report.md").exists()
 
 
-def test_scenario_items_and_their_failures(pytester: pytest.Pytester, netns_only: str) -> None:
+def test_scenario_items_and_their_failures(pytester: pytest.Pytester, backend_name: str) -> None:
     scenarios = pytester.mkdir("scenarios")
     (scenarios / "strict.yaml").write_text(
         "profiles: [fast]\nfault: {kind: freeze, freeze: 1}\nexpect: {outage_max_s: 0.5}\n"
     )
     (scenarios / "broken.yaml").write_text("profiles: [fast]\nfault: {kind: crsh}\n")
     run = pytester.runpytest_subprocess(
-        "-p", "harness.pytest_plugin", "--lab-backend", netns_only, "--continue-on-collection-errors", "scenarios"
+        "-p", "harness.pytest_plugin", "--lab-backend", backend_name, "--continue-on-collection-errors", "scenarios"
     )
     run.assert_outcomes(failed=1, errors=1)
     output = run.stdout.str()
