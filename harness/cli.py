@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from harness import faults, lab, measure, registry, report, scenario, timers, userfiles
+from harness import faults, lab, measure, policy, registry, report, scenario, timers, userfiles
 from harness.backends import AUTO, BACKENDS, backend
 from harness.errors import LabError, UsageError
 
@@ -105,8 +105,16 @@ def parser() -> Parser:
             "--profiles", type=Path, help="a YAML file of your own profiles (see README), usable with --profile"
         )
 
+    def policy_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--policy",
+            default=policy.DEFAULT,
+            help=f"what IPsec protects: {', '.join(policy.POLICIES)} (default {policy.DEFAULT})",
+        )
+
     up = commands.add_parser("up", help="bring a lab up and leave it running")
     profile_options(up)
+    policy_option(up)
     common(up)
     status = commands.add_parser("status", help="nodes, VIP owner and SAs of every running lab")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -124,6 +132,7 @@ def parser() -> Parser:
         help=f"fault(s) to inject, repeatable or comma-separated: {', '.join(faults.FAULTS)}",
     )
     profile_options(run)
+    policy_option(run)
     run.add_argument("--repeat", type=int, default=1, help="runs per fault, each on a fresh lab (default 1)")
     timing(run, "1", "multiply every timer by this, e.g. 1/30 (default 1)")
     run.add_argument("--json", type=Path, help="write the results (a JSON list, one object per run) here")
@@ -138,6 +147,12 @@ def parser() -> Parser:
     )
     timing(demo, DEFAULT_DEMO_SCALE, f"time scale of the KB and default profiles (default {DEFAULT_DEMO_SCALE})")
     demo.add_argument("--repeat", type=int, default=1, help="runs per profile and fault (default 1)")
+    demo.add_argument(
+        "--policies",
+        action="store_true",
+        help="instead: the KB's policy designs side by side (what crosses in clear, the passwords an "
+        "eavesdropper reads, graceful and crash outages per protected service), profile fast",
+    )
     demo.add_argument("--out", type=Path, default=Path("results/demo"), help="report folder (default results/demo)")
     common(demo)
     redraw = commands.add_parser("report", help="redraw report.md and the plots of a report folder from its JSON")
@@ -179,20 +194,22 @@ def progress_reporter(title: str, predicted: float) -> Iterator[measure.Reporter
     yield plain
 
 
-def measure_runs(
-    plan: Sequence[tuple[timers.Profile, str]], params: timers.FaultParams, repeat: int, backend_name: str
-) -> list[report.Result]:
-    """Each (profile, fault) ``repeat`` times, every run on a fresh lab."""
+Plan = Sequence[tuple[timers.Profile, str, str]]
+"""(profile, fault, policy) per measurement."""
+
+
+def measure_runs(plan: Plan, params: timers.FaultParams, repeat: int, backend_name: str) -> list[report.Result]:
+    """Each (profile, fault, policy) ``repeat`` times, every run on a fresh lab."""
     if repeat < 1:
         raise UsageError(f"--repeat must be at least 1, not {repeat}")
     results = []
-    for profile, fault in plan:
+    for profile, fault, policy_name in plan:
         scaled_params = params.scaled(profile.time_scale)
         bounds = timers.predict(fault, profile, scaled_params, 0)
         for _ in range(repeat):
             started = time.monotonic()
-            with lab.running(profile, backend_name) as running:
-                title = f"{fault} / {profile.name}"
+            with lab.running(profile, backend_name, policy_name=policy_name) as running:
+                title = f"{fault} / {profile.name}" + (f" / {policy_name}" if policy_name != policy.DEFAULT else "")
                 console.print(
                     f"{title} on lab {running.topology.name}: predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s",
                     highlight=False,
@@ -216,7 +233,9 @@ def _params(arguments: argparse.Namespace) -> timers.FaultParams:
 
 def cmd_up(arguments: argparse.Namespace) -> int:
     profile = _profile(arguments)
-    with lab.running(profile, arguments.backend, keep=True) as running:
+    with lab.running(
+        profile, arguments.backend, keep=True, policy_name=policy.policy(arguments.policy).name
+    ) as running:
         topology = running.topology
         console.print(
             f"lab [bold]{topology.name}[/] is up ({arguments.backend}, profile {profile.name}, "
@@ -260,9 +279,9 @@ def cmd_run(arguments: argparse.Namespace) -> int:
     names = [name for text in arguments.fault for name in _faults(text)]
     profile = _profile(arguments).scaled(arguments.time_scale)
     backend(arguments.backend)
-    results = measure_runs(
-        [(profile, fault) for fault in names], _params(arguments), arguments.repeat, arguments.backend
-    )
+    chosen = policy.policy(arguments.policy).name
+    plan = [(profile, fault, chosen) for fault in names]
+    results = measure_runs(plan, _params(arguments), arguments.repeat, arguments.backend)
     console.print(report.runs_table(results))
     if arguments.json:
         arguments.json.parent.mkdir(parents=True, exist_ok=True)
@@ -300,13 +319,17 @@ def run_scenario(arguments: argparse.Namespace) -> int:
 
 def cmd_demo(arguments: argparse.Namespace) -> int:
     backend(arguments.backend)
-    plan = [
-        (timers.profile(name).scaled(arguments.time_scale if scaled else 1.0), fault)
-        for name, scaled in DEMO_PROFILES
-        for fault in DEMO_FAULTS
-    ]
+    if arguments.policies:
+        fast = timers.profile("fast")
+        plan: Plan = [(fast, fault, name) for name in policy.POLICIES for fault in DEMO_FAULTS]
+    else:
+        plan = [
+            (timers.profile(name).scaled(arguments.time_scale if scaled else 1.0), fault, policy.DEFAULT)
+            for name, scaled in DEMO_PROFILES
+            for fault in DEMO_FAULTS
+        ]
     results = measure_runs(plan, _params(arguments), arguments.repeat, arguments.backend)
-    console.print(report.kb_table(results))
+    console.print(report.policy_table(results) if arguments.policies else report.kb_table(results))
     console.print(f"report written to {report.write_folder(results, arguments.out)}")
     return 0 if all(r["recovered"] and r["within_prediction"] for r in results) else 1
 

@@ -27,7 +27,7 @@ from typing import Any
 import vici
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from harness import guard, registry, strongswan
+from harness import guard, policy, registry, strongswan
 from harness.backends import Backend, backend
 from harness.errors import LabError
 from harness.node import Node, Process
@@ -54,6 +54,7 @@ class Lab:
     psk: str = field(repr=False)
     charons: dict[str, Process] = field(default_factory=dict)
     services: dict[str, Process] = field(default_factory=dict)
+    policy: policy.Policy = policy.POLICIES[policy.DEFAULT]
     strongswan_version: str = ""
     events: EventRecorder | None = None
     """fe's SA events since the lab came up."""
@@ -102,7 +103,7 @@ class Lab:
 
     def configure(self, name: str) -> None:
         """Load the PSK and the node's connection into its charon (fe initiates at once)."""
-        strongswan.configure(self.nodes[name], self.topology, self.profile, self.psk)
+        strongswan.configure(self.nodes[name], self.topology, self.profile, self.policy, self.psk)
 
     def restart_charon(self, name: str) -> None:
         """A fresh charon on the node, with no SA state, configured as at bring-up."""
@@ -126,16 +127,19 @@ def last_words(node: Node) -> str:
 
 
 @contextlib.contextmanager
-def running(profile: Profile, backend_name: str = "netns", keep: bool = False) -> Iterator[Lab]:
-    """A lab with fe's CHILD_SA to the VIP installed, torn down when the block exits; with
+def running(
+    profile: Profile, backend_name: str = "netns", keep: bool = False, policy_name: str = policy.DEFAULT
+) -> Iterator[Lab]:
+    """A lab with every CHILD_SA of its policy installed, torn down when the block exits; with
     ``keep`` it is left running if the block succeeds (`failover-lab up`)."""
+    chosen = policy.policy(policy_name)
     lab_backend = backend(backend_name)
     lab_backend.check()
     with contextlib.ExitStack() as undo:
-        state = registry.allocate(lab_backend.name, profile.name)
+        state = registry.allocate(lab_backend.name, profile.name, chosen.name)
         topology = state.topology
         undo.callback(registry.remove, lab_backend, topology.qualified)
-        lab = _bring_up(lab_backend, topology, registry.directory(topology.qualified), profile, undo)
+        lab = _bring_up(lab_backend, topology, registry.directory(topology.qualified), profile, chosen, undo)
         yield lab
         if keep:
             assert lab.events is not None
@@ -145,29 +149,54 @@ def running(profile: Profile, backend_name: str = "netns", keep: bool = False) -
 
 
 def _bring_up(
-    lab_backend: Backend, topology: Topology, directory: Path, profile: Profile, undo: contextlib.ExitStack
+    lab_backend: Backend,
+    topology: Topology,
+    directory: Path,
+    profile: Profile,
+    chosen: policy.Policy,
+    undo: contextlib.ExitStack,
 ) -> Lab:
     nodes = lab_backend.create(topology, directory)
-    lab = Lab(topology, lab_backend, profile, nodes, directory, psk=secrets.token_urlsafe(32))
+    lab = Lab(topology, lab_backend, profile, nodes, directory, psk=secrets.token_urlsafe(32), policy=chosen)
     undo.callback(_stop_processes, lab)
     for name in NODES:
         node = nodes[name]
-        node.put(node.workdir / "strongswan.conf", strongswan.strongswan_conf(node.workdir, profile))
-        node.put(node.workdir / GUARD_FILE, guard.rules(topology, name))
+        node.put(node.workdir / "strongswan.conf", strongswan.strongswan_conf(node.workdir, profile, chosen))
+        node.put(node.workdir / GUARD_FILE, guard.rules(chosen, topology, name))
+        rules = policy.ip_rules(chosen, topology, name)
+        if rules:
+            node.run(["ip", "-batch", "-"], input="".join(f"rule add {rule}\n" for rule in rules))
         lab.start_charon(name)
-    for name in BACKEND_NODES:
-        lab.services[name] = nodes[name].spawn([*nodes[name].agent("services"), "--node", name, "--vip", topology.vip])
+    for name in (*BACKEND_NODES, "dc"):
+        role = "dc" if name == "dc" else "backend"
+        lab.services[name] = nodes[name].spawn(
+            [*nodes[name].agent("services"), "--node", name, "--vip", topology.vip, "--role", role]
+        )
     for name in NODES:
         lab.wait_charon(name)
-    for name in BACKEND_NODES:
+    for name in ("dc", *BACKEND_NODES):  # responders before the initiators that need them
         lab.configure(name)
     lab.events = EventRecorder(nodes["fe"])
     undo.callback(lab.events.close)
     started = time.monotonic()
     lab.configure("fe")
-    lab.t_child_up = lab.events.wait_for("child", up=True, after=started, timeout=START_TIMEOUT_S).t
+    if chosen.ipsec:
+        lab.t_child_up = lab.events.wait_for("child", up=True, after=started, timeout=START_TIMEOUT_S).t
+        for name in ("fe", *BACKEND_NODES):
+            _wait_children(nodes[name], strongswan.expected_children(chosen, name))
+    else:
+        lab.t_child_up = time.monotonic()
     lab.strongswan_version = strongswan.version(nodes["fe"])
     return lab
+
+
+def _wait_children(node: Node, expected: int) -> None:
+    """Wait until the node has ``expected`` CHILD_SAs installed."""
+    for attempt in Retrying(wait=wait_fixed(0.01), stop=stop_after_delay(START_TIMEOUT_S), reraise=True):
+        with attempt:
+            installed = len(strongswan.installed_children(node))
+            if installed < expected:
+                raise LabError(f"{node.name}: {installed} of {expected} CHILD_SAs up after {START_TIMEOUT_S:.0f} s")
 
 
 def _stop_processes(lab: Lab) -> None:
@@ -184,6 +213,7 @@ def status(state: registry.State) -> dict[str, Any]:
     report: dict[str, Any] = {
         "name": topology.name,
         "profile": state.profile,
+        "policy": state.policy,
         "backend": state.backend,
         "owner": None if state.owner is None else state.owner.pid,
         "vip": topology.vip,

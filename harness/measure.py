@@ -11,18 +11,20 @@ Owns: the sequence of a run and the Outcome it produces. Not: the lab, the fault
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness import faults, guard, probe, strongswan, timers
+from harness import faults, guard, probe, strongswan, timers, wire
 from harness.errors import LabError
 from harness.lab import Lab
 from harness.phases import LogEvent, Phases, breakdown, parse_log
+from harness.policy import DC_PEERS, DC_PORTS, Policy
 from harness.probe import SERVICES, Probe
 from harness.strongswan import SaEvent
 from harness.topology import BACKENDS, NODES
-from harness.wire import Capture, plaintext_filter
+from harness.wire import Capture
 
 STEADY_TIMEOUT_S = 10.0
 """How long a fresh lab may take until every service answers through the tunnel."""
@@ -56,6 +58,7 @@ class Outcome:
     fault: str
     profile: timers.Profile
     params: timers.FaultParams
+    policy: Policy
     strongswan_version: str
     lab: str
     started_at: str
@@ -74,6 +77,15 @@ class Outcome:
     capture_dropped: int | None = None
     guard_drops: dict[str, int] = field(default_factory=dict)
     """Packets each node's fail-closed guard stopped from leaving in clear during the run."""
+    esp_packets: int = 0
+    clear_by_port: dict[str, int] = field(default_factory=dict)
+    """Packets seen in clear per service port ("tcp/110"), protected or not."""
+    esp_by_child: dict[str, int] = field(default_factory=dict)
+    """Packets carried by each of fe's CHILD_SAs at the end of the run (named by port under a
+    port-scoped policy), since it was installed."""
+    credentials_in_clear: dict[str, int] = field(default_factory=dict)
+    coverage: dict[str, dict[str, bool]] = field(default_factory=dict)
+    """Which of dc's services answered each node (one attempt each, before the fault)."""
     attempts: list[probe.Attempt] = field(default_factory=list)
 
     @property
@@ -93,18 +105,49 @@ class Outcome:
         return all(o.seconds is not None and o.seconds in self.predicted_for(o) for o in self.outages.values())
 
     def predicted_for(self, outage: probe.Outage) -> timers.Bounds:
-        """The prediction with this service's own probe resolution as tolerance."""
-        return timers.predict(self.fault, self.profile, self.params, outage.resolution, self.vip_moved)
+        """The prediction for this service (protected by the policy or in clear), with its own
+        probe resolution as tolerance."""
+        protected = self.policy.protects_service(outage.service)
+        return timers.predict(self.fault, self.profile, self.params, outage.resolution, self.vip_moved, protected)
 
 
-def current_phase(events: list[SaEvent], t_fault: float) -> str:
-    """What fe is doing now, from its SA events since the fault."""
-    since = [e for e in events if e.t > t_fault]
+def current_phase(events: list[SaEvent], t_fault: float, vip: str) -> str:
+    """What fe is doing now, from its SA events with the VIP since the fault."""
+    since = [e for e in events if e.t > t_fault and e.remote == vip]
     if since and since[-1].kind == "child" and since[-1].up:
         return "data"
     if any(e.kind == "ike" and not e.up for e in since):
         return "negotiation"
     return "detection"
+
+
+def coverage(lab: Lab) -> dict[str, dict[str, bool]]:
+    """One attempt at each of dc's services from fe and both back-ends, all at once."""
+    ports = ",".join(f"{proto}:{port}" for proto, port in DC_PORTS)
+    target = lab.topology.address("dc")
+    touches = {
+        name: lab.nodes[name].spawn(
+            [*lab.nodes[name].agent("touch"), "--target", target, "--ports", ports], capture=True
+        )
+        for name in DC_PEERS
+    }
+    found: dict[str, dict[str, bool]] = {}
+    for name, process in touches.items():
+        answers = [json.loads(line) for line in process.lines() if line.startswith("{")]
+        found[name] = {f"{a['proto']}/{a['port']}": bool(a["ok"]) for a in answers}
+        process.wait(5)
+        process.close()
+    return found
+
+
+def esp_by_child(lab: Lab) -> dict[str, int]:
+    """Packets (in + out) of each of fe's installed CHILD_SAs with the VIP."""
+    carried: dict[str, int] = {}
+    for child in strongswan.installed_children(lab.fe):
+        if child.get("remote-ts", [""])[0].startswith(f"{lab.topology.vip}/"):
+            packets = int(child.get("packets-in", 0)) + int(child.get("packets-out", 0))
+            carried[child["name"]] = carried.get(child["name"], 0) + packets
+    return carried
 
 
 def negotiated_with(lab: Lab) -> str | None:
@@ -124,7 +167,7 @@ def _wait_for_recovery(
         if traffic.wait_until(recovered, max(0.0, min(PROGRESS_EVERY_S, remaining))) or remaining <= 0:
             return
         if report is not None:
-            phase = current_phase(lab.events.events, injected.t_fault)
+            phase = current_phase(lab.events.events, injected.t_fault, lab.topology.vip)
             report(Progress(time.monotonic() - injected.t_fault, predicted, phase))
 
 
@@ -132,7 +175,8 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
     """Inject ``fault`` into ``lab`` once and measure it; the lab is healthy again afterwards."""
     inject = faults.fault(fault)
     params = params or timers.FaultParams()
-    predicted = timers.predict(fault, lab.profile, params, probe.UDP_INTERVAL_S)
+    protected = any(lab.policy.protects_service(service) for service in SERVICES)
+    predicted = timers.predict(fault, lab.profile, params, probe.UDP_INTERVAL_S, protected=protected)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     wall_to_monotonic = time.monotonic() - time.time()
     with contextlib.ExitStack() as running:
@@ -147,10 +191,12 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
                 f"lab {lab.topology.name}: services did not answer through the tunnel within "
                 f"{STEADY_TIMEOUT_S:.0f} s (probe said: {' | '.join(traffic.other_output[-3:]) or 'nothing'})"
             )
+        covered = coverage(lab)
         with inject(lab, params) as injected:
             _wait_for_recovery(lab, traffic, injected, predicted, report)
             guard_drops = {name: guard.dropped(lab.nodes[name]) for name in NODES}
             peer = negotiated_with(lab)
+            carried = esp_by_child(lab)
     attempts = traffic.snapshot()
     assert lab.events is not None
     outages = {
@@ -160,7 +206,7 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
     t_recovered = None if None in ends else max(e for e in ends if e is not None)
     log = lab.fe.run(["cat", str(lab.fe.workdir / "charon.log")]).stdout
     log_events = parse_log(log, wall_to_monotonic, since=injected.t_fault - 1)
-    sa_events = list(lab.events.events)
+    sa_events = [e for e in lab.events.events if e.remote == lab.topology.vip]
     new_owners = {o.new_owner for o in outages.values()}
     vip_moved = None if injected.t_vip is None else injected.t_vip - injected.t_fault
     return Outcome(
@@ -168,6 +214,7 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
         fault=fault,
         profile=lab.profile,
         params=params,
+        policy=lab.policy,
         strongswan_version=lab.strongswan_version,
         lab=lab.topology.name,
         started_at=started_at,
@@ -175,16 +222,21 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
         old_owner=injected.old_owner,
         new_owner=new_owners.pop() if len(new_owners) == 1 else None,
         outages=outages,
-        predicted=timers.predict(fault, lab.profile, params, probe.UDP_INTERVAL_S, vip_moved),
+        predicted=timers.predict(fault, lab.profile, params, probe.UDP_INTERVAL_S, vip_moved, protected),
         vip_moved=vip_moved,
         phases=breakdown(
             injected.t_fault, min(o.last_before for o in outages.values()), t_recovered, sa_events, log_events, peer
         ),
         events=sa_events,
         log_events=log_events,
-        plaintext_packets=capture.count(plaintext_filter(lab.topology)),
+        plaintext_packets=capture.count(wire.protected_filter(lab.policy, lab.topology)),
         wire_packets=capture.count("ip"),
         capture_dropped=capture.dropped,
         guard_drops=guard_drops,
+        esp_packets=capture.count(wire.ESP),
+        clear_by_port=wire.clear_by_port(capture.packets(), lab.topology),
+        esp_by_child=carried,
+        credentials_in_clear=capture.credentials(),
+        coverage=covered,
         attempts=attempts,
     )

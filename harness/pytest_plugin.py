@@ -9,7 +9,7 @@ scenario files as tests, and fixtures for your own timer regression tests.
   tests (every fault undoes itself; an unhealthy lab is replaced), else on a fresh lab.
 * ``failover_lab``: that shared lab, for tests that look at it directly.
 
-Options: --lab-backend (repeatable), --profile, --time-scale, --results-dir, --keep-lab.
+Options: --lab-backend (repeatable), --profile, --policy, --time-scale, --results-dir, --keep-lab.
 Labs of parallel workers (pytest -n N) get their own names, subnets and compose projects.
 
 Owns: pytest integration. Not: running anything (harness.scenario, harness.measure).
@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from harness import lab, measure, report, scenario, strongswan, timers
+from harness import lab, measure, policy, report, scenario, strongswan, timers
 from harness.backends import AUTO, BACKENDS
 from harness.errors import LabError, UsageError
 
@@ -45,6 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--profile", default="fast", help=f"profile of run_fault and the shared lab: {', '.join(timers.PROFILES)}"
     )
     group.addoption("--time-scale", default="1", help="multiply every timer of --profile, e.g. 1/30")
+    group.addoption(
+        "--policy", default=policy.DEFAULT, help=f"policy of run_fault and the shared lab: {', '.join(policy.POLICIES)}"
+    )
     group.addoption("--results-dir", type=Path, help="write every measured run here (JSON, report.md, plots)")
     group.addoption("--keep-lab", action="store_true", help="leave the shared lab running after the session")
 
@@ -143,13 +146,14 @@ def _lab_pool(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     with contextlib.ExitStack() as stack:
         profile = _session_profile(request.config)
         backend_name = backends(request.config)[0]
+        policy_name = policy.policy(request.config.getoption("--policy")).name
         keep = bool(request.config.getoption("--keep-lab"))
 
         def fresh() -> lab.Lab:
             if "stack" in pool:
                 pool.pop("stack").close()
             inner = contextlib.ExitStack()
-            running: lab.Lab = inner.enter_context(lab.running(profile, backend_name))
+            running: lab.Lab = inner.enter_context(lab.running(profile, backend_name, policy_name=policy_name))
             pool["lab"], pool["stack"] = running, inner
             return running
 
@@ -160,6 +164,7 @@ def _lab_pool(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
         pool["fresh"] = fresh
         pool["profile"] = profile
         pool["backend"] = backend_name
+        pool["policy"] = policy_name
         stack.callback(close)
         yield pool
 
@@ -175,17 +180,20 @@ def failover_lab(_lab_pool: dict[str, Any]) -> lab.Lab:
 
 @pytest.fixture
 def run_fault(request: pytest.FixtureRequest, _lab_pool: dict[str, Any]) -> Iterator[RunFault]:
-    """``run_fault("crash", profile=None, cluster_delay=1.0, freeze=3.0)`` -> Outcome."""
+    """``run_fault("crash", profile=None, policy=None, cluster_delay=1.0, freeze=3.0)`` -> Outcome."""
     outcomes: list[measure.Outcome] = []
 
-    def run(fault: str, profile: str | timers.Profile | None = None, **params: float) -> measure.Outcome:
+    def run(
+        fault: str, profile: str | timers.Profile | None = None, policy: str | None = None, **params: float
+    ) -> measure.Outcome:
         chosen = _lab_pool["profile"] if profile is None else profile
         chosen = timers.profile(chosen) if isinstance(chosen, str) else chosen
+        design = _lab_pool["policy"] if policy is None else policy
         fault_params = timers.FaultParams(**params).scaled(chosen.time_scale)
-        if chosen == _lab_pool["profile"]:
+        if chosen == _lab_pool["profile"] and design == _lab_pool["policy"]:
             outcome = measure.run(request.getfixturevalue("failover_lab"), fault, fault_params)
         else:
-            with lab.running(chosen, _lab_pool["backend"]) as running:
+            with lab.running(chosen, _lab_pool["backend"], policy_name=design) as running:
                 outcome = measure.run(running, fault, fault_params)
         outcomes.append(outcome)
         return outcome

@@ -1,7 +1,7 @@
 """Which labs exist on this host, who owns them, and removing them.
 
 Every lab has a directory /var/lib/failover-lab/flab-<name>/ (mode 0700) holding its state file
-``lab.json``: name, index, backend, profile and the owning process (PID and start time), or no
+``lab.json``: name, index, backend, profile, policy and the owning process (PID and start time), or no
 owner for a lab left running by `failover-lab up`. A lock file hands out lab indexes, so labs
 can be created side by side by several processes. ``clean`` removes every lab whose owner is
 gone (and, with ``force``, also labs that a live run or test still uses).
@@ -55,6 +55,7 @@ class State:
     index: int
     backend: str
     profile: str
+    policy: str
     owner: Owner | None
 
     @property
@@ -69,7 +70,7 @@ class State:
     def load(cls, path: Path) -> State:
         data = json.loads(path.read_text())
         owner = Owner(**data["owner"]) if data.get("owner") else None
-        return cls(data["name"], data["index"], data["backend"], data["profile"], owner)
+        return cls(data["name"], data["index"], data["backend"], data["profile"], data.get("policy", ""), owner)
 
     def save(self) -> None:
         path = directory(self.topology.qualified) / STATE_FILE
@@ -101,7 +102,7 @@ def _belongs(qualified: str, state: State | None, only: Backend) -> bool:
     return state.backend == only.name if state is not None else qualified in only.leftovers()
 
 
-def allocate(backend: str, profile: str) -> State:
+def allocate(backend: str, profile: str, policy: str) -> State:
     """Claim the lowest free lab index for this process and create the lab's directory."""
     with _lock():
         used = known()
@@ -109,7 +110,7 @@ def allocate(backend: str, profile: str) -> State:
             topology = Topology.for_index(index)
             if topology.qualified not in used:
                 directory(topology.qualified).mkdir(mode=0o700)
-                state = State(topology.name, index, backend, profile, Owner.of(os.getpid()))
+                state = State(topology.name, index, backend, profile, policy, Owner.of(os.getpid()))
                 state.save()
                 return state
     raise UsageError(f"all {MAX_LABS} lab slots are taken: run `failover-lab clean`")

@@ -42,6 +42,9 @@ REQUIRED_KEYS = (
     "phases",
     "plaintext_packets",
     "predicted",
+    "policy",
+    "clear_by_port",
+    "credentials_in_clear",
 )
 Result = dict[str, Any]
 
@@ -61,6 +64,7 @@ def to_json(outcome: Outcome) -> Result:
     for name, outage in outcome.outages.items():
         bounds = outcome.predicted_for(outage)
         services[name] = {
+            "protected": outcome.policy.protects_service(name),
             "outage_s": _r(outage.seconds),
             "resolution_s": outage.resolution,
             "last_answer_before_s": _r(outage.last_before - t0),
@@ -82,6 +86,8 @@ def to_json(outcome: Outcome) -> Result:
         "profile": outcome.profile.name,
         "profile_description": outcome.profile.description,
         "timers": outcome.profile.timers(),
+        "policy": outcome.policy.name,
+        "protected_ports": "all" if outcome.policy.ports is None else [f"{p}/{n}" for p, n in outcome.policy.ports],
         "time_scale": outcome.profile.time_scale,
         "fault_params": outcome.params.values(),
         "strongswan_version": outcome.strongswan_version,
@@ -123,6 +129,11 @@ def to_json(outcome: Outcome) -> Result:
         "wire_packets": outcome.wire_packets,
         "capture_dropped": outcome.capture_dropped,
         "guard_drops": outcome.guard_drops,
+        "esp_packets": outcome.esp_packets,
+        "clear_by_port": outcome.clear_by_port,
+        "esp_by_child": outcome.esp_by_child,
+        "credentials_in_clear": outcome.credentials_in_clear,
+        "coverage": outcome.coverage,
         "attempts": attempts,
     }
 
@@ -274,6 +285,61 @@ def kb_table(results: Iterable[Result]) -> Table:
     return view
 
 
+POLICY_COLUMNS = (
+    "policy",
+    "protected",
+    "seen in clear",
+    "passwords readable",
+    "graceful: protected / clear",
+    "crash: protected / clear",
+    "protected pkts in clear",
+)
+
+
+def _worst(result: Result | None, protected: bool) -> str:
+    if result is None:
+        return "-"
+    outages = [s["outage_s"] for s in result["services"].values() if s["protected"] is protected]
+    if not outages:
+        return "-"
+    return "no recovery" if None in outages else f"{max(outages):.2f}"
+
+
+def policy_rows(results: Iterable[Result]) -> list[list[str]]:
+    """One row per policy: coverage on the wire, exposed credentials, outages by protection."""
+    by_policy: dict[str, dict[str, Result]] = {}
+    for result in results:
+        by_policy.setdefault(result["policy"], {})[result["fault"]] = result
+    rows = []
+    for name, runs in by_policy.items():
+        any_run = next(iter(runs.values()))
+        protected = any_run["protected_ports"]
+        clear = sorted({port for r in runs.values() for port, n in r["clear_by_port"].items() if n})
+        exposed = {k: sum(r["credentials_in_clear"][k] for r in runs.values()) for k in any_run["credentials_in_clear"]}
+        graceful, crash = runs.get("graceful"), runs.get("crash")
+        rows.append(
+            [
+                name,
+                "everything" if protected == "all" else (", ".join(protected) or "nothing"),
+                ", ".join(clear) or "nothing",
+                ", ".join(f"{k} x{n}" for k, n in exposed.items() if n) or "none",
+                f"{_worst(graceful, True)} / {_worst(graceful, False)}",
+                f"{_worst(crash, True)} / {_worst(crash, False)}",
+                str(sum(r["plaintext_packets"] for r in runs.values())),
+            ]
+        )
+    return rows
+
+
+def policy_table(results: Iterable[Result]) -> Table:
+    view = Table(title="KB 821839 policy designs: the wire and the failover (s)", title_justify="left")
+    for column in POLICY_COLUMNS:
+        view.add_column(column, justify="right" if "/" in column or "pkts" in column else "left")
+    for row in policy_rows(results):
+        view.add_row(*row)
+    return view
+
+
 def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -298,6 +364,17 @@ def markdown(results: Sequence[Result], plots: dict[str, str], comparison: str |
     ]
     if comparison:
         parts += ["", f"![measured vs predicted]({comparison})"]
+    if len({r["policy"] for r in results}) > 1:
+        parts += [
+            "",
+            "## Policy designs",
+            "",
+            "What each design protects, which service ports an eavesdropper on the lab switch saw in "
+            "clear, whether the probe's POP3 PASS and IMAP LOGIN could be read, and the worst outage "
+            "of the protected and of the clear services.",
+            "",
+            _markdown_table(POLICY_COLUMNS, policy_rows(results)),
+        ]
     parts += ["", "## Runs"]
     for index, result in enumerate(results, 1):
         name = run_name(index, result)

@@ -5,6 +5,7 @@
     profiles: [fast, {name: cautious, dpd_delay: 5, retransmit_timeout: 1, retransmit_base: 1}]
     time_scale: 1            # or 1/30: every timer (and the cluster's) multiplied
     backend: netns           # optional: otherwise the command line's choice
+    policy: mail-passwords   # what IPsec protects (default all-traffic)
     fault: {kind: crash, cluster_delay: 1.0}
     repeat: 1
     expect:
@@ -48,6 +49,7 @@ from harness.userfiles import ProfileModel, ProfileName, error_line, read_yaml
 FaultKind = Literal["graceful", "graceful-noblock", "crash", "freeze", "link-cut", "reboot"]
 Service = Literal["udp", "http", "pop3", "imap"]
 Backend = Literal["auto", "netns", "docker", "docker:bookworm"]
+PolicyName = Literal["none", "mail-passwords", "mail-all", "all-traffic"]
 
 
 def _known_profile(name: str) -> str:
@@ -104,6 +106,7 @@ class Expectations(Strict):
 class ScenarioModel(Strict):
     description: str = ""
     backend: Backend | None = None
+    policy: PolicyName = "all-traffic"
     time_scale: Annotated[str | float, AfterValidator(_scale)] = 1.0
     profiles: list[ProfileEntry] = Field(min_length=1)
     fault: FaultModel
@@ -176,7 +179,8 @@ def run(
     scenario's own backend wins over ``backend_name``."""
     outcomes = []
     for _ in range(scenario.model.repeat):
-        with lab.running(profile, scenario.model.backend or backend_name) as running:
+        backend_choice = scenario.model.backend or backend_name
+        with lab.running(profile, backend_choice, policy_name=scenario.model.policy) as running:
             outcomes.append(measure.run(running, scenario.model.fault.kind, scenario.params, report))
     return outcomes
 

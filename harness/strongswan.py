@@ -24,8 +24,9 @@ import vici
 
 from harness.errors import LabError, NotRecovered, UsageError
 from harness.node import Node
+from harness.policy import DC_PEERS, IKE_MARK, IP_PROTOCOLS, Policy
 from harness.timers import Profile
-from harness.topology import Topology
+from harness.topology import BACKENDS, Topology
 
 CHARON = "/usr/lib/ipsec/charon"
 PLUGIN_DIR = "/usr/lib/ipsec/plugins"
@@ -36,12 +37,10 @@ PACKAGES = (
 )
 """Debian's packages that bring charon and every plugin in PLUGINS."""
 CONNECTION = "vip"
-CHILD = "svc"
 PLUGINS = (
     "random nonce openssl aes sha1 sha2 hmac kdf gmp curve25519 pem pkcs1 x509 pubkey "
     "kernel-libipsec kernel-netlink socket-default vici"
 )
-IKE_MARK = "0x42"
 ROUTING_TABLE = 220
 """charon's default routing table (and rule priority) for routes into the TUN device."""
 
@@ -64,7 +63,7 @@ def check_installed() -> None:
         raise UsageError(f"strongSwan plugins {', '.join(missing)} are missing: apt-get install {PACKAGES}")
 
 
-def strongswan_conf(workdir: PurePosixPath, profile: Profile) -> str:
+def strongswan_conf(workdir: PurePosixPath, profile: Profile, policy_: Policy) -> str:
     """A self-contained strongswan.conf for one node (nothing read from /etc)."""
     return f"""\
 charon {{
@@ -98,7 +97,7 @@ charon {{
             allow_peer_ts = yes
         }}
         kernel-netlink {{
-            fwmark = !{IKE_MARK}
+            fwmark = {policy_.kernel_fwmark()}
         }}
         socket-default {{
             fwmark = {IKE_MARK}
@@ -111,51 +110,112 @@ charon {{
 """
 
 
-def connection(topology: Topology, node: str, profile: Profile) -> dict[str, Any]:
-    """The vici `load-conn` message for ``node``: fe initiates to the VIP, back-ends respond."""
-    initiator = node == "fe"
-    local, remote = (topology.address("fe"), topology.vip)
-    if not initiator:
-        local, remote = remote, local
-    child = {
-        "local_ts": [f"{local}/32"],
-        "remote_ts": [f"{remote}/32"],
+def _child(local_ts: list[str], remote_ts: list[str], initiator: bool) -> dict[str, Any]:
+    return {
+        "local_ts": local_ts,
+        "remote_ts": remote_ts,
         "mode": "tunnel",
         "start_action": "trap|start" if initiator else "none",
         "close_action": "trap|start" if initiator else "none",
         "dpd_action": "restart" if initiator else "clear",
     }
+
+
+def child_name(proto: str, port: int) -> str:
+    return f"{proto}-{port}"
+
+
+def _conn(
+    profile: Profile, local_addr: str, remote_addrs: list[str], ids: tuple[str, str], children: dict[str, Any]
+) -> dict[str, Any]:
     return {
-        CONNECTION: {
-            "version": "2",
-            "local_addrs": [topology.address("fe")] if initiator else ["%any"],
-            "remote_addrs": [topology.vip] if initiator else [topology.address("fe")],
-            "mobike": "no",
-            "dpd_delay": f"{profile.dpd_delay}s",
-            "keyingtries": "0",
-            "local": {"auth": "psk", "id": topology.identity(node)},
-            "remote": {"auth": "psk", "id": topology.identity("fe" if not initiator else "be1")},
-            "children": {CHILD: child},
-        }
+        "version": "2",
+        "local_addrs": [local_addr],
+        "remote_addrs": remote_addrs,
+        "mobike": "no",
+        "dpd_delay": f"{profile.dpd_delay}s",
+        "keyingtries": "0",
+        "local": {"auth": "psk", "id": ids[0]},
+        "remote": {"auth": "psk", "id": ids[1]},
+        "children": children,
     }
+
+
+def connections(topology: Topology, node: str, profile: Profile, policy_: Policy) -> dict[str, Any]:
+    """The vici `load-conn` messages for ``node`` under ``policy_``: fe initiates to the VIP (one
+    CHILD_SA per protected port, or one for everything), the back-ends answer on the VIP with the
+    VIP's shared identity, and under all-traffic fe and both back-ends initiate to dc."""
+    fe, vip, dc = topology.address("fe"), topology.vip, topology.address("dc")
+    conns: dict[str, Any] = {}
+    for peer in policy_.peers(node):
+        if node == "fe" and peer == "vip":
+            children = _vip_children(policy_, f"{fe}/32", vip, initiator=True, vip_is_local=False)
+            conns[CONNECTION] = _conn(profile, fe, [vip], (topology.identity("fe"), topology.identity("vip")), children)
+        elif node in BACKENDS and peer == "fe":
+            children = _vip_children(policy_, f"{fe}/32", vip, initiator=False, vip_is_local=True)
+            ids = (topology.identity("vip"), topology.identity("fe"))
+            conns[CONNECTION] = _conn(profile, "%any", [fe], ids, children)
+        elif peer == "dc":
+            own = topology.address(node)
+            children = {"all": _child([f"{own}/32"], [f"{dc}/32"], initiator=True)}
+            conns["dc"] = _conn(profile, own, [dc], (topology.identity(node), topology.identity("dc")), children)
+    if node == "dc" and policy_.dc:
+        children = {"all": _child([f"{dc}/32"], ["dynamic"], initiator=False)}
+        peers = [topology.address(peer) for peer in DC_PEERS]
+        conns["peers"] = _conn(profile, dc, peers, (topology.identity("dc"), "%any"), children)
+    return conns
+
+
+def _vip_children(policy_: Policy, fe_ts: str, vip: str, initiator: bool, vip_is_local: bool) -> dict[str, Any]:
+    if policy_.ports is None:
+        selectors = {"all": [f"{vip}/32"]}
+    else:
+        selectors = {  # protocols by number: slim images have no /etc/protocols for charon to read names from
+            child_name(proto, port): [f"{vip}/32[{IP_PROTOCOLS[proto]}/{port}]"] for proto, port in policy_.ports
+        }
+    return {
+        name: _child(vip_ts, [fe_ts], initiator) if vip_is_local else _child([fe_ts], vip_ts, initiator)
+        for name, vip_ts in selectors.items()
+    }
+
+
+def expected_children(policy_: Policy, node: str) -> int:
+    """CHILD_SAs the node has once the lab is up (the back-ends' SAs with fe: only the owner's)."""
+    count = 0
+    for peer in policy_.peers(node):
+        if peer == "vip":
+            count += len(policy_.ports) if policy_.ports is not None else 1
+        elif peer == "dc":
+            count += 1
+    return count
 
 
 def shared_secret(topology: Topology, psk: str) -> dict[str, Any]:
-    return {
-        "type": "IKE",
-        "data": psk,
-        "owners": [topology.identity("fe"), topology.identity("be1")],
-    }
+    """One PSK for every identity of the lab."""
+    return {"type": "IKE", "data": psk, "owners": [topology.identity(n) for n in ("fe", "vip", *BACKENDS, "dc")]}
 
 
-def configure(node: Node, topology: Topology, profile: Profile, psk: str) -> None:
-    """Load the PSK and the node's connection into its running charon."""
+def configure(node: Node, topology: Topology, profile: Profile, policy_: Policy, psk: str) -> None:
+    """Load the PSK and the node's connections into its running charon."""
     session = node.vici()
     try:
         session.load_shared(shared_secret(topology, psk))
-        session.load_conn(connection(topology, node.name, profile))
+        for name, conn in connections(topology, node.name, profile, policy_).items():
+            session.load_conn({name: conn})
     finally:
         session.transport.close()
+
+
+def installed_children(node: Node) -> list[dict[str, Any]]:
+    """The node's CHILD_SAs in state INSTALLED (of established IKE SAs)."""
+    return [
+        child
+        for entry in list_sas(node)
+        for sa in entry.values()
+        if sa.get("state") == "ESTABLISHED"
+        for child in sa.get("child-sas", {}).values()
+        if child.get("state") == "INSTALLED"
+    ]
 
 
 def version(node: Node) -> str:

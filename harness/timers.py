@@ -231,12 +231,35 @@ def graceful_noblock(profile: Profile, resolution: float, vip_moved: float = 0.0
     return Bounds(graceful(profile, resolution, vip_moved).lo, vip_moved + crash(profile, 0.0, resolution).hi)
 
 
+def unprotected(fault: str, params: FaultParams, resolution: float, vip_moved: float | None) -> Bounds:
+    """Traffic outside IPsec only waits for the VIP: a crash or link cut for the cluster to move
+    it, a graceful move for the move itself; a frozen or restarted charon does not touch it."""
+    moved = vip_moved or 0.0
+    if fault in ("crash", "link-cut"):
+        return Bounds(
+            params.cluster_delay - resolution, max(moved, params.cluster_delay) + SETUP_ALLOWANCE_S + resolution
+        )
+    if fault in ("graceful", "graceful-noblock"):
+        return Bounds(0.0, moved + SETUP_ALLOWANCE_S + resolution)
+    if fault in ("freeze", "reboot"):
+        return Bounds(0.0, SETUP_ALLOWANCE_S + resolution)
+    raise ValueError(f"no prediction for fault {fault!r}")
+
+
 def predict(
-    fault: str, profile: Profile, params: FaultParams, resolution: float, vip_moved: float | None = None
+    fault: str,
+    profile: Profile,
+    params: FaultParams,
+    resolution: float,
+    vip_moved: float | None = None,
+    protected: bool = True,
 ) -> Bounds:
-    """Predicted outage of ``fault`` (a name from harness.faults.FAULTS). ``vip_moved``: seconds
-    from the fault until the new owner had the VIP, as measured; without it the cluster is
-    taken to act at once (graceful) or after exactly its delay (crash, link cut)."""
+    """Predicted outage of ``fault`` (a name from harness.faults.FAULTS) for traffic the policy
+    protects (or, with ``protected=False``, for traffic in clear). ``vip_moved``: seconds from the
+    fault until the new owner had the VIP, as measured; without it the cluster is taken to act at
+    once (graceful) or after exactly its delay (crash, link cut)."""
+    if not protected:
+        return unprotected(fault, params, resolution, vip_moved)
     if fault == "graceful":
         return graceful(profile, resolution, vip_moved or 0.0)
     if fault == "graceful-noblock":

@@ -19,9 +19,10 @@ LAB_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
 LAB_SUBNETS = ipaddress.IPv4Network("198.18.0.0/16")
 PREFIX = "flab"
 """Every namespace, directory and container of ours starts with this, so `clean` can find them."""
-NODES = ("fe", "be1", "be2")
+NODES = ("fe", "be1", "be2", "dc")
+"""fe (the front-end), be1/be2 (the clustered back-end) and dc (a domain controller)."""
 BACKENDS = ("be1", "be2")
-HOST_NUMBERS = {"fe": 10, "be1": 11, "be2": 12}
+HOST_NUMBERS = {"fe": 10, "be1": 11, "be2": 12, "dc": 20}
 VIP_NUMBER = 100
 MAX_LABS = 256
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,7}$")
@@ -29,7 +30,7 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 
 @dataclass(frozen=True)
 class Topology:
-    """One lab: fe and the back-end pair be1/be2 on one L2 segment, the VIP on one back-end."""
+    """One lab: fe, the back-end pair be1/be2 and dc on one L2 segment, the VIP on one back-end."""
 
     name: str
     index: int
@@ -61,8 +62,8 @@ class Topology:
         return f"{PREFIX}-{self.name}"
 
     def identity(self, node: str) -> str:
-        """IKE identity: fe has its own, both back-ends share the VIP's."""
-        return f"{'fe' if node == 'fe' else 'vip'}.{self.name}.failover-lab.test"
+        """A node's own IKE identity (``vip`` for the identity both back-ends share on the VIP)."""
+        return f"{node}.{self.name}.failover-lab.test"
 
     @staticmethod
     def other_backend(node: str) -> str:

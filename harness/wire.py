@@ -1,13 +1,17 @@
 """The capture on the lab switch: every frame of a run, and what of it crossed in clear.
 
-tcpdump runs on the switch node (for netns, the bridge's own namespace) and writes a pcap in the
-switch's directory; the pcap is read back on the same node with a filter for protected traffic.
-On the bridge device, promiscuous, it sees every frame forwarded between ports once. It runs in
-immediate mode: otherwise packets still waiting in the kernel's capture buffer when tcpdump is
-stopped are counted as "received" but never written, and the capture would miss the end of a run.
+tcpdump runs on the switch node (for netns, the bridge's own namespace; for Docker, a container
+in the host's network namespace on the lab's bridge) and writes a pcap in the switch's
+directory; the pcap is read back on the same node. On the bridge device, promiscuous, it sees
+every frame forwarded between ports once. It runs in immediate mode: otherwise packets still
+waiting in the kernel's capture buffer when tcpdump is stopped are counted as "received" but
+never written, and the capture would miss the end of a run.
 
-Owns: starting/stopping the capture and counting packets by filter. Not: deciding what a
-policy protects (the caller passes the filter).
+What the wire tells per run: packets of protected traffic in clear (the policy's selectors:
+must be 0), packets per service port in clear, ESP packets (in UDP, or raw), and whether the
+probe's POP3 PASS and IMAP LOGIN credentials can be read off the wire.
+
+Owns: capturing and reading the capture. Not: deciding what a policy protects (harness.policy).
 """
 
 from __future__ import annotations
@@ -15,22 +19,63 @@ from __future__ import annotations
 import re
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from harness.errors import LabError
 from harness.node import Node
+from harness.policy import DC_PEERS, DC_PORTS, SERVICE_PORTS, Policy
 from harness.topology import Topology
 
-IKE_PORTS = (500, 4500)
-SERVICE_FILTER = "tcp port 80 or tcp port 110 or tcp port 143 or udp port 7"
+KEYING = "udp port 500 or udp port 4500 or ip proto 50"
+"""IKE, ESP in UDP and raw ESP: what charon itself puts on the wire."""
+ESP = "(udp port 4500 and udp[8:4] != 0) or ip proto 50"
+"""ESP packets: in UDP (a non-zero SPI where IKE on 4500 has its zero marker) or raw."""
+CREDENTIALS = {"pop3 PASS": "PASS probe-password", "imap LOGIN": 'LOGIN probe "probe-password"'}
+"""What the probe's logins put on the wire (harness/agents/probe.py defaults)."""
+PACKET = re.compile(r"^IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+): (tcp|UDP)")
 
 
-def plaintext_filter(topology: Topology) -> str:
-    """Protected traffic in clear: anything between fe and the VIP but IKE and ESP-in-UDP, and
-    any packet on a service port anywhere on the wire."""
-    fe, vip = topology.address("fe"), topology.vip
-    ike = " or ".join(f"udp port {port}" for port in IKE_PORTS)
-    return f"(host {fe} and host {vip} and not ({ike})) or {SERVICE_FILTER}"
+def protected_filter(policy_: Policy, topology: Topology) -> str | None:
+    """tcpdump filter for traffic the policy protects, seen in clear (None: it protects nothing)."""
+    fe, vip, dc = topology.address("fe"), topology.vip, topology.address("dc")
+    parts = []
+    if policy_.ports is None:
+        parts.append(f"(host {fe} and host {vip} and not ({KEYING}))")
+    elif policy_.ports:
+        ports = " or ".join(f"{proto} port {port}" for proto, port in policy_.ports)
+        parts.append(f"(host {fe} and host {vip} and ({ports}))")
+    if policy_.dc:
+        parts += [f"(host {topology.address(peer)} and host {dc} and not ({KEYING}))" for peer in DC_PEERS]
+    return " or ".join(parts) or None
+
+
+@dataclass(frozen=True)
+class Packet:
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    proto: str
+
+
+def port_keys(topology: Topology) -> dict[str, tuple[str, int, str]]:
+    """Every service port of the lab: "tcp/110" -> (proto, port, the server's address)."""
+    keys = {f"{proto}/{port}": (proto, port, topology.vip) for proto, port in SERVICE_PORTS.values()}
+    keys.update({f"{proto}/{port}": (proto, port, topology.address("dc")) for proto, port in DC_PORTS})
+    return keys
+
+
+def clear_by_port(packets: list[Packet], topology: Topology) -> dict[str, int]:
+    """Packets in clear to or from each service port of the lab."""
+    counts = dict.fromkeys(port_keys(topology), 0)
+    for key, (proto, port, server) in port_keys(topology).items():
+        for packet in packets:
+            if packet.proto == proto and (
+                (packet.dst == server and packet.dport == port) or (packet.src == server and packet.sport == port)
+            ):
+                counts[key] += 1
+    return counts
 
 
 class Capture:
@@ -41,7 +86,7 @@ class Capture:
         self.path = PurePosixPath(switch.workdir) / f"{name}.pcap"
         self.dropped: int | None = None
         self.process = switch.spawn(
-            ["tcpdump", "-i", interface, "--immediate-mode", "-nn", "-U", "-s", "256", "-w", str(self.path), "ip"],
+            ["tcpdump", "-i", interface, "--immediate-mode", "-nn", "-U", "-s", "512", "-w", str(self.path), "ip"],
             capture=True,
         )
         said: list[str] = []
@@ -67,7 +112,21 @@ class Capture:
         found = re.search(r"(\d+) packets? dropped by kernel", summary)
         self.dropped = int(found.group(1)) if found else None
 
-    def count(self, bpf: str) -> int:
-        """Packets in the capture that match the tcpdump filter ``bpf``."""
-        result = self.switch.run(["tcpdump", "-nn", "-r", str(self.path), bpf])
-        return len(result.stdout.splitlines())
+    def count(self, bpf: str | None) -> int:
+        """Packets in the capture that match the tcpdump filter ``bpf`` (None matches nothing)."""
+        if bpf is None:
+            return 0
+        return len(self.switch.run(["tcpdump", "-nn", "-r", str(self.path), bpf]).stdout.splitlines())
+
+    def packets(self) -> list[Packet]:
+        """Every TCP and UDP packet of the capture, by addresses and ports."""
+        listed = self.switch.run(["tcpdump", "-nn", "-q", "-t", "-r", str(self.path), "tcp or udp"]).stdout
+        found = (PACKET.match(line) for line in listed.splitlines())
+        return [
+            Packet(m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), m.group(5).lower()) for m in found if m
+        ]
+
+    def credentials(self) -> dict[str, int]:
+        """How often each of the probe's login credentials can be read in clear."""
+        text = self.switch.run(["tcpdump", "-nn", "-A", "-r", str(self.path), "tcp port 110 or tcp port 143"]).stdout
+        return {name: text.count(secret) for name, secret in CREDENTIALS.items()}

@@ -1,9 +1,12 @@
-"""Service stand-ins that run on a back-end node: HTTP, POP3, IMAP4 and a UDP echo.
+"""Service stand-ins: HTTP, POP3, IMAP4 and a UDP echo on a back-end (role backend), or the
+domain controller's LDAP 389, Kerberos 88, RPC endpoint mapper 135, Global Catalog 3268 and
+DNS 53 (tcp and udp where they use both) on dc (role dc).
 
 Standard library only, so the same file runs in a network namespace and in a node container.
 Every answer names the node that served it, which is how the probe on fe tells the old VIP
-owner from the new one. The UDP echo is bound to the VIP with IP_FREEBIND, so replies always
-come from the VIP, also on the standby before it owns the address.
+owner from the new one. The back-ends' UDP echo is bound to the VIP with IP_FREEBIND, so
+replies always come from the VIP, also on the standby before it owns the address. The domain
+controller's stand-ins answer each line (or datagram) with "<node> <port>".
 
 Owns: the wire dialogue of each service. Not: addresses, routing or IPsec (the lab's job).
 """
@@ -22,6 +25,8 @@ POP3_PORT = 110
 IMAP_PORT = 143
 ECHO_PORT = 7
 IP_FREEBIND = 15
+DC_TCP_PORTS = (389, 88, 135, 3268, 53)
+DC_UDP_PORTS = (88, 53)
 
 
 async def _http(node: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -85,6 +90,15 @@ def _serve(node: str, handler: Handler) -> Connection:
     return connection
 
 
+def _directory(port: int) -> Handler:
+    async def answer(node: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.readline():
+            writer.write(f"{node} {port}\r\n".encode())
+            await writer.drain()
+
+    return answer
+
+
 class _Echo(asyncio.DatagramProtocol):
     def __init__(self, node: str) -> None:
         self.node = node.encode()
@@ -98,22 +112,31 @@ class _Echo(asyncio.DatagramProtocol):
             self.transport.sendto(self.node + b" " + data, addr)
 
 
-async def main(node: str, vip: str) -> None:
+async def main(node: str, vip: str, role: str) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if role == "dc":
+        tcp: list[tuple[int, Handler]] = [(port, _directory(port)) for port in DC_TCP_PORTS]
+        udp = [("0.0.0.0", port) for port in DC_UDP_PORTS]
+    else:
+        tcp = [(HTTP_PORT, _http), (POP3_PORT, _pop3), (IMAP_PORT, _imap)]
+        udp = [(vip, ECHO_PORT)]
     servers = [
-        await asyncio.start_server(_serve(node, handler), "0.0.0.0", port, reuse_address=True)
-        for port, handler in ((HTTP_PORT, _http), (POP3_PORT, _pop3), (IMAP_PORT, _imap))
+        await asyncio.start_server(_serve(node, handler), "0.0.0.0", port, reuse_address=True) for port, handler in tcp
     ]
-    echo_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    echo_socket.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
-    echo_socket.bind((vip, ECHO_PORT))
-    transport, _ = await loop.create_datagram_endpoint(lambda: _Echo(node), sock=echo_socket)
+    transports = []
+    for address, port in udp:
+        echo_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        echo_socket.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+        echo_socket.bind((address, port))
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Echo(node), sock=echo_socket)
+        transports.append(transport)
     print("ready", flush=True)
     await stop.wait()
-    transport.close()
+    for transport in transports:
+        transport.close()
     for server in servers:
         server.close()
 
@@ -121,6 +144,7 @@ async def main(node: str, vip: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--node", required=True, help="name put into every answer")
-    parser.add_argument("--vip", required=True, help="address the UDP echo answers from")
+    parser.add_argument("--vip", required=True, help="address the back-end's UDP echo answers from")
+    parser.add_argument("--role", choices=("backend", "dc"), default="backend", help="which services to run")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.node, arguments.vip))
+    asyncio.run(main(arguments.node, arguments.vip, arguments.role))

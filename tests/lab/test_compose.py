@@ -30,7 +30,7 @@ def test_docker_compose_up_starts_the_lab_on_its_own(backend_name: str) -> None:
         up = compose("up", "-d")
         assert up.returncode == 0, up.stderr
         listed = compose("ps", "-q")
-        assert len(listed.stdout.split()) == 4  # fe, be1, be2 and the switch
+        assert len(listed.stdout.split()) == 5  # fe, be1, be2, dc and the switch
         fe = compose("exec", "-T", "fe", "ip", "-4", "-o", "addr", "show", "dev", "eth0")
         assert "198.18.254.10/24" in fe.stdout
         tun = compose("exec", "-T", "be1", "ls", "/dev/net/tun")

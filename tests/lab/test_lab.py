@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from harness import guard, lab, registry, strongswan, timers, wire
+from harness import guard, lab, policy, registry, strongswan, timers, wire
 from harness.errors import LabError
 
 from .conftest import alive, remains
@@ -29,13 +29,16 @@ def installed_children(sas: list[dict]) -> list[dict]:  # type: ignore[type-arg]
     ]
 
 
-def test_fe_has_a_child_sa_to_the_vip_owner_only(fast_lab: lab.Lab) -> None:
-    vip = fast_lab.topology.vip
+def test_all_traffic_sas_fe_to_the_vip_owner_and_everyone_to_dc(fast_lab: lab.Lab) -> None:
+    vip, dc = fast_lab.topology.vip, fast_lab.topology.address("dc")
     fe_sas = strongswan.list_sas(fast_lab.fe)
-    assert [sa["remote-host"] for entry in fe_sas for sa in entry.values()] == [vip]
-    assert [c["remote-ts"] for c in installed_children(fe_sas)] == [[f"{vip}/32"]]
-    assert len(installed_children(strongswan.list_sas(fast_lab.nodes["be1"]))) == 1
-    assert strongswan.list_sas(fast_lab.nodes["be2"]) == []
+    assert sorted(sa["remote-host"] for entry in fe_sas for sa in entry.values()) == sorted([vip, dc])
+    assert sorted(c["remote-ts"][0] for c in installed_children(fe_sas)) == sorted([f"{vip}/32", f"{dc}/32"])
+    be1 = [c["remote-ts"][0] for c in strongswan.installed_children(fast_lab.nodes["be1"])]
+    be2 = [c["remote-ts"][0] for c in strongswan.installed_children(fast_lab.nodes["be2"])]
+    assert sorted(be1) == sorted([f"{fast_lab.topology.address('fe')}/32", f"{dc}/32"])
+    assert be2 == [f"{dc}/32"]  # the standby has no SA with fe
+    assert len(strongswan.installed_children(fast_lab.nodes["dc"])) == 3
     assert fast_lab.vip_owner() == "be1"
     assert fast_lab.strongswan_version
 
@@ -52,25 +55,29 @@ def test_secrets_and_sockets_are_root_only_and_the_psk_is_fresh(fast_lab: lab.La
         assert installed_children(strongswan.list_sas(other.fe))
 
 
-def test_the_capture_counts_traffic_in_clear(fast_lab: lab.Lab) -> None:
-    """The plaintext counter can fail: POP3 to be2's own address is outside the tunnel policy."""
-    capture = wire.Capture(fast_lab.nodes["sw"], fast_lab.backend.wire_interface(fast_lab.topology))
-    try:
-        login = "USER probe\r\nPASS clear-password\r\nQUIT\r\n"
-        fast_lab.fe.run(
-            [
-                "python3",
-                "-c",
-                "import socket,sys; s=socket.create_connection((sys.argv[1],110),2);"
-                "s.sendall(sys.argv[2].encode()); s.recv(100)",
-                fast_lab.topology.address("be2"),
-                login,
-            ]
-        )
-    finally:
-        capture.stop()
-    assert capture.count(wire.plaintext_filter(fast_lab.topology)) >= 3
-    assert capture.count(f"tcp port 110 and host {fast_lab.topology.address('be2')}") >= 3
+def test_the_capture_sees_protected_traffic_when_it_is_in_clear(backend_name: str) -> None:
+    """The counters can fail: without IPsec, a POP3 login to the VIP is what all-traffic would
+    protect, and its password can be read off the wire."""
+    with lab.running(timers.profile("fast"), backend_name, policy_name="none") as clear_lab:
+        capture = wire.Capture(clear_lab.nodes["sw"], clear_lab.backend.wire_interface(clear_lab.topology))
+        try:
+            login = "USER probe\r\nPASS probe-password\r\nQUIT\r\n"
+            clear_lab.fe.run(
+                [
+                    "python3",
+                    "-c",
+                    "import socket,sys; s=socket.create_connection((sys.argv[1],110),2);"
+                    "s.sendall(sys.argv[2].encode()); s.recv(100)",
+                    clear_lab.topology.vip,
+                    login,
+                ]
+            )
+        finally:
+            capture.stop()
+        everything = policy.policy("all-traffic")
+        assert capture.count(wire.protected_filter(everything, clear_lab.topology)) >= 3
+        assert capture.credentials()["pop3 PASS"] >= 1
+        assert wire.clear_by_port(capture.packets(), clear_lab.topology)["tcp/110"] >= 3
 
 
 def test_a_killed_charon_lets_nothing_out_in_clear(fast_lab: lab.Lab) -> None:
@@ -93,7 +100,7 @@ def test_a_killed_charon_lets_nothing_out_in_clear(fast_lab: lab.Lab) -> None:
         capture.stop()
     assert attempt.returncode != 0
     assert guard.dropped(fast_lab.fe) >= 1
-    assert capture.count(wire.plaintext_filter(fast_lab.topology)) == 0
+    assert capture.count(wire.protected_filter(fast_lab.policy, fast_lab.topology)) == 0
 
 
 def test_teardown_leaves_nothing_also_after_an_exception(backend_name: str) -> None:

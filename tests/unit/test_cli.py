@@ -157,3 +157,9 @@ def test_a_broken_scenario_file_is_one_line(capsys: pytest.CaptureFixture[str], 
         "graceful, graceful-noblock, crash, freeze, link-cut, reboot"
     )
     assert nothing_built(lab_root)
+
+
+def test_unknown_policy(capsys: pytest.CaptureFixture[str], lab_root: Path) -> None:
+    assert cli.main(["run", "--fault", "crash", "--policy", "mail", "--backend", "netns"]) == 2
+    assert "unknown policy 'mail': choose one of none, mail-passwords, mail-all, all-traffic" in one_error_line(capsys)
+    assert nothing_built(lab_root)

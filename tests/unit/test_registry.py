@@ -19,7 +19,7 @@ def lab_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_labs_get_distinct_indexes_and_private_directories(lab_root: Path) -> None:
-    first, second = registry.allocate("netns", "fast"), registry.allocate("netns", "fast")
+    first, second = registry.allocate("netns", "fast", "all-traffic"), registry.allocate("netns", "fast", "all-traffic")
     assert (first.index, second.index) == (0, 1)
     assert oct(registry.directory(first.topology.qualified).stat().st_mode & 0o777) == "0o700"
     assert registry.registered() == [first, second]
@@ -35,13 +35,13 @@ def test_owner_identity_survives_pid_reuse() -> None:
 
 
 def test_clean_keeps_labs_of_live_processes_unless_forced(lab_root: Path) -> None:
-    mine = registry.allocate("netns", "fast")
-    detached = State("lab1", 1, "netns", "fast", owner=None)
+    mine = registry.allocate("netns", "fast", "all-traffic")
+    detached = State("lab1", 1, "netns", "fast", "all-traffic", owner=None)
     registry.directory(detached.topology.qualified).mkdir()
     detached.save()
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        other = State("lab2", 2, "netns", "fast", Owner.of(sleeper.pid))
+        other = State("lab2", 2, "netns", "fast", "all-traffic", Owner.of(sleeper.pid))
         registry.directory(other.topology.qualified).mkdir()
         other.save()
         assert other.in_use() and not mine.in_use() and not detached.in_use()
@@ -73,7 +73,7 @@ def test_clean_can_keep_to_one_backend(lab_root: Path, monkeypatch: pytest.Monke
     docker = FakeBackend("docker", {"flab-lab5"})  # a leftover without a record
     monkeypatch.setattr(registry, "BACKENDS", {"docker": docker})
     for index, backend in ((0, "netns"), (1, "docker")):
-        state = State(f"lab{index}", index, backend, "fast", owner=None)
+        state = State(f"lab{index}", index, backend, "fast", "all-traffic", owner=None)
         registry.directory(state.topology.qualified).mkdir(parents=True)
         state.save()
     removed, skipped = registry.clean(only=docker)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness import report, timers
+from harness import policy, report, timers
 from harness.errors import UsageError
 from harness.measure import Outcome
 from harness.phases import LogEvent, breakdown
@@ -40,6 +40,7 @@ def synthetic_outcome(gap: float, profile: timers.Profile | None = None, fault: 
         fault=fault,
         profile=profile,
         params=params,
+        policy=policy.policy("all-traffic"),
         strongswan_version="5.9.8",
         lab="lab0",
         started_at="2026-11-27T00:00:00+0000",

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import faults, scenario, timers
+from harness import faults, policy, scenario, timers
 from harness.backends import AUTO, BACKENDS
 from harness.errors import UsageError
 from harness.probe import SERVICES
@@ -26,6 +26,7 @@ def test_the_models_know_every_fault_service_and_backend() -> None:
     assert set(scenario.FaultKind.__args__) == set(faults.FAULTS)  # type: ignore[attr-defined]
     assert set(scenario.Service.__args__) == set(SERVICES)  # type: ignore[attr-defined]
     assert set(scenario.Backend.__args__) == {AUTO, *BACKENDS}  # type: ignore[attr-defined]
+    assert set(scenario.PolicyName.__args__) == set(policy.POLICIES)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])

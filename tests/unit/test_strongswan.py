@@ -1,20 +1,24 @@
-"""Configuration rendering per role: the settings failover and the userspace datapath need."""
+"""Configuration rendering per role and policy: the settings failover, the userspace datapath and
+each KB design need."""
 
 from pathlib import PurePosixPath
 
-from harness import strongswan, timers
+from harness import policy, strongswan, timers
 from harness.topology import Topology
 
 TOPOLOGY = Topology.for_index(3)
 FAST = timers.profile("fast")
+ALL = policy.policy("all-traffic")
+PASSWORDS = policy.policy("mail-passwords")
+VIP, FE, DC = TOPOLOGY.vip, TOPOLOGY.address("fe"), TOPOLOGY.address("dc")
 
 
 def test_strongswan_conf_has_the_datapath_settings_and_the_profile() -> None:
-    conf = strongswan.strongswan_conf(PurePosixPath("/lab/fe"), FAST)
+    conf = strongswan.strongswan_conf(PurePosixPath("/lab/fe"), FAST, ALL)
     assert "load_modular = no" in conf
     assert "kernel-libipsec" in conf.split("load =")[1].splitlines()[0]
     assert "allow_peer_ts = yes" in conf
-    assert "fwmark = !0x42" in conf  # kernel-netlink: unmarked traffic to the peer enters the TUN
+    assert "fwmark = !0x42" in conf  # kernel-netlink: unmarked traffic to a peer enters the TUN
     assert "fwmark = 0x42" in conf.split("socket-default {")[1]  # IKE and ESP-in-UDP bypass it
     assert "retransmit_timeout = 1.0" in conf
     assert "retransmit_base = 1.0" in conf
@@ -23,32 +27,69 @@ def test_strongswan_conf_has_the_datapath_settings_and_the_profile() -> None:
     assert "socket = unix:///run/charon.vici" in conf
 
 
+def test_port_scoped_policies_move_charon_s_rule_onto_an_unused_mark() -> None:
+    conf = strongswan.strongswan_conf(PurePosixPath("/lab/fe"), FAST, PASSWORDS)
+    assert "fwmark = 0x100" in conf.split("kernel-netlink {")[1].splitlines()[1]
+
+
 def test_fe_initiates_to_the_vip_and_recovers_by_itself() -> None:
-    conn = strongswan.connection(TOPOLOGY, "fe", FAST)[strongswan.CONNECTION]
-    child = conn["children"][strongswan.CHILD]
-    assert conn["remote_addrs"] == [TOPOLOGY.vip]
+    conn = strongswan.connections(TOPOLOGY, "fe", FAST, ALL)[strongswan.CONNECTION]
+    child = conn["children"]["all"]
+    assert conn["remote_addrs"] == [VIP]
     assert conn["mobike"] == "no"
     assert conn["dpd_delay"] == "2s"
     assert conn["keyingtries"] == "0"
+    assert (conn["local"]["id"], conn["remote"]["id"]) == (TOPOLOGY.identity("fe"), TOPOLOGY.identity("vip"))
     assert child["dpd_action"] == "restart"
     assert child["close_action"] == "trap|start"
     assert child["start_action"] == "trap|start"
-    assert child["local_ts"] == [f"{TOPOLOGY.address('fe')}/32"]
-    assert child["remote_ts"] == [f"{TOPOLOGY.vip}/32"]
+    assert (child["local_ts"], child["remote_ts"]) == ([f"{FE}/32"], [f"{VIP}/32"])
 
 
 def test_backends_are_responders_sharing_the_vip_identity() -> None:
-    be1 = strongswan.connection(TOPOLOGY, "be1", FAST)[strongswan.CONNECTION]
-    be2 = strongswan.connection(TOPOLOGY, "be2", FAST)[strongswan.CONNECTION]
-    assert be1 == be2
-    assert be1["local"]["id"] == TOPOLOGY.identity("be2") != TOPOLOGY.identity("fe")
-    assert be1["remote"]["id"] == TOPOLOGY.identity("fe")
-    assert be1["children"][strongswan.CHILD]["start_action"] == "none"
-    assert be1["children"][strongswan.CHILD]["close_action"] == "none"
-    assert be1["mobike"] == "no"
+    be1 = strongswan.connections(TOPOLOGY, "be1", FAST, ALL)
+    be2 = strongswan.connections(TOPOLOGY, "be2", FAST, ALL)
+    assert be1[strongswan.CONNECTION] == be2[strongswan.CONNECTION]
+    on_vip = be1[strongswan.CONNECTION]
+    assert (on_vip["local"]["id"], on_vip["remote"]["id"]) == (TOPOLOGY.identity("vip"), TOPOLOGY.identity("fe"))
+    assert on_vip["children"]["all"]["start_action"] == "none"
+    assert on_vip["children"]["all"]["close_action"] == "none"
+    assert on_vip["mobike"] == "no"
 
 
-def test_one_psk_for_fe_and_the_vip() -> None:
+def test_mail_passwords_has_one_child_per_protected_port() -> None:
+    fe = strongswan.connections(TOPOLOGY, "fe", FAST, PASSWORDS)
+    assert set(fe) == {strongswan.CONNECTION}  # no SA with dc
+    children = fe[strongswan.CONNECTION]["children"]
+    assert {name: c["remote_ts"] for name, c in children.items()} == {
+        "tcp-110": [f"{VIP}/32[6/110]"],
+        "tcp-143": [f"{VIP}/32[6/143]"],
+    }
+    be1 = strongswan.connections(TOPOLOGY, "be1", FAST, PASSWORDS)[strongswan.CONNECTION]["children"]
+    assert be1["tcp-110"]["local_ts"] == [f"{VIP}/32[6/110]"] and be1["tcp-110"]["remote_ts"] == [f"{FE}/32"]
+    assert strongswan.connections(TOPOLOGY, "dc", FAST, PASSWORDS) == {}
+    assert strongswan.expected_children(PASSWORDS, "fe") == 2
+
+
+def test_all_traffic_gives_every_node_its_own_sa_with_the_domain_controller() -> None:
+    for node in ("fe", "be1", "be2"):
+        to_dc = strongswan.connections(TOPOLOGY, node, FAST, ALL)["dc"]
+        own = TOPOLOGY.address(node)
+        assert (to_dc["local_addrs"], to_dc["remote_addrs"]) == ([own], [DC])
+        assert to_dc["local"]["id"] == TOPOLOGY.identity(node)
+        assert to_dc["children"]["all"]["start_action"] == "trap|start"
+    dc = strongswan.connections(TOPOLOGY, "dc", FAST, ALL)["peers"]
+    assert dc["remote_addrs"] == [FE, TOPOLOGY.address("be1"), TOPOLOGY.address("be2")]
+    assert dc["children"]["all"]["remote_ts"] == ["dynamic"]
+    assert [strongswan.expected_children(ALL, n) for n in ("fe", "be1", "be2")] == [2, 1, 1]
+
+
+def test_no_ipsec_means_no_connections() -> None:
+    none = policy.policy("none")
+    assert all(strongswan.connections(TOPOLOGY, n, FAST, none) == {} for n in ("fe", "be1", "be2", "dc"))
+
+
+def test_one_psk_for_every_identity() -> None:
     secret = strongswan.shared_secret(TOPOLOGY, "s3cret")
     assert secret["data"] == "s3cret"
-    assert set(secret["owners"]) == {TOPOLOGY.identity("fe"), TOPOLOGY.identity("be1")}
+    assert set(secret["owners"]) == {TOPOLOGY.identity(n) for n in ("fe", "vip", "be1", "be2", "dc")}

@@ -145,3 +145,13 @@ def test_a_slow_vip_move_costs_the_next_retransmission() -> None:
     assert timers.graceful(scaled, 0, vip_moved=0.01) == timers.graceful(scaled, 0)
     params = timers.FaultParams().scaled(1 / 30)
     assert timers.predict("crash", scaled, params, 0, vip_moved=9.0) == timers.crash(scaled, 9.0, 0)
+
+
+def test_traffic_in_clear_only_waits_for_the_vip() -> None:
+    params = timers.FaultParams(cluster_delay=1.0, freeze=3.0)
+    crash = timers.predict("crash", FAST, params, 0.01, vip_moved=1.005, protected=False)
+    assert crash.lo == pytest.approx(0.99) and crash.hi == pytest.approx(1.005 + timers.SETUP_ALLOWANCE_S + 0.01)
+    graceful = timers.predict("graceful", FAST, params, 0.01, vip_moved=0.005, protected=False)
+    assert graceful.lo == 0 and graceful.hi < 0.2
+    for fault in ("freeze", "reboot"):  # charon's troubles do not touch traffic outside IPsec
+        assert timers.predict(fault, FAST, params, 0.01, protected=False).hi < 0.2

@@ -26,9 +26,10 @@ def test_namespace_names_fit_the_kernel_limit() -> None:
     assert len(f"{Topology.for_index(MAX_LABS - 1).qualified}-be2") <= 15
 
 
-def test_backends_share_the_vip_identity() -> None:
+def test_every_node_and_the_vip_have_an_identity() -> None:
     topology = Topology.for_index(0)
-    assert topology.identity("be1") == topology.identity("be2") != topology.identity("fe")
+    identities = {topology.identity(n) for n in ("fe", "be1", "be2", "dc", "vip")}
+    assert len(identities) == 5 and all(i.endswith(".lab0.failover-lab.test") for i in identities)
     assert Topology.other_backend("be1") == "be2" and Topology.other_backend("be2") == "be1"
 
 
