@@ -29,7 +29,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 
 from harness import guard, policy, registry, strongswan
 from harness.backends import Backend, backend
-from harness.errors import LabError
+from harness.errors import CommandError, LabError, UsageError
 from harness.node import Node, Process
 from harness.strongswan import EventRecorder
 from harness.timers import Profile
@@ -163,9 +163,7 @@ def _bring_up(
         node = nodes[name]
         node.put(node.workdir / "strongswan.conf", strongswan.strongswan_conf(node.workdir, profile, chosen))
         node.put(node.workdir / GUARD_FILE, guard.rules(chosen, topology, name))
-        rules = policy.ip_rules(chosen, topology, name)
-        if rules:
-            node.run(["ip", "-batch", "-"], input="".join(f"rule add {rule}\n" for rule in rules))
+        _route_protected_ports(node, chosen, topology)
         lab.start_charon(name)
     for name in (*BACKEND_NODES, "dc"):
         role = "dc" if name == "dc" else "backend"
@@ -188,6 +186,21 @@ def _bring_up(
         lab.t_child_up = time.monotonic()
     lab.strongswan_version = strongswan.version(nodes["fe"])
     return lab
+
+
+def _route_protected_ports(node: Node, chosen: policy.Policy, topology: Topology) -> None:
+    """The policy's per-port rules; a datapath that cannot express them refuses the policy
+    rather than encrypting more or less than it says."""
+    rules = policy.ip_rules(chosen, topology, node.name)
+    if not rules:
+        return
+    try:
+        node.run(["ip", "-batch", "-"], input="".join(f"rule add {rule}\n" for rule in rules))
+    except CommandError as error:
+        raise UsageError(
+            f"policy {chosen.name} cannot be expressed on {node.name}: its `ip rule` does not take ports "
+            f"(iproute2 and kernel 4.17 or newer needed): {error.stderr.strip()}; use all-traffic or none"
+        ) from None
 
 
 def _wait_children(node: Node, expected: int) -> None:
