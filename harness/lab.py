@@ -1,8 +1,9 @@
 """Brings a topology to life on a backend and always tears it down again.
 
-A lab is: the backend's nodes, one charon per node configured over vici (fresh random PSK per
-lab), the service stand-ins on both back-ends and, once fe's first CHILD_SA is installed, a
-lab ready for probes and faults. Every step registers its undo on an ExitStack, so a failure,
+A lab is: the backend's nodes (fe, be1, be2, dc and the switch), its policy's routing rules and
+fail-closed guard on every node, one charon per node configured over vici (fresh random PSK per
+lab), the service stand-ins on the back-ends and dc and, once every CHILD_SA of the policy is
+installed, a lab ready for probes and faults. Every step registers its undo on an ExitStack, so a failure,
 an exception or Ctrl-C at any point leaves nothing behind. ``failover-lab up`` detaches a lab
 from its stack (it keeps running, ownerless); ``down`` and ``clean`` remove it later.
 
