@@ -120,19 +120,29 @@ def graceful_noblock(lab: Lab, params: FaultParams) -> Iterator[Injected]:
 
 
 @contextlib.contextmanager
+def _standby_takes_over(lab: Lab, kind: str, old: str, t_fault: float, delay: float) -> Iterator[Injected]:
+    """After the cluster's detection delay the standby takes the VIP and announces it."""
+    new = Topology.other_backend(old)
+    _wait_until(t_fault + delay)
+    announce = take_vip(lab.nodes[new], lab.topology)
+    try:
+        yield Injected(kind, t_fault, old, new, time.monotonic())
+    finally:
+        announce.stop()
+
+
+@contextlib.contextmanager
 def crash(lab: Lab, params: FaultParams) -> Iterator[Injected]:
-    old, new = _pair(lab)
-    old_node, new_node = lab.nodes[old], lab.nodes[new]
+    old, _ = _pair(lab)
+    old_node = lab.nodes[old]
     t_fault = time.monotonic()
     old_node.run(["ip", "link", "set", "dev", "eth0", "down"])
     lab.charons[old].kill()
     lab.charons[old].wait(5)
-    _wait_until(t_fault + params.cluster_delay)
-    announce = take_vip(new_node, lab.topology)
     try:
-        yield Injected("crash", t_fault, old, new, time.monotonic())
+        with _standby_takes_over(lab, "crash", old, t_fault, params.cluster_delay) as injected:
+            yield injected
     finally:
-        announce.stop()
         release_vip(old_node, lab.topology)
         old_node.run(["ip", "link", "set", "dev", "eth0", "up"])
         lab.restart_charon(old)
@@ -140,17 +150,15 @@ def crash(lab: Lab, params: FaultParams) -> Iterator[Injected]:
 
 @contextlib.contextmanager
 def link_cut(lab: Lab, params: FaultParams) -> Iterator[Injected]:
-    old, new = _pair(lab)
-    old_node, new_node = lab.nodes[old], lab.nodes[new]
+    old, _ = _pair(lab)
+    old_node = lab.nodes[old]
     t_fault = time.monotonic()
     old_node.run(["ip", "link", "set", "dev", "eth0", "down"])
     release_vip(old_node, lab.topology)  # fenced: an isolated node gives up the cluster's VIP
-    _wait_until(t_fault + params.cluster_delay)
-    announce = take_vip(new_node, lab.topology)
     try:
-        yield Injected("link-cut", t_fault, old, new, time.monotonic())
+        with _standby_takes_over(lab, "link-cut", old, t_fault, params.cluster_delay) as injected:
+            yield injected
     finally:
-        announce.stop()
         strongswan.terminate_all(old_node)  # its SA with fe died with the link
         old_node.run(["ip", "link", "set", "dev", "eth0", "up"])
 

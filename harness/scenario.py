@@ -37,14 +37,13 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
-    ValidationError,
 )
 
 from harness import lab, measure, timers
 from harness.backends import AUTO
 from harness.errors import UsageError
 from harness.measure import Outcome
-from harness.userfiles import ProfileModel, ProfileName, error_line, read_yaml
+from harness.userfiles import ProfileModel, ProfileName, parse
 
 FaultKind = Literal["graceful", "graceful-noblock", "crash", "freeze", "link-cut", "reboot"]
 Service = Literal["udp", "http", "pop3", "imap"]
@@ -126,11 +125,7 @@ class Scenario:
     def profiles(self) -> list[timers.Profile]:
         resolved = []
         for entry in self.model.profiles:
-            if isinstance(entry, str):
-                profile = timers.profile(entry)
-            else:
-                values = entry.model_dump(exclude={"name", "description"})
-                profile = timers.Profile(entry.name, entry.description or f"from {self.path.name}", **values)
+            profile = timers.profile(entry) if isinstance(entry, str) else entry.to_profile(entry.name, self.path)
             resolved.append(profile.scaled(float(self.model.time_scale)))
         return resolved
 
@@ -144,13 +139,7 @@ class Scenario:
 
 
 def load(path: Path) -> Scenario:
-    data = read_yaml(path)
-    if data is None:
-        raise UsageError(f"{path}: the file is empty; a scenario needs at least 'profiles' and 'fault'")
-    try:
-        model = ScenarioModel.model_validate(data)
-    except ValidationError as error:
-        raise UsageError(error_line(path, error, ScenarioModel)) from None
+    model = parse(path, ScenarioModel, "a scenario needs at least 'profiles' and 'fault'")
     names = [p.name for p in Scenario(path.stem, path, model).profiles]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

@@ -17,7 +17,7 @@ Owns: reading YAML and turning validation errors into one line. Not: what a prof
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -40,6 +40,10 @@ class ProfileModel(BaseModel):
     retransmit_jitter: float = Field(0.0, ge=0, lt=100)
     retransmit_limit: float = Field(0.0, ge=0)
     dpd_delay: int = Field(30, ge=0, le=86400)
+
+    def to_profile(self, name: str, source: Path) -> Profile:
+        values = self.model_dump(exclude={"description", "name"})
+        return Profile(name, self.description or f"from {source.name}", **values)
 
 
 class ProfilesFile(BaseModel):
@@ -133,20 +137,27 @@ def _fields_at(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def load_profiles(path: Path) -> dict[str, Profile]:
-    """User profiles from a YAML file; names must not shadow the built-in ones."""
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def parse(path: Path, model: type[Model], needs: str) -> Model:
+    """A YAML file validated against ``model``; every problem is one UsageError line. ``needs``
+    says what an empty file lacks."""
     data = read_yaml(path)
     if data is None:
-        raise UsageError(f"{path}: the file is empty; it needs a 'profiles' mapping")
+        raise UsageError(f"{path}: the file is empty; {needs}")
     try:
-        parsed = ProfilesFile.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
-        raise UsageError(error_line(path, error, ProfilesFile)) from None
+        raise UsageError(error_line(path, error, model)) from None
+
+
+def load_profiles(path: Path) -> dict[str, Profile]:
+    """User profiles from a YAML file; names must not shadow the built-in ones."""
+    parsed = parse(path, ProfilesFile, "it needs a 'profiles' mapping")
     profiles = {}
     for name, model in parsed.profiles.items():
         if name in PROFILES:
             raise UsageError(f"{path}: profiles.{name}: is a built-in profile; choose another name")
-        profiles[name] = Profile(
-            name, model.description or f"from {path.name}", **model.model_dump(exclude={"description"})
-        )
+        profiles[name] = model.to_profile(name, path)
     return profiles

@@ -2,7 +2,6 @@
 schema is current, expectations are judged in one sentence each, and no document crashes the
 loader with anything but that one line."""
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from harness.backends import AUTO, BACKENDS
 from harness.errors import UsageError
 from harness.probe import SERVICES
 
+from .golden import assert_golden_error
 from .test_report import synthetic_outcome
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,14 +59,7 @@ def test_inline_profiles_and_time_scale(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("case", BROKEN, ids=[case.stem for case in BROKEN])
 def test_broken_scenarios_give_one_golden_line(case: Path) -> None:
-    with pytest.raises(UsageError) as error:
-        scenario.load(case)
-    message = str(error.value).replace(str(case), "FILE")
-    assert "\n" not in message
-    golden = case.with_suffix(".txt")
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        golden.write_text(message + "\n")
-    assert message == golden.read_text().rstrip("\n")
+    assert_golden_error(case, scenario.load)
 
 
 def test_the_json_schema_is_current() -> None:
