@@ -14,9 +14,10 @@ import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import vici
+if TYPE_CHECKING:  # vici is needed by backends only: compose_node runs this module without it
+    import vici
 
 from harness.errors import CommandError
 

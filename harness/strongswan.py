@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import vici
-
 from harness.errors import LabError, NotRecovered, UsageError
 from harness.node import Node
 from harness.policy import DC_PEERS, IKE_MARK, IP_PROTOCOLS, Policy
@@ -206,6 +204,31 @@ def configure(node: Node, topology: Topology, profile: Profile, policy_: Policy,
         session.transport.close()
 
 
+def swanctl_conf(topology: Topology, node: str, profile: Profile, policy_: Policy, psk: str) -> str:
+    """The same PSK and connections as ``configure`` loads over vici, as a swanctl.conf for
+    `swanctl --load-all --file` (a compose node configures itself without the harness)."""
+    secret = shared_secret(topology, psk)
+    owners = {f"id-{n}": owner for n, owner in enumerate(secret["owners"])}
+    document = {
+        "connections": connections(topology, node, profile, policy_),
+        "secrets": {"ike-lab": {"secret": secret["data"], **owners}},
+    }
+    return "".join(_swanctl_section(name, body, 0) for name, body in document.items())
+
+
+def _swanctl_section(name: str, body: dict[str, Any], depth: int) -> str:
+    indent = "    " * depth
+    lines = [f"{indent}{name} {{\n"]
+    for key, value in body.items():
+        if isinstance(value, dict):
+            lines.append(_swanctl_section(key, value, depth + 1))
+        else:
+            joined = ",".join(value) if isinstance(value, list) else str(value)
+            lines.append(f'{indent}    {key} = "{joined}"\n')
+    lines.append(f"{indent}}}\n")
+    return "".join(lines)
+
+
 def installed_children(node: Node) -> list[dict[str, Any]]:
     """The node's CHILD_SAs in state INSTALLED (of established IKE SAs)."""
     return [
@@ -307,6 +330,8 @@ class EventRecorder:
             raise LabError(f"{node.name}: charon did not accept the vici event registration")
 
     def _listen(self) -> None:
+        from vici.exception import SessionException  # not at the top: compose_node runs without vici
+
         try:
             for label, message in self._session.listen(["ike-updown", "child-updown"], self.POLL_S):
                 self._ready.set()
@@ -314,7 +339,7 @@ class EventRecorder:
                     break
                 if label is not None and message is not None:
                     self._record(label, message)
-        except (OSError, vici.exception.SessionException):
+        except (OSError, SessionException):
             pass
         finally:
             self._ready.set()

@@ -45,13 +45,13 @@ DEFAULT_RELEASE = "trixie"
 IMAGE_SOURCES = (
     "lab/Dockerfile",
     "lab/entrypoint.sh",
-    *sorted(f"harness/agents/{p.name}" for p in (REPO / "harness" / "agents").glob("*.py")),
+    *sorted(str(p.relative_to(REPO)) for p in (REPO / "harness").rglob("*.py")),
 )
 SOURCE_LABEL = "failover-lab.sources"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
-AGENTS = PurePosixPath("/opt/failover-lab/agents")
+AGENTS = PurePosixPath("/opt/failover-lab/harness/agents")
 WORKDIR = PurePosixPath("/lab")
 SWITCH = "sw"
 STDOUT = 1
@@ -389,6 +389,7 @@ class DockerBackend:
         env = {
             **os.environ,
             "FLAB_RELEASE": self.release,
+            "FLAB_MODE": "harness",
             "FLAB_SUBNET": str(topology.subnet),
             "FLAB_BRIDGE": topology.qualified,
             **{f"FLAB_{node.upper()}": topology.address(node) for node in NODES},
@@ -424,19 +425,26 @@ class DockerBackend:
         return True
 
     def destroy(self, qualified: str) -> None:
-        """Remove the lab's containers (killed, not stopped) and its network; without an engine
-        there is nothing of it to remove."""
+        """Remove the lab's containers (killed, not stopped), its network and its volume (the
+        compose lab's PSK); without an engine there is nothing of it to remove."""
         if not self._engine_answers():
             return
         for container in self._containers(qualified):
             self.api.remove_container(container["Id"], force=True, v=True)
         for network in self.api.networks(filters={"label": f"{PROJECT_LABEL}={qualified}"}):
             self.api.remove_network(network["Id"])
+        for volume in self._volumes(f"{PROJECT_LABEL}={qualified}"):
+            self.api.remove_volume(volume["Name"], force=True)
+
+    def _volumes(self, label: str) -> list[dict[str, Any]]:
+        listed: list[dict[str, Any]] = self.api.volumes(filters={"label": label}).get("Volumes") or []
+        return listed
 
     def leftovers(self) -> set[str]:
         if not self._engine_answers():
             return set()
         containers = self.api.containers(all=True, filters={"label": PROJECT_LABEL})
         networks = self.api.networks(filters={"label": PROJECT_LABEL})
-        projects = {c["Labels"][PROJECT_LABEL] for c in containers} | {n["Labels"][PROJECT_LABEL] for n in networks}
+        volumes = self._volumes(PROJECT_LABEL)
+        projects = {item["Labels"][PROJECT_LABEL] for item in (*containers, *networks, *volumes)}
         return {p for p in projects if p.startswith(f"{PREFIX}-")}
