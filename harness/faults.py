@@ -16,6 +16,10 @@ link-cut          The active back-end's data link goes down (charon keeps runnin
                   the cluster fences it and the standby takes the VIP after the delay.
 reboot            The active back-end's charon is killed and started again at once with no SA
                   state; the node keeps the VIP.
+reboot-announce   The same, but the restarted back-end is configured to bring its tunnel to fe up
+                  at start (a connection from the VIP with start_action = start): its IKE_AUTH
+                  carries INITIAL_CONTACT, and fe (unique = no, strongSwan's default) deletes its
+                  stale IKE SA on the spot.
 
 Recovery always comes from fe's own strongSwan settings; no fault ever touches fe. The waits
 inside faults (cluster-detection delay, freeze duration) are the emulated world's own timers.
@@ -60,6 +64,8 @@ class Injected:
     new_owner: str
     t_vip: float | None = None
     """When the new owner had the VIP configured (None if the VIP did not move)."""
+    t_back: float | None = None
+    """When a rebooted back-end's fresh charon was configured and began to initiate to fe."""
 
 
 def take_vip(node: Node, topology: Topology) -> Process:
@@ -176,14 +182,28 @@ def freeze(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     yield Injected("freeze", t_fault, owner, owner)
 
 
-@contextlib.contextmanager
-def reboot(lab: Lab, params: FaultParams) -> Iterator[Injected]:
+def _reboot(lab: Lab) -> tuple[str, float]:
+    """Kill the active back-end's charon and start a fresh one; returns the node and the fault's stamp."""
     owner, _ = _pair(lab)
     t_fault = time.monotonic()
     lab.charons[owner].kill()
     lab.charons[owner].wait(5)
     lab.restart_charon(owner)
+    return owner, t_fault
+
+
+@contextlib.contextmanager
+def reboot(lab: Lab, params: FaultParams) -> Iterator[Injected]:
+    owner, t_fault = _reboot(lab)
     yield Injected("reboot", t_fault, owner, owner)
+
+
+@contextlib.contextmanager
+def reboot_announce(lab: Lab, params: FaultParams) -> Iterator[Injected]:
+    owner, t_fault = _reboot(lab)
+    t_back = time.monotonic()
+    strongswan.announce(lab.nodes[owner], lab.topology, lab.profile, lab.policy)
+    yield Injected("reboot-announce", t_fault, owner, owner, t_back=t_back)
 
 
 Fault = Callable[[Lab, FaultParams], contextlib.AbstractContextManager[Injected]]
@@ -194,6 +214,7 @@ FAULTS: dict[str, Fault] = {
     "freeze": freeze,
     "link-cut": link_cut,
     "reboot": reboot,
+    "reboot-announce": reboot_announce,
 }
 
 

@@ -70,6 +70,8 @@ class Outcome:
     phases: Phases
     vip_moved: float | None = None
     """Seconds from the fault until the new owner had the VIP (None if it did not move)."""
+    back: float | None = None
+    """Seconds from the fault until a rebooted back-end announced itself (reboot-announce)."""
     events: list[SaEvent] = field(default_factory=list)
     log_events: list[LogEvent] = field(default_factory=list)
     plaintext_packets: int = 0
@@ -108,7 +110,9 @@ class Outcome:
         """The prediction for this service (protected by the policy or in clear), with its own
         probe resolution as tolerance."""
         protected = self.policy.protects_service(outage.service)
-        return timers.predict(self.fault, self.profile, self.params, outage.resolution, self.vip_moved, protected)
+        return timers.predict(
+            self.fault, self.profile, self.params, outage.resolution, self.vip_moved, protected, self.back
+        )
 
 
 def current_phase(events: list[SaEvent], t_fault: float, vip: str) -> str:
@@ -209,6 +213,7 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
     sa_events = [e for e in lab.events.events if e.remote == lab.topology.vip]
     new_owners = {o.new_owner for o in outages.values()}
     vip_moved = None if injected.t_vip is None else injected.t_vip - injected.t_fault
+    back = None if injected.t_back is None else injected.t_back - injected.t_fault
     return Outcome(
         backend=lab.backend.name,
         fault=fault,
@@ -222,8 +227,9 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
         old_owner=injected.old_owner,
         new_owner=new_owners.pop() if len(new_owners) == 1 else None,
         outages=outages,
-        predicted=timers.predict(fault, lab.profile, params, probe.UDP_INTERVAL_S, vip_moved, protected),
+        predicted=timers.predict(fault, lab.profile, params, probe.UDP_INTERVAL_S, vip_moved, protected, back),
         vip_moved=vip_moved,
+        back=back,
         phases=breakdown(
             injected.t_fault, min(o.last_before for o in outages.values()), t_recovered, sa_events, log_events, peer
         ),

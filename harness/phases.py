@@ -1,7 +1,8 @@
 """Where an outage goes: detection, negotiation and data, from fe's vici events and charon log.
 
-detection    outage start -> fe's IKE SA with the failed peer goes down (DELETE received, or DPD
-             and its retransmissions gave up); absent when fe never noticed (a short freeze)
+detection    outage start -> fe's IKE SA with the failed peer goes down (DELETE received, DPD and
+             its retransmissions gave up, or a new IKE SA from the peer's identity carried
+             INITIAL_CONTACT); absent when fe never noticed (a short freeze)
 negotiation  -> the CHILD_SA that carries traffic again is installed (the last one before
              recovery: in a race fe may first build an SA that is stranded at once)
 data         -> every service answers again
@@ -28,10 +29,13 @@ LOG_EVENTS = {
     "retransmit": re.compile(r"^retransmit \d+ of request"),
     "gave-up": re.compile(r"^giving up after \d+ retransmits"),
     "delete": re.compile(r"^received DELETE for IKE_SA"),
+    "initial-contact": re.compile(r".*INITIAL_CONTACT"),
     "initiate": re.compile(r"^initiating IKE_SA"),
     "ike-established": re.compile(r"^IKE_SA \S+ established"),
     "child-established": re.compile(r"^CHILD_SA \S+ established"),
 }
+DETECTED_BY = {"delete": "DELETE", "gave-up": "DPD", "initial-contact": "INITIAL_CONTACT"}
+"""How fe learnt that its IKE SA with the failed peer was gone, by the log line that said so."""
 LOG_SLACK_S = 0.002
 """charon stamps its log in milliseconds; a log line may look up to this much later than the
 vici event it caused."""
@@ -73,7 +77,7 @@ class Phases:
     negotiation: float | None
     data: float | None
     detected_by: str | None
-    """"DELETE" or "DPD"; None if fe never noticed."""
+    """"DELETE", "DPD" or "INITIAL_CONTACT"; None if fe never noticed."""
     negotiated_with: str | None
     """The back-end that answered the recovering negotiation."""
     dpd_requests: int
@@ -101,9 +105,9 @@ def breakdown(
     ike_down = _last(sa_events, "ike", False, t_fault, child_up.t if child_up else end)
     detected_by = None
     if ike_down is not None:
-        causes = [e for e in log_events if e.kind in ("delete", "gave-up") and e.t <= ike_down.t + LOG_SLACK_S]
+        causes = [e for e in log_events if e.kind in DETECTED_BY and e.t <= ike_down.t + LOG_SLACK_S]
         if causes:
-            detected_by = "DELETE" if causes[-1].kind == "delete" else "DPD"
+            detected_by = DETECTED_BY[causes[-1].kind]
     detected = min(max(ike_down.t, t_start), end) if ike_down is not None else t_start
     installed = min(max(child_up.t, detected), end) if child_up is not None else detected
     window = [e for e in log_events if t_fault <= e.t <= end + LOG_SLACK_S]

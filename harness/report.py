@@ -109,6 +109,7 @@ def to_json(outcome: Outcome) -> Result:
         "old_owner": outcome.old_owner,
         "new_owner": outcome.new_owner,
         "vip_moved_s": _r(outcome.vip_moved),
+        "announced_s": _r(outcome.back),
         "phases": {
             "start_s": _r(min(o.last_before for o in outcome.outages.values()) - t0),
             "detection_s": _r(phases.detection),

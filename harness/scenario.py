@@ -45,7 +45,7 @@ from harness.errors import UsageError
 from harness.measure import Outcome
 from harness.userfiles import ProfileModel, ProfileName, parse
 
-FaultKind = Literal["graceful", "graceful-noblock", "crash", "freeze", "link-cut", "reboot"]
+FaultKind = Literal["graceful", "graceful-noblock", "crash", "freeze", "link-cut", "reboot", "reboot-announce"]
 Service = Literal["udp", "http", "pop3", "imap"]
 Backend = Literal["auto", "netns", "docker", "docker:bookworm"]
 PolicyName = Literal["none", "mail-passwords", "mail-all", "all-traffic"]

@@ -133,6 +133,7 @@ def _conn(
         "mobike": "no",
         "dpd_delay": f"{profile.dpd_delay}s",
         "keyingtries": "0",
+        "unique": profile.unique,
         "local": {"auth": "psk", "id": ids[0]},
         "remote": {"auth": "psk", "id": ids[1]},
         "children": children,
@@ -227,6 +228,24 @@ def _swanctl_section(name: str, body: dict[str, Any], depth: int) -> str:
             lines.append(f'{indent}    {key} = "{joined}"\n')
     lines.append(f"{indent}}}\n")
     return "".join(lines)
+
+
+ANNOUNCE = "announce"
+"""A rebooted back-end's connection to fe from the VIP (reboot-announce)."""
+
+
+def announce(node: Node, topology: Topology, profile: Profile, policy_: Policy) -> None:
+    """Give the back-end a connection to fe from the VIP whose CHILD_SAs start as soon as it is
+    loaded (``start_action = start``, as a cluster node configured to bring its tunnel up at
+    boot): charon initiates on its own. Having no IKE SA with fe, it sends INITIAL_CONTACT, and
+    fe deletes the IKE SAs it still holds with the VIP's identity (unless fe's ``unique = never``)."""
+    conn = connections(topology, node.name, profile, policy_)[CONNECTION]
+    children = {name: dict(child, start_action="start") for name, child in conn["children"].items()}
+    session = node.vici()
+    try:
+        session.load_conn({ANNOUNCE: dict(conn, local_addrs=[topology.vip], children=children)})
+    finally:
+        session.transport.close()
 
 
 def installed_children(node: Node) -> list[dict[str, Any]]:

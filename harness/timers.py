@@ -47,12 +47,16 @@ class Profile:
     """Cap of a single timeout in seconds, 0 = no cap."""
     dpd_delay: int = 30
     """Seconds of silence before a dead-peer check; swanctl's own default (0) disables DPD."""
+    unique: str = "no"
+    """fe's uniqueness policy for IKE SAs with the same identities (swanctl.conf ``unique``):
+    ``no`` and ``replace`` let a rebooted peer's INITIAL_CONTACT remove the stale SA, ``keep``
+    refuses the new SA, ``never`` ignores INITIAL_CONTACT. Not a timer, but it decides a reboot."""
     time_scale: float = 1.0
     """Factor every timer was multiplied by (1/30: a 6-minute outage takes 12 s)."""
     kb: tuple[tuple[str, float, float], ...] = ()
     """Outages KB 821839 gives for this configuration: (fault, lo, hi) in seconds."""
 
-    def timers(self) -> dict[str, float | int]:
+    def timers(self) -> dict[str, float | int | str]:
         """The values charon is configured with (already scaled)."""
         values = asdict(self)
         for key in ("name", "description", "time_scale", "kb"):
@@ -231,6 +235,13 @@ def graceful_noblock(profile: Profile, resolution: float, vip_moved: float = 0.0
     return Bounds(graceful(profile, resolution, vip_moved).lo, vip_moved + crash(profile, 0.0, resolution).hi)
 
 
+def reboot_announce(resolution: float, back: float) -> Bounds:
+    """The rebooted back-end initiates to fe ``back`` seconds after the fault (its charon killed,
+    restarted and configured); fe takes the INITIAL_CONTACT at once, so only the new SA's setup
+    remains. No timer of the profile is involved: without the announcement this is a crash."""
+    return Bounds(0.0, back + SETUP_ALLOWANCE_S + resolution)
+
+
 def unprotected(fault: str, params: FaultParams, resolution: float, vip_moved: float | None) -> Bounds:
     """Traffic outside IPsec only waits for the VIP: a crash or link cut for the cluster to move
     it, a graceful move for the move itself; a frozen or restarted charon does not touch it."""
@@ -241,7 +252,7 @@ def unprotected(fault: str, params: FaultParams, resolution: float, vip_moved: f
         )
     if fault in ("graceful", "graceful-noblock"):
         return Bounds(0.0, moved + SETUP_ALLOWANCE_S + resolution)
-    if fault in ("freeze", "reboot"):
+    if fault in ("freeze", "reboot", "reboot-announce"):
         return Bounds(0.0, SETUP_ALLOWANCE_S + resolution)
     raise ValueError(f"no prediction for fault {fault!r}")
 
@@ -253,11 +264,13 @@ def predict(
     resolution: float,
     vip_moved: float | None = None,
     protected: bool = True,
+    back: float | None = None,
 ) -> Bounds:
     """Predicted outage of ``fault`` (a name from harness.faults.FAULTS) for traffic the policy
     protects (or, with ``protected=False``, for traffic in clear). ``vip_moved``: seconds from the
     fault until the new owner had the VIP, as measured; without it the cluster is taken to act at
-    once (graceful) or after exactly its delay (crash, link cut)."""
+    once (graceful) or after exactly its delay (crash, link cut). ``back``: seconds until a
+    rebooted back-end announced itself (reboot-announce), as measured."""
     if not protected:
         return unprotected(fault, params, resolution, vip_moved)
     if fault == "graceful":
@@ -268,6 +281,8 @@ def predict(
         return crash(profile, max(params.cluster_delay, vip_moved or 0.0), resolution)
     if fault == "reboot":
         return crash(profile, 0.0, resolution)
+    if fault == "reboot-announce":
+        return reboot_announce(resolution, back or 0.0)
     if fault == "freeze":
         return freeze(profile, params.freeze, resolution)
     raise ValueError(f"no prediction for fault {fault!r}")

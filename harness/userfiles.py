@@ -17,7 +17,7 @@ Owns: reading YAML and turning validation errors into one line. Not: what a prof
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -40,6 +40,7 @@ class ProfileModel(BaseModel):
     retransmit_jitter: float = Field(0.0, ge=0, lt=100)
     retransmit_limit: float = Field(0.0, ge=0)
     dpd_delay: int = Field(30, ge=0, le=86400)
+    unique: Literal["no", "never", "replace", "keep"] = "no"
 
     def to_profile(self, name: str, source: Path) -> Profile:
         values = self.model_dump(exclude={"description", "name"})
@@ -110,6 +111,8 @@ def error_line(path: Path, error: ValidationError, model: type[BaseModel]) -> st
     elif kind == "literal_error":
         expected = str(context.get("expected", "")).replace("'", "")
         message = f"{first.get('input')!r} is not one of {expected.replace(' or ', ', ')}"
+        if isinstance(first.get("input"), bool):
+            message += " (quote it: YAML reads an unquoted no or yes as a boolean)"
     elif kind == "value_error":
         message = str(context.get("error", first["msg"]))
     else:

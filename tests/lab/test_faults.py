@@ -1,5 +1,7 @@
 """Every fault on a real lab, measured against the bounds its timers predict."""
 
+import dataclasses
+
 import pytest
 
 from harness import faults, lab, measure, strongswan, timers
@@ -12,6 +14,7 @@ NEW_OWNER = {
     "link-cut": "be2",
     "freeze": "be1",
     "reboot": "be1",
+    "reboot-announce": "be1",
 }
 DETECTED_BY = {
     "graceful": {"DELETE"},
@@ -20,6 +23,7 @@ DETECTED_BY = {
     "link-cut": {"DPD"},
     "freeze": {None},  # 3 s is shorter than fast's 4-6 s detection: the SA survives
     "reboot": {"DPD"},
+    "reboot-announce": {"INITIAL_CONTACT"},
 }
 
 
@@ -59,6 +63,12 @@ def test_fault_with_fast_recovers_within_the_prediction(fault: str, fast_lab: la
         # one with its first retransmission.
         assert outcome.outage_s is not None and outcome.outage_s < 2.0
         assert outcome.phases.retransmits == 1
+    if fault == "reboot-announce":
+        # fe learnt of the reboot from the INITIAL_CONTACT, not from DPD: less than the least a
+        # reboot that waits for fe's DPD can cost.
+        plain = timers.predict("reboot", fast_lab.profile, outcome.params, outcome.resolution_s)
+        assert outcome.phases.dpd_requests == 0
+        assert outcome.outage_s is not None and outcome.outage_s < plain.lo
     if outcome.phases.detected_by == "DPD":
         profile = fast_lab.profile
         assert outcome.phases.dpd_requests >= 1
@@ -88,3 +98,22 @@ def test_windows_2003_profile_at_a_time_scale(fault: str, backend_name: str) -> 
     assert_clean_wire(outcome)
     assert_phases_sum_to_the_outage(outcome)
     assert outcome.phases.detected_by == ("DELETE" if fault == "graceful" else "DPD")
+
+
+@pytest.mark.parametrize("unique", ["keep", "never"])
+def test_fe_s_unique_setting_decides_what_an_announced_reboot_leaves(unique: str, backend_name: str) -> None:
+    """keep (like no and replace) gives way to INITIAL_CONTACT: the stale IKE SA goes at once.
+    never ignores it: traffic moves to the rebooted node's new SA all the same, and fe keeps the
+    stale IKE SA beside it (until DPD)."""
+    profile = dataclasses.replace(timers.profile("fast"), name=f"fast-{unique}", unique=unique)
+    with lab.running(profile, backend_name) as running:
+        outcome = measure.run(running, "reboot-announce")
+        assert_within_prediction(outcome)
+        assert_clean_wire(outcome)
+        with_vip = [sa for entry in strongswan.list_sas(running.fe) for sa in entry.values() if "vip" in entry]
+    if unique == "never":
+        assert outcome.phases.detected_by is None
+        assert len(with_vip) == 2
+    else:
+        assert outcome.phases.detected_by == "INITIAL_CONTACT"
+        assert len(with_vip) == 1

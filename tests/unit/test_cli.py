@@ -32,7 +32,7 @@ def test_unknown_fault(capsys: pytest.CaptureFixture[str], lab_root: Path) -> No
     assert cli.main(["run", "--fault", "crsh"]) == 2
     assert one_error_line(capsys) == (
         "failover-lab: error: unknown fault 'crsh': "
-        "choose one of graceful, graceful-noblock, crash, freeze, link-cut, reboot"
+        "choose one of graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce"
     )
     assert nothing_built(lab_root)
 
@@ -154,7 +154,7 @@ def test_a_broken_scenario_file_is_one_line(capsys: pytest.CaptureFixture[str], 
     assert cli.main(["run", str(path)]) == 2
     assert one_error_line(capsys) == (
         f"failover-lab: error: {path}: fault.kind: 'crsh' is not one of "
-        "graceful, graceful-noblock, crash, freeze, link-cut, reboot"
+        "graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce"
     )
     assert nothing_built(lab_root)
 

@@ -2,6 +2,8 @@
 and the swanctl.conf that carries the same connections the harness loads over vici."""
 
 import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -59,3 +61,14 @@ def test_swanctl_conf_carries_the_vici_connections() -> None:
     assert all(f'= "{owner}"' in text for owner in owners)
     conns = strongswan.connections(topology, "fe", profile, chosen)
     assert all(f"    {name} {{\n" in text for name in conns["vip"]["children"])
+
+
+def test_it_runs_on_the_standard_library_alone() -> None:
+    """The node image has Python but none of the harness's dependencies."""
+    check = (
+        "import sys; import harness.compose_node; "
+        "print(sorted({'vici', 'tenacity', 'pydantic', 'yaml', 'docker', 'rich'} & set(sys.modules)))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    loaded = subprocess.run([sys.executable, "-c", check], cwd=root, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

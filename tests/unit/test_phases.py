@@ -55,6 +55,19 @@ def test_crash_breakdown_detected_by_dpd() -> None:
     assert (phases.dpd_requests, phases.retransmits) == (1, 2)
 
 
+def test_an_announced_reboot_is_detected_by_initial_contact() -> None:
+    log = (
+        "2000.070 05[IKE] destroying duplicate IKE_SA for peer 'vip', received INITIAL_CONTACT\n"
+        "2000.071 05[IKE] IKE_SA vip[3] established between 198.18.0.10[fe]...198.18.0.100[vip]\n"
+        "2000.072 05[IKE] CHILD_SA all{5} established with SPIs cca54b70_i ea2808a4_o\n"
+    )
+    t_fault = 1100.0
+    sa = [event(1100.0705, "ike", False), event(1100.071, "ike", True), event(1100.072, "child", True)]
+    phases = breakdown(t_fault, t_fault, 1100.09, sa, parse_log(log, WALL_TO_MONO, t_fault), "be1")
+    assert (phases.detected_by, phases.negotiated_with, phases.dpd_requests) == ("INITIAL_CONTACT", "be1", 0)
+    assert phases.total() == pytest.approx(0.09)
+
+
 def test_the_last_negotiation_before_recovery_counts_in_a_race() -> None:
     log = "200.003 13[IKE] received DELETE for IKE_SA vip[1]\n"
     sa = [

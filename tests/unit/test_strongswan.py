@@ -39,6 +39,7 @@ def test_fe_initiates_to_the_vip_and_recovers_by_itself() -> None:
     assert conn["mobike"] == "no"
     assert conn["dpd_delay"] == "2s"
     assert conn["keyingtries"] == "0"
+    assert conn["unique"] == "no"  # strongSwan's default: INITIAL_CONTACT removes a stale SA
     assert (conn["local"]["id"], conn["remote"]["id"]) == (TOPOLOGY.identity("fe"), TOPOLOGY.identity("vip"))
     assert child["dpd_action"] == "restart"
     assert child["close_action"] == "trap|start"

@@ -82,7 +82,8 @@ def test_every_fault_has_a_prediction() -> None:
     from harness.faults import FAULTS
 
     for fault in FAULTS:
-        assert timers.predict(fault, FAST, timers.FaultParams(), 0.01).lo > 0
+        bounds = timers.predict(fault, FAST, timers.FaultParams(), 0.01)
+        assert 0 <= bounds.lo < bounds.hi
 
 
 def test_kb_profiles_predict_the_kb_figures_at_scale_one() -> None:
@@ -124,6 +125,14 @@ def test_link_cut_and_reboot_are_found_like_a_crash() -> None:
     assert timers.predict("reboot", FAST, params, 0.01) == timers.crash(FAST, 0.0, 0.01)
 
 
+def test_an_announced_reboot_costs_the_restart_and_one_setup_whatever_the_timers() -> None:
+    params = timers.FaultParams()
+    for profile in (FAST, timers.profile("win2000")):
+        bounds = timers.predict("reboot-announce", profile, params, 0.01, back=0.07)
+        assert (bounds.lo, bounds.hi) == (0.0, pytest.approx(0.07 + timers.SETUP_ALLOWANCE_S + 0.01))
+    assert timers.predict("reboot-announce", FAST, params, 0.01).hi < timers.predict("reboot", FAST, params, 0.01).lo
+
+
 def test_freeze_costs_its_duration() -> None:
     bounds = timers.predict("freeze", FAST, timers.FaultParams(freeze=8.0), 0.01)
     assert bounds.lo == pytest.approx(7.99)
@@ -153,5 +162,5 @@ def test_traffic_in_clear_only_waits_for_the_vip() -> None:
     assert crash.lo == pytest.approx(0.99) and crash.hi == pytest.approx(1.005 + timers.SETUP_ALLOWANCE_S + 0.01)
     graceful = timers.predict("graceful", FAST, params, 0.01, vip_moved=0.005, protected=False)
     assert graceful.lo == 0 and graceful.hi < 0.2
-    for fault in ("freeze", "reboot"):  # charon's troubles do not touch traffic outside IPsec
+    for fault in ("freeze", "reboot", "reboot-announce"):  # charon's troubles do not touch traffic outside IPsec
         assert timers.predict(fault, FAST, params, 0.01, protected=False).hi < 0.2
