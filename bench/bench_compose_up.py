@@ -14,8 +14,7 @@ import subprocess
 import time
 
 from harness import compose_node
-from harness.backends import backend
-from harness.backends.docker import COMPOSE_FILE, REPO, compose_command
+from harness.backends.docker import COMPOSE_FILE, REPO, DockerBackend, compose_command
 
 
 def compose(*arguments: str) -> str:
@@ -42,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     arguments = parser.parse_args()
-    backend("docker").ensure_image()
+    DockerBackend().ensure_image()
     measure_once()  # warm caches; not counted
     samples = [measure_once() for _ in range(arguments.runs)]
     for label, values in (("up->ready", [s[0] for s in samples]), ("down -v", [s[1] for s in samples])):

@@ -9,7 +9,7 @@ from tenacity import Retrying, stop_after_delay, wait_fixed
 
 from harness import compose_node
 from harness.backends import backend
-from harness.backends.docker import COMPOSE_FILE, REPO, compose_command
+from harness.backends.docker import COMPOSE_FILE, REPO, DockerBackend, compose_command
 
 LAB_BACKENDS = ("docker",)
 PROJECT = "flab-compose"
@@ -37,7 +37,7 @@ def logs_say(service: str, text: str) -> bool:
 def test_docker_compose_up_starts_the_lab_on_its_own(backend_name: str, tmp_path: Path) -> None:
     """A plain `docker compose up`: every node configures itself, fe's SAs come up with be1 on
     the VIP, the services answer through the tunnel and the wire shows ESP, never the ports."""
-    backend("docker").ensure_image()  # what `up --build` would do, with the harness's cache label
+    DockerBackend().ensure_image()  # what `up --build` would do, with the harness's cache label
     try:
         up = compose("up", "-d")
         assert up.returncode == 0, up.stderr

@@ -7,7 +7,7 @@ import pytest
 from harness import faults, lab, measure, strongswan, timers
 from harness.measure import Outcome
 
-NEW_OWNER = {
+NEW_OWNER: dict[str, str] = {
     "graceful": "be2",
     "graceful-noblock": "be2",
     "crash": "be2",
@@ -16,7 +16,7 @@ NEW_OWNER = {
     "reboot": "be1",
     "reboot-announce": "be1",
 }
-DETECTED_BY = {
+DETECTED_BY: dict[str, set[str | None]] = {
     "graceful": {"DELETE"},
     "graceful-noblock": {"DPD", "DELETE"},  # DPD when fe's re-initiation won the race with the old owner
     "crash": {"DPD"},

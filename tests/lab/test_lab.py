@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from harness import guard, lab, policy, registry, strongswan, timers, wire
+from harness.backends import backend
 from harness.errors import LabError
 
 from .conftest import alive, remains
@@ -145,7 +146,7 @@ def test_cli_up_status_down_and_clean(backend_name: str) -> None:
     finally:
         for leftover in (name, left_behind):
             if leftover:
-                registry.remove(lab.backend(backend_name), f"flab-{leftover}")
+                registry.remove(backend(backend_name), f"flab-{leftover}")
 
 
 def test_ctrl_c_during_a_run_tears_everything_down(backend_name: str) -> None:

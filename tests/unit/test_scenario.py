@@ -92,7 +92,7 @@ DOCUMENTS = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
     max_leaves=20,
 )
-VALID = {"profiles": ["fast"], "fault": {"kind": "crash"}, "expect": {"outage_max_s": 6}}
+VALID: dict[str, object] = {"profiles": ["fast"], "fault": {"kind": "crash"}, "expect": {"outage_max_s": 6}}
 KEYS = st.sampled_from(["profiles", "fault", "expect", "repeat", "time_scale", "backend", "description", "kind", "x"])
 
 
