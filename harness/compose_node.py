@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from types import FrameType
 
 from harness import guard, policy, strongswan, timers
-from harness.errors import LabError, UsageError
+from harness.errors import CommandError, LabError, UsageError
 from harness.topology import BACKENDS, LAB_SUBNETS, NODES, Topology
 
 WORKDIR = Path("/lab")
@@ -82,8 +82,7 @@ def shared_psk(node: str, directory: Path = SECRETS) -> str:
 def run(argv: list[str], stdin: str | None = None) -> str:
     completed = subprocess.run(argv, input=stdin, capture_output=True, text=True)
     if completed.returncode != 0:
-        last = (completed.stderr.strip() or completed.stdout.strip() or "no output").splitlines()[-1]
-        raise LabError(f"`{' '.join(argv)}` exited {completed.returncode}: {last}")
+        raise CommandError(socket.gethostname(), argv, completed.returncode, completed.stderr)
     return completed.stdout
 
 

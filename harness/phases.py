@@ -29,7 +29,7 @@ LOG_EVENTS = {
     "retransmit": re.compile(r"^retransmit \d+ of request"),
     "gave-up": re.compile(r"^giving up after \d+ retransmits"),
     "delete": re.compile(r"^received DELETE for IKE_SA"),
-    "initial-contact": re.compile(r".*INITIAL_CONTACT"),
+    "initial-contact": re.compile(r"^destroying duplicate IKE_SA .*received INITIAL_CONTACT"),
     "initiate": re.compile(r"^initiating IKE_SA"),
     "ike-established": re.compile(r"^IKE_SA \S+ established"),
     "child-established": re.compile(r"^CHILD_SA \S+ established"),

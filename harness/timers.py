@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from typing import Literal
 
 from harness.errors import UsageError
 
@@ -30,6 +31,9 @@ SETUP_ALLOWANCE_S = 0.1
 IKE_AUTH round trips, installing the CHILD_SA in the userspace datapath and the probe's own
 dialogue through it (a TCP handshake and a login, four round trips). Measured 15-45 ms on a
 2-core machine; the allowance leaves room for a loaded one."""
+
+
+Unique = Literal["no", "never", "replace", "keep"]
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,10 @@ class Profile:
     """Cap of a single timeout in seconds, 0 = no cap."""
     dpd_delay: int = 30
     """Seconds of silence before a dead-peer check; swanctl's own default (0) disables DPD."""
-    unique: str = "no"
-    """fe's uniqueness policy for IKE SAs with the same identities (swanctl.conf ``unique``):
-    ``no`` and ``replace`` let a rebooted peer's INITIAL_CONTACT remove the stale SA, ``keep``
-    refuses the new SA, ``never`` ignores INITIAL_CONTACT. Not a timer, but it decides a reboot."""
+    unique: Unique = "no"
+    """The uniqueness policy of every node's connections (swanctl.conf ``unique``); fe's decides a
+    reboot: with no, replace and keep a rebooted peer's INITIAL_CONTACT removes the stale IKE SA
+    at once (measured), never ignores it. Not a timer, but it decides how a reboot ends."""
     time_scale: float = 1.0
     """Factor every timer was multiplied by (1/30: a 6-minute outage takes 12 s)."""
     kb: tuple[tuple[str, float, float], ...] = ()
@@ -83,6 +87,16 @@ class Profile:
 
 KB_GRACEFUL = ("graceful", 3.0, 6.0)
 """KB 821839: after a graceful move, IKE renegotiates with the new node in 3-6 s."""
+WIN2000 = Profile(
+    "win2000",
+    "KB 821839, Windows 2000: the stale SA lives until the 5-minute idle timer (DPD 300 s), "
+    "then about 1 minute of IKE (retransmits 4 s x 2^n, 3 tries: gives up after 60 s) = 6 min",
+    retransmit_timeout=4.0,
+    retransmit_base=2.0,
+    retransmit_tries=3,
+    dpd_delay=300,
+    kb=(KB_GRACEFUL, ("crash", 360.0, 360.0)),
+)
 PROFILES: dict[str, Profile] = {
     profile.name: profile
     for profile in (
@@ -99,23 +113,12 @@ PROFILES: dict[str, Profile] = {
             retransmit_tries=2,
             dpd_delay=2,
         ),
-        Profile(
-            "win2000",
-            "KB 821839, Windows 2000: the stale SA lives until the 5-minute idle timer (DPD 300 s), "
-            "then about 1 minute of IKE (retransmits 4 s x 2^n, 3 tries: gives up after 60 s) = 6 min",
-            retransmit_timeout=4.0,
-            retransmit_base=2.0,
-            retransmit_tries=3,
-            dpd_delay=300,
-            kb=(KB_GRACEFUL, ("crash", 360.0, 360.0)),
-        ),
-        Profile(
-            "win2003-nlbsflags",
-            "KB 821839, Windows Server 2003 with NLBSFlags = 1: 1-minute idle timer (DPD 60 s) "
+        WIN2000,
+        replace(  # the same minute of IKE, a shorter idle timer
+            WIN2000,
+            name="win2003-nlbsflags",
+            description="KB 821839, Windows Server 2003 with NLBSFlags = 1: 1-minute idle timer (DPD 60 s) "
             "plus about 1 minute of IKE (as win2000) = 2 min",
-            retransmit_timeout=4.0,
-            retransmit_base=2.0,
-            retransmit_tries=3,
             dpd_delay=60,
             kb=(KB_GRACEFUL, ("crash", 120.0, 120.0)),
         ),

@@ -17,13 +17,13 @@ Owns: reading YAML and turning validation errors into one line. Not: what a prof
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from harness.errors import UsageError
-from harness.timers import PROFILES, Profile
+from harness.timers import PROFILES, Profile, Unique
 
 ProfileName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 
@@ -40,7 +40,7 @@ class ProfileModel(BaseModel):
     retransmit_jitter: float = Field(0.0, ge=0, lt=100)
     retransmit_limit: float = Field(0.0, ge=0)
     dpd_delay: int = Field(30, ge=0, le=86400)
-    unique: Literal["no", "never", "replace", "keep"] = "no"
+    unique: Unique = "no"
 
     def to_profile(self, name: str, source: Path) -> Profile:
         values = self.model_dump(exclude={"description", "name"})

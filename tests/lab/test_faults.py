@@ -101,7 +101,7 @@ def test_windows_2003_profile_at_a_time_scale(fault: str, backend_name: str) -> 
 
 
 @pytest.mark.parametrize("unique", ["keep", "never"])
-def test_fe_s_unique_setting_decides_what_an_announced_reboot_leaves(unique: str, backend_name: str) -> None:
+def test_fe_s_unique_setting_decides_what_an_announced_reboot_leaves(unique: timers.Unique, backend_name: str) -> None:
     """keep (like no and replace) gives way to INITIAL_CONTACT: the stale IKE SA goes at once.
     never ignores it: traffic moves to the rebooted node's new SA all the same, and fe keeps the
     stale IKE SA beside it (until DPD)."""
