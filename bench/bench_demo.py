@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import report
+from harness.result import load
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     start = time.monotonic()
     subprocess.run([sys.executable, "-m", "harness.cli", "demo", "--out", str(arguments.out)], check=True)
     total = time.monotonic() - start
-    results = report.load(arguments.out)
+    results = load(arguments.out)
     overheads = [r["run_wall_s"] - (r["outage_s"] or 0.0) for r in results]
     measuring = sum(r["run_wall_s"] for r in results)
     print(

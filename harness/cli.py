@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from fractions import Fraction
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from harness import faults, lab, measure, policy, registry, report, scenario, timers, userfiles
+from harness import faults, lab, measure, policy, registry, report, result, scenario, timers, userfiles
 from harness.backends import AUTO, BACKENDS, backend
 from harness.errors import LabError, UsageError
 
@@ -53,17 +53,42 @@ def _faults(text: str) -> list[str]:
     return names
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError(text)
+def _time_scale(text: str) -> float:
+    """--time-scale: timers.parse_scale's message, which argparse prefixes with the option."""
+    try:
+        return timers.parse_scale(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _seconds(text: str, zero_allowed: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
+        raise argparse.ArgumentTypeError(f"must be a number {'>=' if zero_allowed else '>'} 0, got {text!r}")
     return value
 
 
-def _scale(text: str) -> float:
-    value = float(Fraction(text))
-    if not 0 < value <= 1:
-        raise ValueError(text)
+def _seconds_from_zero(text: str) -> float:
+    """--cluster-delay: 0 is a standby that takes the VIP at once."""
+    return _seconds(text, zero_allowed=True)
+
+
+def _seconds_above_zero(text: str) -> float:
+    """--freeze: a freeze of no time is no fault."""
+    return _seconds(text, zero_allowed=False)
+
+
+def _runs(text: str) -> int:
+    """--repeat: how many runs, at least one."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
     return value
 
 
@@ -85,16 +110,16 @@ def parser() -> Parser:
         )
 
     def timing(command: argparse.ArgumentParser, scale_default: str, scale_help: str) -> None:
-        command.add_argument("--time-scale", type=_scale, default=_scale(scale_default), help=scale_help)
+        command.add_argument("--time-scale", type=_time_scale, default=scale_default, help=scale_help)
         command.add_argument(
             "--cluster-delay",
-            type=_positive,
+            type=_seconds_from_zero,
             default=timers.FaultParams.cluster_delay,
             help="seconds until the standby takes the VIP after a crash or link cut, before scaling (default 1)",
         )
         command.add_argument(
             "--freeze",
-            type=_positive,
+            type=_seconds_above_zero,
             default=timers.FaultParams.freeze,
             help="seconds a frozen charon stays stopped, before scaling (default 3)",
         )
@@ -133,8 +158,8 @@ def parser() -> Parser:
     )
     profile_options(run)
     policy_option(run)
-    run.add_argument("--repeat", type=int, default=1, help="runs per fault, each on a fresh lab (default 1)")
-    timing(run, "1", "multiply every timer by this, e.g. 1/30 (default 1)")
+    run.add_argument("--repeat", type=_runs, default=1, help="runs per fault, each on a fresh lab (default 1)")
+    timing(run, "1", "multiply every timer by this: a number in (0, 1] or a fraction like 1/30 (default 1)")
     run.add_argument("--json", type=Path, help="write the results (a JSON list, one object per run) here")
     run.add_argument("--out", type=Path, help="write a report folder (JSON per run, report.md, plots) here")
     common(run)
@@ -145,8 +170,12 @@ def parser() -> Parser:
         "(time-scaled) and fast (real time); prints KB 821839's figures, the prediction and the "
         "measurement side by side and writes a report folder.",
     )
-    timing(demo, DEFAULT_DEMO_SCALE, f"time scale of the KB and default profiles (default {DEFAULT_DEMO_SCALE})")
-    demo.add_argument("--repeat", type=int, default=1, help="runs per profile and fault (default 1)")
+    timing(
+        demo,
+        DEFAULT_DEMO_SCALE,
+        f"time scale of the KB and default profiles: a number in (0, 1] or a fraction (default {DEFAULT_DEMO_SCALE})",
+    )
+    demo.add_argument("--repeat", type=_runs, default=1, help="runs per profile and fault (default 1)")
     demo.add_argument(
         "--policies",
         action="store_true",
@@ -155,8 +184,14 @@ def parser() -> Parser:
     )
     demo.add_argument("--out", type=Path, default=Path("results/demo"), help="report folder (default results/demo)")
     common(demo)
-    redraw = commands.add_parser("report", help="redraw report.md and the plots of a report folder from its JSON")
-    redraw.add_argument("directory", type=Path, help="a folder written by demo or run --out")
+    redraw = commands.add_parser(
+        "report",
+        help="redraw report.md and the plots from saved results",
+        description="Given a report folder (written by demo or run --out), redraw its report.md and plots "
+        "from its runs/*.json. Given a JSON file (written by run --json: a list of results, or one "
+        "result), write a report folder next to it: FILE.json -> FILE-report/.",
+    )
+    redraw.add_argument("path", type=Path, help="a report folder, or a JSON file of results")
     down = commands.add_parser("down", help="tear a running lab down (its backend is in its record)")
     down.add_argument("name", nargs="?", help="the lab to remove (needed when several run)")
     clean = commands.add_parser("clean", help="remove leftovers of any lab of ours on this host")
@@ -198,10 +233,17 @@ Plan = Sequence[tuple[timers.Profile, str, str]]
 """(profile, fault, policy) per measurement."""
 
 
-def measure_runs(plan: Plan, params: timers.FaultParams, repeat: int, backend_name: str) -> list[report.Result]:
+def _check_plan(plan: Plan, params: timers.FaultParams) -> None:
+    """The timer model accepts every (profile, fault) of ``plan``: refused before any lab exists."""
+    for profile, fault, _ in plan:
+        try:
+            timers.check(profile, fault, params.scaled(profile.time_scale))
+        except UsageError as error:
+            raise UsageError(f"--profile {profile.name} with --fault {fault}: {error}") from None
+
+
+def measure_runs(plan: Plan, params: timers.FaultParams, repeat: int, backend_name: str) -> list[result.Result]:
     """Each (profile, fault, policy) ``repeat`` times, every run on a fresh lab."""
-    if repeat < 1:
-        raise UsageError(f"--repeat must be at least 1, not {repeat}")
     results = []
     for profile, fault, policy_name in plan:
         scaled_params = params.scaled(profile.time_scale)
@@ -216,9 +258,9 @@ def measure_runs(plan: Plan, params: timers.FaultParams, repeat: int, backend_na
                 )
                 with progress_reporter(title, bounds.hi) as reporter:
                     outcome = measure.run(running, fault, scaled_params, reporter)
-            result = report.to_json(outcome)
-            result["run_wall_s"] = round(time.monotonic() - started, 3)
-            results.append(result)
+            record = result.to_json(outcome)
+            record["run_wall_s"] = round(time.monotonic() - started, 3)
+            results.append(record)
     return results
 
 
@@ -247,6 +289,14 @@ def cmd_up(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _owner(entry: dict[str, Any]) -> str:
+    if entry["owner"] is None:
+        return "left running by `up`; `failover-lab down` removes it"
+    if entry["owner_alive"]:
+        return f"used by process {entry['owner']}"
+    return f"its process {entry['owner']} is gone; `failover-lab clean` removes it"
+
+
 def cmd_status(arguments: argparse.Namespace) -> int:
     states = registry.registered()
     reports = [lab.status(s) for s in states if arguments.backend in (None, s.backend)]
@@ -256,7 +306,10 @@ def cmd_status(arguments: argparse.Namespace) -> int:
     if not reports:
         console.print("no lab is running")
     for entry in reports:
-        owner = "left running by `up`" if entry["owner"] is None else f"used by process {entry['owner']}"
+        owner = _owner(entry)
+        if "problem" in entry:
+            console.print(f"lab {entry['name']} ({owner}): {entry['problem']}", highlight=False)
+            continue
         view = Table(
             title=f"lab {entry['name']} (profile {entry['profile']}, VIP {entry['vip']}, {owner})",
             title_justify="left",
@@ -278,9 +331,10 @@ def cmd_run(arguments: argparse.Namespace) -> int:
         raise UsageError("name a fault with --fault, or give a scenario file")
     names = [name for text in arguments.fault for name in _faults(text)]
     profile = _profile(arguments).scaled(arguments.time_scale)
-    backend(arguments.backend)
     chosen = policy.policy(arguments.policy).name
     plan = [(profile, fault, chosen) for fault in names]
+    _check_plan(plan, _params(arguments))
+    backend(arguments.backend)
     results = measure_runs(plan, _params(arguments), arguments.repeat, arguments.backend)
     console.print(report.runs_table(results))
     if arguments.json:
@@ -305,7 +359,7 @@ def run_scenario(arguments: argparse.Namespace) -> int:
         console.print(f"{title}: predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s", highlight=False)
         with progress_reporter(title, bounds.hi) as reporter:
             outcomes = scenario.run(loaded, profile, arguments.backend, reporter)
-        results += [report.to_json(outcome) for outcome in outcomes]
+        results += [result.to_json(outcome) for outcome in outcomes]
         problems += scenario.judge_all(loaded, outcomes)
     console.print(report.runs_table(results))
     out = arguments.out or Path("results") / loaded.name
@@ -335,10 +389,17 @@ def cmd_demo(arguments: argparse.Namespace) -> int:
 
 
 def cmd_report(arguments: argparse.Namespace) -> int:
-    path = report.redraw(arguments.directory)
-    console.print(report.kb_table(report.load(arguments.directory)))
-    console.print(f"report redrawn: {path}")
+    source: Path = arguments.path
+    results = result.load(source)
+    path = report.redraw(results, source) if source.is_dir() else report.write_folder(results, report_folder_of(source))
+    console.print(report.kb_table(results))
+    console.print(f"report drawn: {path}")
     return 0
+
+
+def report_folder_of(results_file: Path) -> Path:
+    """Where `report FILE.json` writes its report folder: FILE-report/ next to it."""
+    return results_file.with_name(f"{results_file.stem}-report")
 
 
 def cmd_down(arguments: argparse.Namespace) -> int:
@@ -384,6 +445,7 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (`cmd &`)
     try:
         return COMMANDS[arguments.command](arguments)
     except LabError as error:

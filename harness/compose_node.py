@@ -34,7 +34,7 @@ from types import FrameType
 
 from harness import guard, policy, strongswan, timers
 from harness.errors import CommandError, LabError, UsageError
-from harness.topology import BACKENDS, LAB_SUBNETS, NODES, Topology
+from harness.topology import DOMAIN_CONTROLLER, FIRST_OWNER, LAB_SUBNETS, NODES, STAND_INS, Topology, role_of
 
 WORKDIR = Path("/lab")
 SECRETS = Path("/run/flab-secrets")
@@ -128,11 +128,11 @@ def bring_up(
         env = {**os.environ, "STRONGSWAN_CONF": str(WORKDIR / "strongswan.conf")}
         started.append(subprocess.Popen([strongswan.CHARON], env=env, stdout=log, stderr=log))
     wait_for_vici(started[0])
-    if node in (*BACKENDS, "dc"):
-        role = "dc" if node == "dc" else "backend"
-        agent = [sys.executable, str(AGENTS / "services.py"), "--node", node, "--vip", topology.vip, "--role", role]
-        started.append(subprocess.Popen(agent))
-    if node == BACKENDS[0]:
+    stand_ins = STAND_INS.get(role_of(node))
+    if stand_ins is not None:
+        agent = [str(AGENTS / "services.py"), "--node", node, "--vip", topology.vip, "--role", stand_ins]
+        started.append(subprocess.Popen([sys.executable, *agent]))
+    if node == FIRST_OWNER:
         run(["ip", "addr", "add", f"{topology.vip}/32", "dev", "eth0"])
         run(["arping", "-q", "-U", "-c", "1", "-I", "eth0", "-s", topology.vip, topology.vip])
     wait_for_loaded(responders(node, chosen))
@@ -143,10 +143,14 @@ def bring_up(
 
 def responders(node: str, chosen: policy.Policy) -> list[str]:
     """The nodes this node initiates to. They must have their connections loaded first: a
-    charon without them answers NO_PROPOSAL_CHOSEN, which ends the initiator's attempt."""
-    if node == "dc":
-        return []
-    return [BACKENDS[0] if peer == "vip" else peer for peer in chosen.peers(node) if peer != "fe"]
+    charon without them answers NO_PROPOSAL_CHOSEN, which ends the initiator's attempt. fe's
+    responder on the VIP is the back-end that owns it at start."""
+    initiates_to = []
+    if chosen.ipsec and role_of(node) == "front-end":
+        initiates_to.append(FIRST_OWNER)
+    if chosen.has_sa_with_dc(node):
+        initiates_to.append(DOMAIN_CONTROLLER)
+    return initiates_to
 
 
 def wait_for_loaded(nodes: list[str]) -> None:
@@ -180,6 +184,13 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.kill()
 
 
+def describe(node: str) -> str:
+    """How the node introduces itself: a back-end as the VIP's owner or its standby."""
+    if role_of(node) != "back-end":
+        return node
+    return "VIP owner" if node == FIRST_OWNER else "standby"
+
+
 def _exit(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -195,9 +206,8 @@ def main() -> int:
         profile = timers.profile(os.environ.get("FLAB_PROFILE", "fast"))
         chosen = policy.policy(os.environ.get("FLAB_POLICY", policy.DEFAULT))
         processes = bring_up(node, topology, profile, chosen)
-        role = "VIP owner" if node == BACKENDS[0] else "standby" if node in BACKENDS else node
-        say(node, f"charon and services up ({role}); swanctl --list-sas shows the SAs")
-        if node == "fe":
+        say(node, f"charon and services up ({describe(node)}); swanctl --list-sas shows the SAs")
+        if role_of(node) == "front-end":
             report_ready(node, chosen, profile, topology)
         processes[0].wait()
         say(node, f"charon exited (code {processes[0].returncode})")

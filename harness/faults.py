@@ -3,7 +3,7 @@ the fault and reports when it struck, leaving undoes it so the lab is healthy ag
 stays where the fault moved it; the old owner becomes a clean standby).
 
 graceful          The active back-end stops accepting new IKE (drops udp/500), deletes its SAs
-                  so fe gets DELETE, releases the VIP; the standby takes it and sends
+                  with fe (fe gets DELETE), releases the VIP; the standby takes it and sends
                   unsolicited ARP.
 graceful-noblock  The same without blocking new IKE first: fe re-initiates within a millisecond
                   of the DELETE and races the VIP move (usually it wins and builds a new SA
@@ -23,6 +23,12 @@ reboot-announce   The same, but the restarted back-end is configured to bring it
 
 Recovery always comes from fe's own strongSwan settings; no fault ever touches fe. The waits
 inside faults (cluster-detection delay, freeze duration) are the emulated world's own timers.
+Each undo is registered as soon as its step succeeded, so a fault that fails half-way undoes
+what it did. What is not undone, on purpose: the VIP stays on its new owner (graceful, crash,
+link-cut); freeze, reboot and reboot-announce need no undo (charon continued, or runs afresh);
+reboot-announce leaves its start-at-load connection loaded, as a node configured to bring its
+tunnel up at boot keeps it (it acts only when loaded). A graceful move deletes only the VIP's
+SAs: the old owner's own SA with dc is no cluster resource and stays.
 
 Owns: what each fault does and undoes. Not: measuring its effect (harness.measure).
 """
@@ -31,11 +37,12 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from harness import strongswan
+from harness import charon, strongswan
 from harness.errors import LabError, UsageError
 from harness.lab import Lab
 from harness.node import Node, Process
@@ -43,6 +50,8 @@ from harness.timers import FaultParams
 from harness.topology import Topology
 
 NFT_TABLE = "failover_lab_fault"
+KILL_TIMEOUT_S = 5.0
+"""How long a SIGKILLed charon may take to be reaped."""
 BLOCK_NEW_IKE = f"""\
 table inet {NFT_TABLE} {{
     chain input {{
@@ -94,21 +103,17 @@ def _wait_until(moment: float) -> None:
 @contextlib.contextmanager
 def _move_vip(lab: Lab, old: str, new: str, block_new_ike: bool, kind: str) -> Iterator[Injected]:
     old_node, new_node = lab.nodes[old], lab.nodes[new]
-    if block_new_ike:
-        old_node.run(["nft", "-f", "-"], input=BLOCK_NEW_IKE)
-    try:
+    with contextlib.ExitStack() as undo:
+        if block_new_ike:
+            old_node.run(["nft", "-f", "-"], input=BLOCK_NEW_IKE)
+            undo.callback(old_node.run, ["nft", "delete", "table", "inet", NFT_TABLE])
         t_fault = time.monotonic()
-        strongswan.terminate_all(old_node)
+        charon.terminate(old_node, strongswan.CONNECTION)
+        undo.callback(charon.terminate, old_node, strongswan.CONNECTION)  # a new SA the old owner won in the race
         release_vip(old_node, lab.topology)
         announce = take_vip(new_node, lab.topology)
-        try:
-            yield Injected(kind, t_fault, old, new, time.monotonic())
-        finally:
-            announce.stop()
-            strongswan.terminate_all(old_node)  # a new SA the old owner won in the race
-    finally:
-        if block_new_ike:
-            old_node.run(["nft", "delete", "table", "inet", NFT_TABLE])
+        undo.callback(announce.stop)
+        yield Injected(kind, t_fault, old, new, time.monotonic())
 
 
 @contextlib.contextmanager
@@ -137,44 +142,53 @@ def _standby_takes_over(lab: Lab, kind: str, old: str, t_fault: float, delay: fl
         announce.stop()
 
 
+def _kill_charon(lab: Lab, name: str) -> None:
+    """SIGKILL the node's charon and reap it."""
+    process = lab.charons[name]
+    process.kill()
+    try:
+        process.wait(KILL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{name}: charon did not die within {KILL_TIMEOUT_S:g} s of SIGKILL") from None
+    finally:
+        process.close()
+
+
 @contextlib.contextmanager
 def crash(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     old, _ = _pair(lab)
     old_node = lab.nodes[old]
-    t_fault = time.monotonic()
-    old_node.run(["ip", "link", "set", "dev", "eth0", "down"])
-    lab.charons[old].kill()
-    lab.charons[old].wait(5)
-    try:
+    with contextlib.ExitStack() as undo:
+        t_fault = time.monotonic()
+        old_node.run(["ip", "link", "set", "dev", "eth0", "down"])
+        undo.callback(lab.restart_charon, old)
+        undo.callback(old_node.run, ["ip", "link", "set", "dev", "eth0", "up"])
+        undo.callback(release_vip, old_node, lab.topology)
+        _kill_charon(lab, old)
         with _standby_takes_over(lab, "crash", old, t_fault, params.cluster_delay) as injected:
             yield injected
-    finally:
-        release_vip(old_node, lab.topology)
-        old_node.run(["ip", "link", "set", "dev", "eth0", "up"])
-        lab.restart_charon(old)
 
 
 @contextlib.contextmanager
 def link_cut(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     old, _ = _pair(lab)
     old_node = lab.nodes[old]
-    t_fault = time.monotonic()
-    old_node.run(["ip", "link", "set", "dev", "eth0", "down"])
-    release_vip(old_node, lab.topology)  # fenced: an isolated node gives up the cluster's VIP
-    try:
+    with contextlib.ExitStack() as undo:
+        t_fault = time.monotonic()
+        old_node.run(["ip", "link", "set", "dev", "eth0", "down"])
+        undo.callback(old_node.run, ["ip", "link", "set", "dev", "eth0", "up"])
+        undo.callback(charon.terminate, old_node, strongswan.CONNECTION)  # its SA with fe died with the link
+        release_vip(old_node, lab.topology)  # fenced: an isolated node gives up the cluster's VIP
         with _standby_takes_over(lab, "link-cut", old, t_fault, params.cluster_delay) as injected:
             yield injected
-    finally:
-        strongswan.terminate_all(old_node)  # its SA with fe died with the link
-        old_node.run(["ip", "link", "set", "dev", "eth0", "up"])
 
 
 @contextlib.contextmanager
 def freeze(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     owner, _ = _pair(lab)
     charon = lab.charons[owner]
-    t_fault = time.monotonic()
     charon.signal(signal.SIGSTOP)
+    t_fault = time.monotonic()  # once the node confirmed the stop: the freeze lasts at least as long as asked
     try:
         _wait_until(t_fault + params.freeze)
     finally:
@@ -186,8 +200,7 @@ def _reboot(lab: Lab) -> tuple[str, float]:
     """Kill the active back-end's charon and start a fresh one; returns the node and the fault's stamp."""
     owner, _ = _pair(lab)
     t_fault = time.monotonic()
-    lab.charons[owner].kill()
-    lab.charons[owner].wait(5)
+    _kill_charon(lab, owner)
     lab.restart_charon(owner)
     return owner, t_fault
 
@@ -202,7 +215,7 @@ def reboot(lab: Lab, params: FaultParams) -> Iterator[Injected]:
 def reboot_announce(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     owner, t_fault = _reboot(lab)
     t_back = time.monotonic()
-    strongswan.announce(lab.nodes[owner], lab.topology, lab.profile, lab.policy)
+    charon.announce(lab.nodes[owner], lab.topology, lab.profile, lab.policy)
     yield Injected("reboot-announce", t_fault, owner, owner, t_back=t_back)
 
 

@@ -3,9 +3,11 @@
 A lab is: the backend's nodes (fe, be1, be2, dc and the switch), its policy's routing rules and
 fail-closed guard on every node, one charon per node configured over vici (fresh random PSK per
 lab), the service stand-ins on the back-ends and dc and, once every CHILD_SA of the policy is
-installed, a lab ready for probes and faults. Every step registers its undo on an ExitStack, so a failure,
-an exception or Ctrl-C at any point leaves nothing behind. ``failover-lab up`` detaches a lab
-from its stack (it keeps running, ownerless); ``down`` and ``clean`` remove it later.
+installed, a lab ready for probes and faults. Every step registers its undo on an ExitStack, so a
+failure, an exception or Ctrl-C at any point leaves nothing behind: the last undo, the backend's
+destroy, kills every process of every node with the node itself (charon and the stand-ins are not
+stopped one by one first). ``failover-lab up`` detaches a lab from its stack (it keeps running,
+ownerless); ``down`` and ``clean`` remove it later.
 
 Each lab's files live in its registry directory (mode 0700: sockets and logs are readable by
 root only; the PSK is loaded over vici and never written).
@@ -25,17 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import vici
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from harness import guard, policy, registry, strongswan
+from harness import charon, guard, policy, registry, sa, strongswan
 from harness.backends import Backend, backend
-from harness.errors import CommandError, LabError, UsageError
+from harness.charon import EventRecorder
+from harness.errors import CharonError, CommandError, LabError, NodeLost, UsageError
 from harness.node import Node, Process
-from harness.strongswan import EventRecorder
 from harness.timers import Profile
 from harness.topology import BACKENDS as BACKEND_NODES
-from harness.topology import NODES, Topology
+from harness.topology import DOMAIN_CONTROLLER, FRONT_END, NODES, STAND_INS, Topology, role_of
 
 GUARD_FILE = "guard.nft"
 CHARON_STDERR = "charon.stderr"
@@ -64,7 +65,7 @@ class Lab:
 
     @property
     def fe(self) -> Node:
-        return self.nodes["fe"]
+        return self.nodes[FRONT_END]
 
     def vip_owner(self) -> str | None:
         """The back-end that has the VIP configured right now (None while it is moving)."""
@@ -92,7 +93,7 @@ class Lab:
         """Wait until charon on the node answers on its vici socket."""
         node, process = self.nodes[name], self.charons[name]
         for attempt in Retrying(
-            retry=retry_if_exception_type(OSError),
+            retry=retry_if_exception_type(CharonError),
             wait=wait_fixed(0.005),
             stop=stop_after_delay(START_TIMEOUT_S),
             reraise=True,
@@ -104,7 +105,7 @@ class Lab:
 
     def configure(self, name: str) -> None:
         """Load the PSK and the node's connection into its charon (fe initiates at once)."""
-        strongswan.configure(self.nodes[name], self.topology, self.profile, self.policy, self.psk)
+        charon.configure(self.nodes[name], self.topology, self.profile, self.policy, self.psk)
 
     def restart_charon(self, name: str) -> None:
         """A fresh charon on the node, with no SA state, configured as at bring-up."""
@@ -158,34 +159,35 @@ def _bring_up(
     undo: contextlib.ExitStack,
 ) -> Lab:
     nodes = lab_backend.create(topology, directory)
+    undo.callback(_close, nodes)
     lab = Lab(topology, lab_backend, profile, nodes, directory, psk=secrets.token_urlsafe(32), policy=chosen)
-    undo.callback(_stop_processes, lab)
     for name in NODES:
         node = nodes[name]
         node.put(node.workdir / "strongswan.conf", strongswan.strongswan_conf(node.workdir, profile, chosen))
         node.put(node.workdir / GUARD_FILE, guard.rules(chosen, topology, name))
         _route_protected_ports(node, chosen, topology)
         lab.start_charon(name)
-    for name in (*BACKEND_NODES, "dc"):
-        role = "dc" if name == "dc" else "backend"
-        lab.services[name] = nodes[name].spawn(
-            [*nodes[name].agent("services"), "--node", name, "--vip", topology.vip, "--role", role]
-        )
+    for name in NODES:
+        stand_ins = STAND_INS.get(role_of(name))
+        if stand_ins is not None:
+            lab.services[name] = nodes[name].spawn(
+                [*nodes[name].agent("services"), "--node", name, "--vip", topology.vip, "--role", stand_ins]
+            )
     for name in NODES:
         lab.wait_charon(name)
-    for name in ("dc", *BACKEND_NODES):  # responders before the initiators that need them
+    for name in (DOMAIN_CONTROLLER, *BACKEND_NODES):  # responders before the initiators that need them
         lab.configure(name)
-    lab.events = EventRecorder(nodes["fe"])
+    lab.events = EventRecorder(lab.fe)
     undo.callback(lab.events.close)
     started = time.monotonic()
-    lab.configure("fe")
+    lab.configure(FRONT_END)
     if chosen.ipsec:
         lab.t_child_up = lab.events.wait_for("child", up=True, after=started, timeout=START_TIMEOUT_S).t
-        for name in ("fe", *BACKEND_NODES):
+        for name in (FRONT_END, *BACKEND_NODES):
             _wait_children(nodes[name], strongswan.expected_children(chosen, name))
     else:
         lab.t_child_up = time.monotonic()
-    lab.strongswan_version = strongswan.version(nodes["fe"])
+    lab.strongswan_version = charon.version(lab.fe)
     return lab
 
 
@@ -208,50 +210,52 @@ def _wait_children(node: Node, expected: int) -> None:
     """Wait until the node has ``expected`` CHILD_SAs installed."""
     for attempt in Retrying(wait=wait_fixed(0.01), stop=stop_after_delay(START_TIMEOUT_S), reraise=True):
         with attempt:
-            installed = len(strongswan.installed_children(node))
+            installed = len(sa.installed_children(charon.sas(node)))
             if installed < expected:
                 raise LabError(f"{node.name}: {installed} of {expected} CHILD_SAs up after {START_TIMEOUT_S:.0f} s")
 
 
-def _stop_processes(lab: Lab) -> None:
-    for process in [*lab.charons.values(), *lab.services.values()]:
-        process.kill()
-        process.wait(5)
-        process.close()
+def _close(nodes: Mapping[str, Node]) -> None:
+    for node in nodes.values():
+        node.close()
 
 
 def status(state: registry.State) -> dict[str, Any]:
     """Nodes, VIP owner and SAs of a registered lab, read live from the nodes."""
     topology = state.topology
-    nodes = backend(state.backend).nodes(topology, registry.directory(topology.qualified))
     report: dict[str, Any] = {
         "name": topology.name,
         "profile": state.profile,
         "policy": state.policy,
         "backend": state.backend,
         "owner": None if state.owner is None else state.owner.pid,
+        "owner_alive": state.owner is not None and state.owner.alive(),
         "vip": topology.vip,
         "nodes": {},
     }
-    for name in NODES:
-        node = nodes[name]
-        entry: dict[str, Any] = {"address": topology.address(name)}
-        try:
-            sas = strongswan.list_sas(node)
-            entry["charon"] = "running"
-            entry["sas"] = [
-                {
-                    "state": sa["state"],
-                    "remote": sa.get("remote-host", ""),
-                    "children": len(sa.get("child-sas", {})),
-                }
-                for entry_sa in sas
-                for sa in entry_sa.values()
-            ]
-        except (OSError, vici.exception.SessionException):
-            entry["charon"] = "not running"
-            entry["sas"] = []
-        if name in BACKEND_NODES:
-            entry["vip"] = topology.vip in addresses(node)
-        report["nodes"][name] = entry
+    try:
+        nodes = backend(state.backend).nodes(topology, registry.directory(topology.qualified))
+    except LabError as error:
+        report["problem"] = str(error)
+        return report
+    try:
+        for name in NODES:
+            report["nodes"][name] = _node_status(nodes[name], topology)
+    finally:
+        _close(nodes)
     return report
+
+
+def _node_status(node: Node, topology: Topology) -> dict[str, Any]:
+    entry: dict[str, Any] = {"address": topology.address(node.name)}
+    try:
+        held = charon.sas(node)
+        entry["charon"] = "running"
+    except CharonError:
+        held, entry["charon"] = [], "not running"
+    except NodeLost:
+        return {**entry, "charon": "node gone", "sas": []}
+    entry["sas"] = [{"state": ike.state, "remote": ike.remote_host, "children": len(ike.children)} for ike in held]
+    if node.name in BACKEND_NODES:
+        entry["vip"] = topology.vip in addresses(node)
+    return entry

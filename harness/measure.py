@@ -13,17 +13,17 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from harness import faults, guard, probe, strongswan, timers, wire
+from harness import charon, faults, guard, probe, sa, timers, wire
 from harness.errors import LabError
 from harness.lab import Lab
 from harness.phases import LogEvent, Phases, breakdown, parse_log
 from harness.policy import DC_PEERS, DC_PORTS, Policy
 from harness.probe import SERVICES, Probe
-from harness.strongswan import SaEvent
-from harness.topology import BACKENDS, NODES
+from harness.sa import SaEvent
+from harness.topology import BACKENDS, DOMAIN_CONTROLLER, FRONT_END, NODES
 from harness.wire import Capture
 
 STEADY_TIMEOUT_S = 10.0
@@ -128,7 +128,7 @@ def current_phase(events: list[SaEvent], t_fault: float, vip: str) -> str:
 def coverage(lab: Lab) -> dict[str, dict[str, bool]]:
     """One attempt at each of dc's services from fe and both back-ends, all at once."""
     ports = ",".join(f"{proto}:{port}" for proto, port in DC_PORTS)
-    target = lab.topology.address("dc")
+    target = lab.topology.address(DOMAIN_CONTROLLER)
     touches = {
         name: lab.nodes[name].spawn(
             [*lab.nodes[name].agent("touch"), "--target", target, "--ports", ports], capture=True
@@ -147,17 +147,28 @@ def coverage(lab: Lab) -> dict[str, dict[str, bool]]:
 def esp_by_child(lab: Lab) -> dict[str, int]:
     """Packets (in + out) of each of fe's installed CHILD_SAs with the VIP."""
     carried: dict[str, int] = {}
-    for child in strongswan.installed_children(lab.fe):
-        if child.get("remote-ts", [""])[0].startswith(f"{lab.topology.vip}/"):
-            packets = int(child.get("packets-in", 0)) + int(child.get("packets-out", 0))
-            carried[child["name"]] = carried.get(child["name"], 0) + packets
+    for child in sa.installed_children(charon.sas(lab.fe)):
+        if child.remote_ts and child.remote_ts[0].startswith(f"{lab.topology.vip}/"):
+            carried[child.name] = carried.get(child.name, 0) + child.packets_in + child.packets_out
     return carried
 
 
 def negotiated_with(lab: Lab) -> str | None:
     """The back-end holding the IKE SA fe has now (matched by SPIs)."""
-    mine = strongswan.ike_spis(lab.fe)
-    return next((name for name in BACKENDS if mine & strongswan.ike_spis(lab.nodes[name])), None)
+    mine = charon.ike_spis(lab.fe)
+    return next((name for name in BACKENDS if mine & charon.ike_spis(lab.nodes[name])), None)
+
+
+def require_charons(lab: Lab, names: Iterable[str], when: str) -> None:
+    """Refuse to go on when a charon the run relies on has exited (killed by hand, crashed):
+    otherwise the run would wait for a recovery that cannot come."""
+    for name in names:
+        process = lab.charons[name]
+        if not process.alive():
+            raise LabError(
+                f"{name}: charon exited {when} (exit code {process.wait(0)}); was it killed by hand? "
+                "The run is abandoned and its lab torn down"
+            )
 
 
 def _wait_for_recovery(
@@ -166,10 +177,12 @@ def _wait_for_recovery(
     assert lab.events is not None
     deadline = injected.t_fault + OVERSHOOT_FACTOR * predicted.hi + OVERSHOOT_MIN_S
     recovered = probe.answered(SERVICES, injected.t_fault, injected.new_owner, ANSWERS_FOR_STEADY)
+    needed = dict.fromkeys((FRONT_END, injected.new_owner))
     while True:
         remaining = deadline - time.monotonic()
         if traffic.wait_until(recovered, max(0.0, min(PROGRESS_EVERY_S, remaining))) or remaining <= 0:
             return
+        require_charons(lab, needed, "during the run")
         if report is not None:
             phase = current_phase(lab.events.events, injected.t_fault, lab.topology.vip)
             report(Progress(time.monotonic() - injected.t_fault, predicted, phase))
@@ -188,6 +201,7 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
         running.callback(capture.stop)
         traffic = Probe(lab.fe, lab.topology.vip)
         running.callback(traffic.stop)
+        require_charons(lab, NODES, "before the fault")
         start = time.monotonic()
         owner = lab.vip_owner()
         if not traffic.wait_until(probe.answered(SERVICES, start, owner, ANSWERS_FOR_STEADY), STEADY_TIMEOUT_S):

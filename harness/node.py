@@ -2,15 +2,18 @@
 
 A node runs commands (``run``), starts long-lived processes it can signal later (``spawn``),
 receives files (``put``) and opens vici sessions to its own charon (``vici``). Faults, probes
-and the lab are written against this contract only, never against a backend.
+and the lab are written against this contract only, never against a backend. Every backend
+implements it the same way, through the node agent (harness.agent); unit tests use a fake.
+
+Errors: ``run`` raises CommandError for a failed command it was asked to check and
+CommandTimeout for one that overran; anything may raise NodeLost when the node is gone, and
+``vici`` raises CharonError when charon does not answer (harness.errors).
 
 Owns: the Node protocol and its value types. Not: how a backend implements them.
 """
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -62,53 +65,6 @@ class Process(Protocol):
         ...
 
 
-class LocalProcess:
-    """A process of this host (a netns node), held as a Popen."""
-
-    def __init__(self, node: str, argv: Sequence[str], popen: subprocess.Popen[str]) -> None:
-        self.node = node
-        self.argv = tuple(argv)
-        self.popen = popen
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def signal(self, signum: int) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signum)
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def wait(self, timeout: float) -> int:
-        return self.popen.wait(timeout)
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within ``timeout``; always reaps it."""
-        self.signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            self.popen.wait()
-        self.close()
-
-    def close(self) -> None:
-        for stream in (self.popen.stdout, self.popen.stderr, self.popen.stdin):
-            if stream is not None:
-                stream.close()
-
-    def lines(self) -> Iterator[str]:
-        """Lines of stdout as they arrive (empty if stdout was not captured)."""
-        if self.popen.stdout is None:
-            return iter(())
-        return iter(self.popen.stdout.readline, "")
-
-
 class Node(Protocol):
     """A lab node as the harness sees it, whatever backend runs it."""
 
@@ -134,6 +90,10 @@ class Node(Protocol):
 
     def agent(self, name: str) -> list[str]:
         """The command that runs one of harness/agents/<name>.py on this node."""
+        ...
+
+    def close(self) -> None:
+        """Release the harness's connection to the node (the node keeps running)."""
         ...
 
 

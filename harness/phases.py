@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from harness.strongswan import SaEvent
+from harness.sa import SaEvent
 
 LOG_LINE = re.compile(r"^(\d+\.\d+) \d+\[\w+\] (.*)$")
 LOG_EVENTS = {

@@ -16,8 +16,12 @@ through to the wire. all-traffic keeps charon's own rule (everything not marked 
 sockets goes through the tunnel). On every design an nftables guard drops protected packets that
 would leave on the wire anyway, so a dead or killed charon never lets them out in clear.
 
-Owns: policy definitions and their routing rules. Not: connections (harness.strongswan), the
-guard's rules (harness.guard).
+Who has SAs with whom follows from the nodes' roles (harness.topology): the front-end with the
+VIP, each back-end with the front-end, and, under a design that covers dc, the front-end and both
+back-ends each with the domain controller.
+
+Owns: policy definitions, the SA peers of each role and the routing rules. Not: node names and
+roles (harness.topology), connections (harness.strongswan), the guard's rules (harness.guard).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.errors import UsageError
-from harness.topology import BACKENDS, Topology
+from harness.topology import BACKENDS, DOMAIN_CONTROLLER, FRONT_END, VIP_PEER, Topology, role_of
 
 IKE_MARK = "0x42"
 UNUSED_MARK = "0x100"
@@ -37,7 +41,8 @@ SERVICE_PORTS = {"udp": ("udp", 7), "http": ("tcp", 80), "pop3": ("tcp", 110), "
 """The back-ends' services behind the VIP (the probe's names)."""
 DC_PORTS = (("tcp", 389), ("tcp", 88), ("udp", 88), ("tcp", 135), ("tcp", 3268), ("tcp", 53), ("udp", 53))
 """The domain controller's services: LDAP, Kerberos, RPC endpoint mapper, Global Catalog, DNS."""
-DC_PEERS = ("fe", *BACKENDS)
+DC_PEERS = (FRONT_END, *BACKENDS)
+"""The nodes with SAs of their own with dc under a design that covers dc."""
 
 
 @dataclass(frozen=True)
@@ -65,15 +70,21 @@ class Policy:
         return self.protects(*SERVICE_PORTS[service])
 
     def peers(self, node: str) -> list[str]:
-        """The nodes ``node`` has SAs with ("vip" for fe's SA with the VIP's owner)."""
+        """The nodes ``node`` has SAs with (VIP_PEER for fe's SA with the VIP's owner)."""
         if not self.ipsec:
             return []
-        dc = self.dc and node in DC_PEERS
-        if node == "fe":
-            return ["vip", *(["dc"] if dc else [])]
-        if node in BACKENDS:
-            return ["fe", *(["dc"] if dc else [])]
-        return list(DC_PEERS) if self.dc else []
+        to_dc = [DOMAIN_CONTROLLER] if self.dc else []
+        match role_of(node):
+            case "front-end":
+                return [VIP_PEER, *to_dc]
+            case "back-end":
+                return [FRONT_END, *to_dc]
+            case "domain-controller":
+                return list(DC_PEERS) if self.dc else []
+
+    def has_sa_with_dc(self, node: str) -> bool:
+        """Whether ``node`` has an SA of its own with dc (it initiates it)."""
+        return self.ipsec and self.dc and role_of(node) != "domain-controller"
 
     def kernel_fwmark(self) -> str:
         """kernel-netlink's fwmark: charon's own rule for every packet not marked by its sockets,
@@ -126,17 +137,18 @@ def ip_rules(policy_: Policy, topology: Topology, node: str) -> list[str]:
     the tunnel, each lookup followed by its prohibit twin."""
     if not policy_.port_scoped or policy_.ports is None:
         return []
-    fe, vip = topology.address("fe"), topology.vip
-    if node == "fe":
-        selector, direction = f"to {vip}", "dport"
-    elif node in BACKENDS:
-        selector, direction = f"from {vip} to {fe}", "sport"
-    else:
-        return []
+    fe, vip = topology.address(FRONT_END), topology.vip
+    match role_of(node):
+        case "front-end":
+            selector, direction = f"to {vip}", "dport"
+        case "back-end":
+            selector, direction = f"from {vip} to {fe}", "sport"
+        case "domain-controller":
+            return []
     rules = []
     for index, (proto, port) in enumerate(policy_.ports):
-        match = f"{selector} {_port_matches(proto, port, direction)}"
+        selected = f"{selector} {_port_matches(proto, port, direction)}"
         priority = RULE_PRIORITY + 2 * index
-        rules.append(f"pref {priority} {match} lookup 220")
-        rules.append(f"pref {priority + 1} {match} prohibit")
+        rules.append(f"pref {priority} {selected} lookup 220")
+        rules.append(f"pref {priority + 1} {selected} prohibit")
     return rules

@@ -6,7 +6,8 @@ scenario files as tests, and fixtures for your own timer regression tests.
   when several backends are chosen); a failure is one sentence of measured vs expected.
 * ``run_fault(fault, profile=None, **params) -> Outcome`` injects a fault and measures it: on a
   lab shared by the session when the profile is the session's (``--profile``), reset between
-  tests (every fault undoes itself; an unhealthy lab is replaced), else on a fresh lab.
+  tests (every fault undoes itself; an unhealthy lab is replaced), else on a fresh lab. A fault
+  the timer model refuses for the profile (no DPD for a crash) fails the test before any lab.
 * ``failover_lab``: that shared lab, for tests that look at it directly.
 
 Options: --lab-backend (repeatable), --profile, --policy, --time-scale, --results-dir, --keep-lab.
@@ -17,18 +18,19 @@ Owns: pytest integration. Not: running anything (harness.scenario, harness.measu
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import re
-from collections.abc import Callable, Iterator
-from fractions import Fraction
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness import lab, measure, policy, report, scenario, strongswan, timers
+from harness import charon, faults, lab, measure, policy, report, result, sa, scenario, timers
 from harness.backends import AUTO, BACKENDS
 from harness.errors import LabError, UsageError
+from harness.topology import BACKENDS as BACKEND_NODES
 
 RunFault = Callable[..., measure.Outcome]
 
@@ -44,12 +46,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--profile", default="fast", help=f"profile of run_fault and the shared lab: {', '.join(timers.PROFILES)}"
     )
-    group.addoption("--time-scale", default="1", help="multiply every timer of --profile, e.g. 1/30")
+    group.addoption(
+        "--time-scale",
+        type=time_scale_option,
+        default="1",
+        help="multiply every timer of --profile: a number in (0, 1] or a fraction like 1/30 (default 1)",
+    )
     group.addoption(
         "--policy", default=policy.DEFAULT, help=f"policy of run_fault and the shared lab: {', '.join(policy.POLICIES)}"
     )
     group.addoption("--results-dir", type=Path, help="write every measured run here (JSON, report.md, plots)")
     group.addoption("--keep-lab", action="store_true", help="leave the shared lab running after the session")
+
+
+def time_scale_option(text: str) -> float:
+    """--time-scale, checked when pytest parses its options: a bad value is pytest's usage error
+    `argument --time-scale: <timers.parse_scale's message>`, before any test runs."""
+    try:
+        return timers.parse_scale(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def backends(config: pytest.Config) -> list[str]:
@@ -60,7 +76,7 @@ def backends(config: pytest.Config) -> list[str]:
 def _save(config: pytest.Config, name: str, outcomes: list[measure.Outcome]) -> None:
     directory: Path | None = config.getoption("--results-dir")
     if directory is not None and outcomes:
-        report.write_folder([report.to_json(o) for o in outcomes], directory / re.sub(r"[^\w.-]+", "_", name))
+        report.write_folder([result.to_json(o) for o in outcomes], directory / re.sub(r"[^\w.-]+", "_", name))
 
 
 class ScenarioFailed(Exception):
@@ -113,11 +129,22 @@ class ScenarioItem(pytest.Item):
         return self.path, 0, f"scenario {self.name}: {self.loaded.model.fault.kind}"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A lab that failed under a test (a node gone, charon killed, a command that overran) is
+    reported as the harness's one sentence, not as a traceback through the harness; ``--tb``
+    other than the default (e.g. ``--tb=long``) shows the traceback for debugging."""
+    report: pytest.TestReport = yield
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, LabError) and report.failed and item.config.getoption("tbstyle") == "auto":
+        report.longrepr = f"{item.nodeid}: {error}"
+    return report
+
+
 def _session_profile(config: pytest.Config) -> timers.Profile:
-    try:
-        scale = float(Fraction(config.getoption("--time-scale")))
-    except (ValueError, ZeroDivisionError):
-        raise pytest.UsageError("--time-scale: use a number or a fraction like 1/30") from None
+    scale: float = config.getoption("--time-scale")
     try:
         return timers.profile(config.getoption("--profile")).scaled(scale)
     except UsageError as error:
@@ -125,17 +152,12 @@ def _session_profile(config: pytest.Config) -> timers.Profile:
 
 
 def _healthy(running: lab.Lab) -> bool:
-    """fe has an installed CHILD_SA and every back-end's charon answers."""
+    """fe has an installed CHILD_SA, every back-end's charon answers and one of them owns the VIP."""
     try:
-        children = [
-            child
-            for entry in strongswan.list_sas(running.fe)
-            for sa in entry.values()
-            for child in sa.get("child-sas", {}).values()
-            if child.get("state") == "INSTALLED"
-        ]
-        return bool(children) and all(strongswan.version(running.nodes[n]) for n in ("be1", "be2"))
-    except (OSError, LabError):
+        children = sa.installed_children(charon.sas(running.fe))
+        charons = all(charon.running(running.nodes[n]) for n in BACKEND_NODES)
+        return bool(children) and charons and running.vip_owner() is not None
+    except LabError:
         return False
 
 
@@ -178,6 +200,15 @@ def failover_lab(_lab_pool: dict[str, Any]) -> lab.Lab:
     return current
 
 
+def _check_fault(fault: str, profile: timers.Profile, params: timers.FaultParams) -> None:
+    """A known fault that the timer model accepts for ``profile``: refused before a lab is built."""
+    faults.fault(fault)
+    try:
+        timers.check(profile, fault, params)
+    except UsageError as error:
+        raise UsageError(f"run_fault({fault!r}) with profile {profile.name}: {error}") from None
+
+
 @pytest.fixture
 def run_fault(request: pytest.FixtureRequest, _lab_pool: dict[str, Any]) -> Iterator[RunFault]:
     """``run_fault("crash", profile=None, policy=None, cluster_delay=1.0, freeze=3.0)`` -> Outcome."""
@@ -190,6 +221,7 @@ def run_fault(request: pytest.FixtureRequest, _lab_pool: dict[str, Any]) -> Iter
         chosen = timers.profile(chosen) if isinstance(chosen, str) else chosen
         design = _lab_pool["policy"] if policy is None else policy
         fault_params = timers.FaultParams(**params).scaled(chosen.time_scale)
+        _check_fault(fault, chosen, fault_params)
         if chosen == _lab_pool["profile"] and design == _lab_pool["policy"]:
             outcome = measure.run(request.getfixturevalue("failover_lab"), fault, fault_params)
         else:

@@ -1,175 +1,20 @@
-"""Outcome -> JSON first; every table and the Markdown report are drawn from the JSON alone, so
-`failover-lab report DIR` can redraw them from saved results.
+"""Results drawn for people: every table, report.md and the report folder come from the JSON
+results alone (harness.result), so `failover-lab report PATH` can draw them again from saved runs.
 
-Times in a result are seconds relative to the fault, except ``t_fault`` (the fault's stamp on
-fe's monotonic clock, the clock of every probe attempt and SA event). A time-scaled run reports
-actual seconds (``*_s``) and what they stand for at scale 1 (``*_unscaled_s`` = actual / scale).
-
-Owns: the result schema, the terminal tables and report.md. Not: measuring, plotting.
+Owns: the terminal tables, report.md and the report folder's layout. Not: the result's schema,
+saving and loading it (harness.result), measuring, plotting (harness.plots).
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from rich.table import Table
 
-from harness.errors import UsageError
-from harness.measure import Outcome
 from harness.probe import SERVICES
-
-SCHEMA = "failover-lab/run/1"
-REQUIRED_KEYS = (
-    "schema",
-    "backend",
-    "fault",
-    "profile",
-    "timers",
-    "time_scale",
-    "strongswan_version",
-    "outage_s",
-    "outage_unscaled_s",
-    "resolution_s",
-    "services",
-    "old_owner",
-    "new_owner",
-    "t_fault",
-    "events",
-    "phases",
-    "plaintext_packets",
-    "predicted",
-    "policy",
-    "clear_by_port",
-    "credentials_in_clear",
-)
-Result = dict[str, Any]
-
-
-def _r(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
-
-
-def _unscaled(value: float | None, scale: float) -> float | None:
-    return None if value is None else round(value / scale, 3)
-
-
-def to_json(outcome: Outcome) -> Result:
-    t0 = outcome.t_fault_mono
-    scale = outcome.profile.time_scale
-    services = {}
-    for name, outage in outcome.outages.items():
-        bounds = outcome.predicted_for(outage)
-        services[name] = {
-            "protected": outcome.policy.protects_service(name),
-            "outage_s": _r(outage.seconds),
-            "resolution_s": outage.resolution,
-            "last_answer_before_s": _r(outage.last_before - t0),
-            "first_answer_after_s": _r(None if outage.first_after is None else outage.first_after - t0),
-            "old_owner": outage.old_owner,
-            "new_owner": outage.new_owner,
-            "predicted": {"lo_s": _r(bounds.lo), "hi_s": _r(bounds.hi)},
-            "within_prediction": outage.seconds is not None and outage.seconds in bounds,
-        }
-    attempts: dict[str, list[list[Any]]] = {name: [] for name in SERVICES}
-    for attempt in outcome.attempts:
-        attempts[attempt.service].append([_r(attempt.t0 - t0), _r(attempt.t1 - t0), attempt.node])
-    kb = outcome.profile.kb_outage(outcome.fault)
-    phases = outcome.phases
-    return {
-        "schema": SCHEMA,
-        "backend": outcome.backend,
-        "fault": outcome.fault,
-        "profile": outcome.profile.name,
-        "profile_description": outcome.profile.description,
-        "timers": outcome.profile.timers(),
-        "policy": outcome.policy.name,
-        "protected_ports": "all" if outcome.policy.ports is None else [f"{p}/{n}" for p, n in outcome.policy.ports],
-        "time_scale": outcome.profile.time_scale,
-        "fault_params": outcome.params.values(),
-        "strongswan_version": outcome.strongswan_version,
-        "lab": outcome.lab,
-        "started_at": outcome.started_at,
-        "t_fault": outcome.t_fault_mono,
-        "outage_s": _r(outcome.outage_s),
-        "outage_unscaled_s": _unscaled(outcome.outage_s, scale),
-        "resolution_s": outcome.resolution_s,
-        "recovered": outcome.recovered,
-        "predicted": {
-            "lo_s": _r(outcome.predicted.lo),
-            "hi_s": _r(outcome.predicted.hi),
-            "lo_unscaled_s": _unscaled(outcome.predicted.lo, scale),
-            "hi_unscaled_s": _unscaled(outcome.predicted.hi, scale),
-        },
-        "within_prediction": outcome.within_prediction,
-        "kb_outage_s": None if kb is None else list(kb),
-        "old_owner": outcome.old_owner,
-        "new_owner": outcome.new_owner,
-        "vip_moved_s": _r(outcome.vip_moved),
-        "announced_s": _r(outcome.back),
-        "phases": {
-            "start_s": _r(min(o.last_before for o in outcome.outages.values()) - t0),
-            "detection_s": _r(phases.detection),
-            "negotiation_s": _r(phases.negotiation),
-            "data_s": _r(phases.data),
-            "detected_by": phases.detected_by,
-            "negotiated_with": phases.negotiated_with,
-            "dpd_requests": phases.dpd_requests,
-            "retransmits": phases.retransmits,
-        },
-        "services": services,
-        "events": [
-            {"t_s": _r(e.t - t0), "sa": e.kind, "up": e.up, "ike_id": e.ike_id, "remote": e.remote}
-            for e in outcome.events
-        ],
-        "log_events": [{"t_s": _r(e.t - t0), "kind": e.kind, "text": e.text} for e in outcome.log_events],
-        "plaintext_packets": outcome.plaintext_packets,
-        "wire_packets": outcome.wire_packets,
-        "capture_dropped": outcome.capture_dropped,
-        "guard_drops": outcome.guard_drops,
-        "esp_packets": outcome.esp_packets,
-        "clear_by_port": outcome.clear_by_port,
-        "esp_by_child": outcome.esp_by_child,
-        "credentials_in_clear": outcome.credentials_in_clear,
-        "coverage": outcome.coverage,
-        "attempts": attempts,
-    }
-
-
-def run_name(index: int, result: Result) -> str:
-    return f"{index:02d}-{result['profile']}-{result['fault']}"
-
-
-def save(results: Sequence[Result], directory: Path) -> list[Path]:
-    """One JSON file per run in ``directory``/runs, numbered in run order."""
-    runs = directory / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, result in enumerate(results, 1):
-        path = runs / f"{run_name(index, result)}.json"
-        path.write_text(json.dumps(result, indent=1) + "\n")
-        paths.append(path)
-    return paths
-
-
-def load(directory: Path) -> list[Result]:
-    """The runs saved in ``directory`` (by `save`), in run order."""
-    paths = sorted((directory / "runs").glob("*.json"))
-    if not paths:
-        raise UsageError(f"{directory}: no results (expected runs/*.json written by demo or run --out)")
-    results = []
-    for path in paths:
-        try:
-            result = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise UsageError(f"{path}: not a failover-lab result: {error}") from None
-        if not isinstance(result, dict) or result.get("schema") != SCHEMA:
-            raise UsageError(f"{path}: not a failover-lab result (schema {SCHEMA} expected)")
-        results.append(result)
-    return results
+from harness.result import Result, run_name, save
 
 
 def _seconds(value: float | None) -> str:
@@ -400,15 +245,15 @@ def write_folder(results: Sequence[Result], directory: Path) -> Path:
     """A report folder: runs/*.json, plots/*.png (one timeline per run), comparison.png and
     report.md; returns the path of report.md."""
     save(results, directory)
-    return redraw(directory)
+    return redraw(results, directory)
 
 
-def redraw(directory: Path) -> Path:
-    """report.md and every plot again, from the JSON in ``directory``/runs alone."""
+def redraw(results: Sequence[Result], directory: Path) -> Path:
+    """report.md and every plot of ``results`` in ``directory`` (its runs/*.json untouched);
+    returns the path of report.md."""
     from harness import plots  # matplotlib is slow to import; only reports need it
 
-    results = load(directory)
-    (directory / "plots").mkdir(exist_ok=True)
+    (directory / "plots").mkdir(parents=True, exist_ok=True)
     drawn = {}
     for index, result in enumerate(results, 1):
         name = run_name(index, result)

@@ -18,7 +18,9 @@
 Parsed strictly (unknown keys rejected); every error is one line naming the file and the field.
 `failover-lab run FILE` and `pytest scenarios/` (harness.pytest_plugin) run them the same way.
 
-Owns: the scenario models, loading, running and judging. Not: measuring (harness.measure).
+Owns: the scenario models, loading (meaning included: the timer model must accept every profile
+for the fault, checked before any lab exists), running and judging. Not: measuring
+(harness.measure), the model's own checks (harness.timers.check).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -55,16 +56,6 @@ def _known_profile(name: str) -> str:
     if name not in timers.PROFILES:
         raise ValueError(f"{name!r} is not one of {', '.join(timers.PROFILES)}")
     return name
-
-
-def _scale(value: str | float) -> float:
-    try:
-        scale = float(Fraction(value)) if isinstance(value, str) else float(value)
-    except (ValueError, ZeroDivisionError):
-        scale = 0.0
-    if not 0 < scale <= 1:
-        raise ValueError(f"must be a number in (0, 1] or a fraction like 1/30, got {value!r}")
-    return scale
 
 
 class InlineProfile(ProfileModel):
@@ -106,7 +97,7 @@ class ScenarioModel(Strict):
     description: str = ""
     backend: Backend | None = None
     policy: PolicyName = "all-traffic"
-    time_scale: Annotated[str | float, AfterValidator(_scale)] = 1.0
+    time_scale: Annotated[str | float, AfterValidator(timers.parse_scale)] = 1.0
     profiles: list[ProfileEntry] = Field(min_length=1)
     fault: FaultModel
     repeat: int = Field(1, ge=1, le=100)
@@ -139,12 +130,28 @@ class Scenario:
 
 
 def load(path: Path) -> Scenario:
+    """A scenario file parsed strictly, then checked for meaning: no profile twice, and the timer
+    model accepts every profile for the fault. Any problem is one UsageError line; no lab exists yet."""
     model = parse(path, ScenarioModel, "a scenario needs at least 'profiles' and 'fault'")
-    names = [p.name for p in Scenario(path.stem, path, model).profiles]
+    loaded = Scenario(path.stem, path, model)
+    _refuse_duplicates(loaded)
+    _refuse_what_the_model_refuses(loaded)
+    return loaded
+
+
+def _refuse_duplicates(scenario: Scenario) -> None:
+    names = [p.name for p in scenario.profiles]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise UsageError(f"{path}: profiles: {', '.join(duplicates)} appears more than once")
-    return Scenario(path.stem, path, model)
+        raise UsageError(f"{scenario.path}: profiles: {', '.join(duplicates)} appears more than once")
+
+
+def _refuse_what_the_model_refuses(scenario: Scenario) -> None:
+    for index, profile in enumerate(scenario.profiles):
+        try:
+            timers.check(profile, scenario.model.fault.kind, scenario.params)
+        except UsageError as error:
+            raise UsageError(f"{scenario.path}: profiles[{index}] ({profile.name}): {error}") from None
 
 
 def schema() -> dict[str, Any]:
@@ -179,7 +186,7 @@ def judge(scenario: Scenario, outcome: Outcome) -> list[str]:
     expect = scenario.model.expect
     name = scenario.item_name(outcome.profile)
     where = f"{outcome.backend}, strongSwan {outcome.strongswan_version}"
-    band = f"predicted {outcome.predicted.lo:.2f}-{outcome.predicted.hi:.2f} s"
+    band = _band(outcome.predicted)
     outage = outcome.outage_s
     if outage is None:
         silent = ", ".join(s for s, o in outcome.outages.items() if o.seconds is None)
@@ -191,9 +198,11 @@ def judge(scenario: Scenario, outcome: Outcome) -> list[str]:
         )
     if expect.within_prediction and not outcome.within_prediction:
         outside = [
-            f"{s} {o.seconds:.3f} s" for s, o in outcome.outages.items() if o.seconds not in outcome.predicted_for(o)
+            f"{service} {o.seconds:.3f} s outside the {_band(outcome.predicted_for(o))}"
+            for service, o in outcome.outages.items()
+            if o.seconds not in outcome.predicted_for(o)
         ]
-        problems.append(f"{name}: {', '.join(outside)} outside the {band} ({where})")
+        problems.append(f"{name}: {', '.join(outside)} ({where})")
     if expect.recovered_on is not None and outcome.new_owner != expect.recovered_on:
         problems.append(
             f"{name}: recovered on {outcome.new_owner or 'different nodes'}, expected {expect.recovered_on} ({where})"
@@ -204,13 +213,18 @@ def judge(scenario: Scenario, outcome: Outcome) -> list[str]:
             f"expected {expect.plaintext_packets} ({where})"
         )
     for service, wanted in expect.services.items():
-        seconds = outcome.outages[service].seconds
+        measured = outcome.outages[service]
+        seconds = measured.seconds
         if seconds is not None and seconds > wanted.outage_max_s:
             problems.append(
                 f"{name}: {service} outage {seconds:.3f} s is more than the expected {wanted.outage_max_s:.3f} s "
-                f"({band}; {where})"
+                f"({_band(outcome.predicted_for(measured))}; {where})"
             )
     return problems
+
+
+def _band(bounds: timers.Bounds) -> str:
+    return f"predicted {bounds.lo:.2f}-{bounds.hi:.2f} s"
 
 
 def judge_all(scenario: Scenario, outcomes: Sequence[Outcome]) -> list[str]:

@@ -1,5 +1,5 @@
-"""strongSwan per role: strongswan.conf and connections rendered from a profile, and charon
-controlled over vici (credentials, connections, SA listings and up/down events).
+"""strongSwan per role: strongswan.conf and the connections (as vici messages and as a
+swanctl.conf) rendered from a profile and a policy.
 
 Settings every node needs on the userspace datapath (kernel-libipsec, see LAB-FACTS):
 ``allow_peer_ts`` for host-to-host tunnels and the fwmark split (IKE/ESP-in-UDP marked 0x42
@@ -8,23 +8,18 @@ Settings failover needs on fe: ``mobike = no`` (a node losing the VIP must not d
 to its own address), ``dpd_action`` and ``close_action`` that restart, and ``keyingtries = 0``.
 The back-ends are responders that never initiate; both share the VIP's identity and the PSK.
 
-Owns: configuration content and the vici conversation. Not: starting charon (harness.lab).
+Owns: configuration content. Not: talking to charon (harness.charon), starting it (harness.lab).
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from harness.errors import LabError, NotRecovered, UsageError
-from harness.node import Node
+from harness.errors import UsageError
 from harness.policy import DC_PEERS, IKE_MARK, IP_PROTOCOLS, Policy
 from harness.timers import Profile
-from harness.topology import BACKENDS, Topology
+from harness.topology import BACKENDS, DOMAIN_CONTROLLER, FRONT_END, VIP_PEER, Topology, role_of
 
 CHARON = "/usr/lib/ipsec/charon"
 PLUGIN_DIR = "/usr/lib/ipsec/plugins"
@@ -144,28 +139,50 @@ def connections(topology: Topology, node: str, profile: Profile, policy_: Policy
     """The vici `load-conn` messages for ``node`` under ``policy_``: fe initiates to the VIP (one
     CHILD_SA per protected port, or one for everything), the back-ends answer on the VIP with the
     VIP's shared identity, and under all-traffic fe and both back-ends initiate to dc."""
-    fe, vip, dc = topology.address("fe"), topology.vip, topology.address("dc")
     conns: dict[str, Any] = {}
-    for peer in policy_.peers(node):
-        if node == "fe" and peer == "vip":
-            children = _vip_children(policy_, f"{fe}/32", vip, initiator=True, vip_is_local=False)
-            conns[CONNECTION] = _conn(profile, fe, [vip], (topology.identity("fe"), topology.identity("vip")), children)
-        elif node in BACKENDS and peer == "fe":
-            children = _vip_children(policy_, f"{fe}/32", vip, initiator=False, vip_is_local=True)
-            ids = (topology.identity("vip"), topology.identity("fe"))
-            conns[CONNECTION] = _conn(profile, "%any", [fe], ids, children)
-        elif peer == "dc":
-            own = topology.address(node)
-            children = {"all": _child([f"{own}/32"], [f"{dc}/32"], initiator=True)}
-            conns["dc"] = _conn(profile, own, [dc], (topology.identity(node), topology.identity("dc")), children)
-    if node == "dc" and policy_.dc:
-        children = {"all": _child([f"{dc}/32"], ["dynamic"], initiator=False)}
-        peers = [topology.address(peer) for peer in DC_PEERS]
-        conns["peers"] = _conn(profile, dc, peers, (topology.identity("dc"), "%any"), children)
+    match role_of(node):
+        case "front-end" if policy_.ipsec:
+            conns[CONNECTION] = _fe_to_vip(topology, profile, policy_)
+        case "back-end" if policy_.ipsec:
+            conns[CONNECTION] = _vip_to_fe(topology, profile, policy_)
+        case "domain-controller" if policy_.dc:
+            conns["peers"] = _dc_from_peers(topology, profile)
+    if policy_.has_sa_with_dc(node):
+        conns[DOMAIN_CONTROLLER] = _to_dc(topology, node, profile)
     return conns
 
 
-def _vip_children(policy_: Policy, fe_ts: str, vip: str, initiator: bool, vip_is_local: bool) -> dict[str, Any]:
+def _fe_to_vip(topology: Topology, profile: Profile, policy_: Policy) -> dict[str, Any]:
+    """fe initiates to the VIP, whichever back-end owns it."""
+    fe, ids = topology.address(FRONT_END), (topology.identity(FRONT_END), topology.identity(VIP_PEER))
+    return _conn(profile, fe, [topology.vip], ids, _vip_children(policy_, topology, on_vip=False))
+
+
+def _vip_to_fe(topology: Topology, profile: Profile, policy_: Policy) -> dict[str, Any]:
+    """A back-end answers fe on the VIP (on any address: the VIP moves) with the VIP's identity."""
+    fe, ids = topology.address(FRONT_END), (topology.identity(VIP_PEER), topology.identity(FRONT_END))
+    return _conn(profile, "%any", [fe], ids, _vip_children(policy_, topology, on_vip=True))
+
+
+def _to_dc(topology: Topology, node: str, profile: Profile) -> dict[str, Any]:
+    """fe or a back-end initiates its own SA with dc."""
+    own, dc = topology.address(node), topology.address(DOMAIN_CONTROLLER)
+    children = {"all": _child([f"{own}/32"], [f"{dc}/32"], initiator=True)}
+    return _conn(profile, own, [dc], (topology.identity(node), topology.identity(DOMAIN_CONTROLLER)), children)
+
+
+def _dc_from_peers(topology: Topology, profile: Profile) -> dict[str, Any]:
+    """dc answers each of its peers, whatever their identity."""
+    dc = topology.address(DOMAIN_CONTROLLER)
+    children = {"all": _child([f"{dc}/32"], ["dynamic"], initiator=False)}
+    peers = [topology.address(peer) for peer in DC_PEERS]
+    return _conn(profile, dc, peers, (topology.identity(DOMAIN_CONTROLLER), "%any"), children)
+
+
+def _vip_children(policy_: Policy, topology: Topology, on_vip: bool) -> dict[str, Any]:
+    """The CHILD_SAs between fe and the VIP (one per protected port, or one for everything), as fe
+    (initiating) or the VIP's side (``on_vip``: answering) sees them."""
+    fe_ts, vip = f"{topology.address(FRONT_END)}/32", topology.vip
     if policy_.ports is None:
         selectors = {"all": [f"{vip}/32"]}
     else:
@@ -173,36 +190,24 @@ def _vip_children(policy_: Policy, fe_ts: str, vip: str, initiator: bool, vip_is
             child_name(proto, port): [f"{vip}/32[{IP_PROTOCOLS[proto]}/{port}]"] for proto, port in policy_.ports
         }
     return {
-        name: _child(vip_ts, [fe_ts], initiator) if vip_is_local else _child([fe_ts], vip_ts, initiator)
+        name: _child(vip_ts, [fe_ts], initiator=False) if on_vip else _child([fe_ts], vip_ts, initiator=True)
         for name, vip_ts in selectors.items()
     }
 
 
 def expected_children(policy_: Policy, node: str) -> int:
-    """CHILD_SAs the node has once the lab is up (the back-ends' SAs with fe: only the owner's)."""
-    count = 0
-    for peer in policy_.peers(node):
-        if peer == "vip":
-            count += len(policy_.ports) if policy_.ports is not None else 1
-        elif peer == "dc":
-            count += 1
+    """CHILD_SAs the node has once the lab is up: fe's with the VIP and each node's own with dc.
+    Not counted: a back-end's SAs with fe (only the VIP's owner has them) and dc's answering ones."""
+    count = int(policy_.has_sa_with_dc(node))
+    if policy_.ipsec and role_of(node) == "front-end":
+        count += len(policy_.ports) if policy_.ports is not None else 1
     return count
 
 
 def shared_secret(topology: Topology, psk: str) -> dict[str, Any]:
     """One PSK for every identity of the lab."""
-    return {"type": "IKE", "data": psk, "owners": [topology.identity(n) for n in ("fe", "vip", *BACKENDS, "dc")]}
-
-
-def configure(node: Node, topology: Topology, profile: Profile, policy_: Policy, psk: str) -> None:
-    """Load the PSK and the node's connections into its running charon."""
-    session = node.vici()
-    try:
-        session.load_shared(shared_secret(topology, psk))
-        for name, conn in connections(topology, node.name, profile, policy_).items():
-            session.load_conn({name: conn})
-    finally:
-        session.transport.close()
+    identities = (FRONT_END, VIP_PEER, *BACKENDS, DOMAIN_CONTROLLER)
+    return {"type": "IKE", "data": psk, "owners": [topology.identity(n) for n in identities]}
 
 
 def swanctl_conf(topology: Topology, node: str, profile: Profile, policy_: Policy, psk: str) -> str:
@@ -234,164 +239,9 @@ ANNOUNCE = "announce"
 """A rebooted back-end's connection to fe from the VIP (reboot-announce)."""
 
 
-def announce(node: Node, topology: Topology, profile: Profile, policy_: Policy) -> None:
-    """Give the back-end a connection to fe from the VIP whose CHILD_SAs start as soon as it is
-    loaded (``start_action = start``, as a cluster node configured to bring its tunnel up at
-    boot): charon initiates on its own. Having no IKE SA with fe, it sends INITIAL_CONTACT, and
-    fe deletes the IKE SAs it still holds with the VIP's identity (unless fe's ``unique = never``)."""
-    conn = connections(topology, node.name, profile, policy_)[CONNECTION]
+def announce_connection(topology: Topology, node: str, profile: Profile, policy_: Policy) -> dict[str, Any]:
+    """A back-end's connection to fe from the VIP whose CHILD_SAs start as soon as it is loaded
+    (``start_action = start``, as a cluster node configured to bring its tunnel up at boot)."""
+    conn = connections(topology, node, profile, policy_)[CONNECTION]
     children = {name: dict(child, start_action="start") for name, child in conn["children"].items()}
-    session = node.vici()
-    try:
-        session.load_conn({ANNOUNCE: dict(conn, local_addrs=[topology.vip], children=children)})
-    finally:
-        session.transport.close()
-
-
-def installed_children(node: Node) -> list[dict[str, Any]]:
-    """The node's CHILD_SAs in state INSTALLED (of established IKE SAs)."""
-    return [
-        child
-        for entry in list_sas(node)
-        for sa in entry.values()
-        if sa.get("state") == "ESTABLISHED"
-        for child in sa.get("child-sas", {}).values()
-        if child.get("state") == "INSTALLED"
-    ]
-
-
-def version(node: Node) -> str:
-    session = node.vici()
-    try:
-        answer = session.version()
-    finally:
-        session.transport.close()
-    return str(answer["version"].decode())
-
-
-def list_sas(node: Node) -> list[dict[str, Any]]:
-    """The node's IKE SAs as plain dicts (bytes decoded), one entry per IKE SA."""
-    session = node.vici()
-    try:
-        return [{name: _decode(sa) for name, sa in entry.items()} for entry in session.list_sas()]
-    finally:
-        session.transport.close()
-
-
-def ike_spis(node: Node) -> set[tuple[str, str]]:
-    """(initiator SPI, responder SPI) of every established IKE SA of the node; none when its
-    charon is down (a crashed node)."""
-    try:
-        sas = list_sas(node)
-    except OSError:
-        return set()
-    return {
-        (sa["initiator-spi"], sa["responder-spi"])
-        for entry in sas
-        for sa in entry.values()
-        if sa.get("state") == "ESTABLISHED"
-    }
-
-
-def terminate_all(node: Node, timeout_ms: int = 2000) -> None:
-    """Delete every IKE SA of the node, sending DELETE to the peer (force: never wait long)."""
-    session = node.vici()
-    try:
-        for entry in list(session.list_sas()):
-            for sa in entry.values():
-                for _ in session.terminate({"ike-id": sa["uniqueid"], "timeout": str(timeout_ms), "force": "yes"}):
-                    pass
-    finally:
-        session.transport.close()
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    if isinstance(value, dict):
-        return {key: _decode(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_decode(item) for item in value]
-    return value
-
-
-@dataclass(frozen=True)
-class SaEvent:
-    """An IKE or CHILD SA going up or down on a node, stamped on the harness's monotonic clock."""
-
-    t: float
-    kind: str
-    """"ike" or "child"."""
-    up: bool
-    ike_id: str
-    """charon's unique id of the IKE SA (the CHILD SA's parent for child events)."""
-    remote: str
-    """Address of the peer."""
-
-
-class EventRecorder:
-    """Records a node's ike-updown and child-updown events from a background thread."""
-
-    POLL_S = 0.05
-    """How often the listener checks whether it should stop (it never delays an event)."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.events: list[SaEvent] = []
-        self._changed = threading.Condition()
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._session = node.vici()
-        self._thread = threading.Thread(target=self._listen, name=f"vici-{node.name}", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(5):
-            self.close()
-            raise LabError(f"{node.name}: charon did not accept the vici event registration")
-
-    def _listen(self) -> None:
-        from vici.exception import SessionException  # not at the top: compose_node runs without vici
-
-        try:
-            for label, message in self._session.listen(["ike-updown", "child-updown"], self.POLL_S):
-                self._ready.set()
-                if self._stop.is_set():
-                    break
-                if label is not None and message is not None:
-                    self._record(label, message)
-        except (OSError, SessionException):
-            pass
-        finally:
-            self._ready.set()
-
-    def _record(self, label: bytes, message: dict[str, Any]) -> None:
-        now = time.monotonic()
-        up = message.get("up") == b"yes"
-        kind = "ike" if label == b"ike-updown" else "child"
-        events = [
-            SaEvent(now, kind, up, sa["uniqueid"].decode(), sa.get("remote-host", b"").decode())
-            for sa in message.values()
-            if isinstance(sa, dict)
-        ]
-        with self._changed:
-            self.events.extend(events)
-            self._changed.notify_all()
-
-    def wait_for(self, kind: str, up: bool, after: float, timeout: float) -> SaEvent:
-        """The first event of ``kind``/``up`` stamped at or after ``after``."""
-        deadline = time.monotonic() + timeout
-
-        def found() -> SaEvent | None:
-            return next((e for e in self.events if e.kind == kind and e.up == up and e.t >= after), None)
-
-        with self._changed:
-            self._changed.wait_for(lambda: found() is not None or time.monotonic() >= deadline, timeout)
-            event = found()
-        if event is None:
-            raise NotRecovered(f"{self.node.name}: no {kind} SA went {'up' if up else 'down'} within {timeout:.1f} s")
-        return event
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2 * self.POLL_S + 5)
-        with contextlib.suppress(OSError):
-            self._session.transport.close()
+    return dict(conn, local_addrs=[topology.vip], children=children)

@@ -12,14 +12,18 @@ strongSwan's documented behaviour (strongswan.conf and swanctl.conf references):
   both truncated) and re-checks ``delay - diff`` seconds later, so the request goes out between
   ``dpd_delay - 1`` and ``dpd_delay + 1`` seconds after the last inbound packet.
 
-Owns: the Profile values, the retransmission schedule and predicted outage bounds per fault.
-Not: rendering them into strongSwan's configuration (harness.strongswan).
+Owns: the Profile values, the time scale's syntax, the retransmission schedule, predicted outage
+bounds per fault and the check that the model accepts a profile for a fault. Not: rendering them
+into strongSwan's configuration (harness.strongswan), turning a bad value into an option's or a
+file's error line (the CLI, the pytest plugin and the file models do that at their boundary).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
 from typing import Literal
 
 from harness.errors import UsageError
@@ -126,6 +130,19 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def parse_scale(value: str | float) -> float:
+    """A time scale: a number in (0, 1] or a fraction like ``1/30``. A ValueError (its message
+    names the valid range and the value given) lets every boundary say where the value came from:
+    argparse, pydantic and pytest each add the option or the field."""
+    try:
+        scale = float(Fraction(value)) if isinstance(value, str) else float(value)
+    except (ValueError, ZeroDivisionError):
+        scale = 0.0
+    if not 0 < scale <= 1:
+        raise ValueError(f"must be a number in (0, 1] or a fraction like 1/30, got {value!r}")
+    return scale
+
+
 def profile(name: str, user: Mapping[str, Profile] | None = None) -> Profile:
     """A built-in profile, or one of ``user`` (loaded from a profiles file)."""
     known = {**PROFILES, **(user or {})}
@@ -192,7 +209,8 @@ def _first_send_reaching(start: float, ready: float, profile: Profile, jitter: b
     ``ready``; charon starts over after giving up because fe retries forever (keyingtries 0)."""
     cycle = give_up_after(profile, jitter)
     if cycle <= 0:
-        raise UsageError(f"profile {profile.name}: retransmit_timeout must be positive")
+        raise UsageError("the retransmissions take no time; set retransmit_timeout > 0 and retransmit_jitter < 100")
+    start += max(0, math.floor((ready - start) / cycle) - 1) * cycle  # skip whole cycles: a tiny one loops long
     while True:
         for offset in send_times(profile, jitter):
             if start + offset >= ready:
@@ -215,7 +233,7 @@ def crash(profile: Profile, cluster_delay: float, resolution: float) -> Bounds:
     gives up after the retransmission schedule and re-initiates; the first transmission after
     the VIP reached the standby (``cluster_delay``) gets through."""
     if profile.dpd_delay <= 0:
-        raise UsageError(f"profile {profile.name}: dpd_delay 0 never detects a crash")
+        raise UsageError(f"dpd_delay {profile.dpd_delay} never detects a crash; set dpd_delay >= 1")
     ends = []
     earliest = max(0.0, profile.dpd_delay - DPD_GRANULARITY_S)
     latest = profile.dpd_delay + DPD_GRANULARITY_S
@@ -289,3 +307,11 @@ def predict(
     if fault == "freeze":
         return freeze(profile, params.freeze, resolution)
     raise ValueError(f"no prediction for fault {fault!r}")
+
+
+def check(profile: Profile, fault: str, params: FaultParams) -> None:
+    """Raise the UsageError ``predict`` raises when the model refuses ``profile`` for ``fault``
+    (no DPD for a crash, retransmissions that take no time): a pure check that runs before any
+    lab exists. The message names the problem and the fix, not the profile: callers add where
+    the profile came from."""
+    predict(fault, profile, params, resolution=0.0)

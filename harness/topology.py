@@ -4,7 +4,12 @@ Every lab gets its own index, which picks its name prefix and its /24 inside 198
 labs can run side by side on one host. 198.19.0.0/16 is left for the Docker backend's address
 pool. Nothing here touches the system; ``check()`` rejects a description that cannot work.
 
-Owns: names and addresses. Not: bringing them to life (harness.lab and the backends).
+Every node has one role: the front-end ``fe``, a back-end of the clustered pair ``be1``/``be2``
+(sharing the VIP and its identity), or the domain controller ``dc``. Code that renders per node
+asks ``role_of(node)`` and names nodes by the constants below, never by comparing name strings.
+
+Owns: names, roles and addresses. Not: bringing them to life (harness.lab and the backends), nor
+what each role protects or renders (harness.policy, harness.guard, harness.strongswan).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from harness.errors import UsageError
 
@@ -19,13 +25,38 @@ LAB_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
 LAB_SUBNETS = ipaddress.IPv4Network("198.18.0.0/16")
 PREFIX = "flab"
 """Every namespace, directory and container of ours starts with this, so `clean` can find them."""
-NODES = ("fe", "be1", "be2", "dc")
-"""fe (the front-end), be1/be2 (the clustered back-end) and dc (a domain controller)."""
+
+Role = Literal["front-end", "back-end", "domain-controller"]
+FRONT_END = "fe"
 BACKENDS = ("be1", "be2")
-HOST_NUMBERS = {"fe": 10, "be1": 11, "be2": 12, "dc": 20}
+"""The clustered back-end pair, sharing the VIP."""
+DOMAIN_CONTROLLER = "dc"
+ROLES: dict[str, Role] = {
+    FRONT_END: "front-end",
+    BACKENDS[0]: "back-end",
+    BACKENDS[1]: "back-end",
+    DOMAIN_CONTROLLER: "domain-controller",
+}
+"""Every node of a lab and its role."""
+NODES = tuple(ROLES)
+"""fe (the front-end), be1/be2 (the clustered back-end) and dc (a domain controller)."""
+FIRST_OWNER = BACKENDS[0]
+"""The back-end that owns the VIP when a lab comes up."""
+VIP_PEER = "vip"
+"""The back-end pair as one peer behind the VIP: fe's peer (Policy.peers) and the IKE identity both
+back-ends share (Topology.identity)."""
+STAND_INS: dict[Role, str] = {"back-end": "backend", "domain-controller": "dc"}
+"""The service stand-ins each role runs, as harness/agents/services.py's --role names them (the
+front-end runs none: it is where the probes run)."""
+HOST_NUMBERS = {FRONT_END: 10, BACKENDS[0]: 11, BACKENDS[1]: 12, DOMAIN_CONTROLLER: 20}
 VIP_NUMBER = 100
 MAX_LABS = 256
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+
+
+def role_of(node: str) -> Role:
+    """The role of one of NODES (KeyError for any other name: a programming error)."""
+    return ROLES[node]
 
 
 @dataclass(frozen=True)
@@ -62,7 +93,7 @@ class Topology:
         return f"{PREFIX}-{self.name}"
 
     def identity(self, node: str) -> str:
-        """A node's own IKE identity (``vip`` for the identity both back-ends share on the VIP)."""
+        """A node's own IKE identity (VIP_PEER for the identity both back-ends share on the VIP)."""
         return f"{node}.{self.name}.failover-lab.test"
 
     @staticmethod

@@ -16,6 +16,7 @@ Owns: reading YAML and turning validation errors into one line. Not: what a prof
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -28,19 +29,25 @@ from harness.timers import PROFILES, Profile, Unique
 ProfileName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 
 
+def _default(field: str) -> Any:
+    """The default of one of timers.Profile's fields: the file model and the dataclass never disagree."""
+    return next(each.default for each in fields(Profile) if each.name == field)
+
+
 class ProfileModel(BaseModel):
-    """One profile; omitted timers take strongSwan's documented defaults (DPD 30 s)."""
+    """One profile; omitted timers take timers.Profile's defaults (strongSwan's documented ones,
+    DPD 30 s)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     description: str = ""
-    retransmit_timeout: float = Field(4.0, gt=0, le=3600)
-    retransmit_base: float = Field(1.8, ge=1, le=10)
-    retransmit_tries: int = Field(5, ge=0, le=30)
-    retransmit_jitter: float = Field(0.0, ge=0, lt=100)
-    retransmit_limit: float = Field(0.0, ge=0)
-    dpd_delay: int = Field(30, ge=0, le=86400)
-    unique: Unique = "no"
+    retransmit_timeout: float = Field(_default("retransmit_timeout"), gt=0, le=3600)
+    retransmit_base: float = Field(_default("retransmit_base"), ge=1, le=10)
+    retransmit_tries: int = Field(_default("retransmit_tries"), ge=0, le=30)
+    retransmit_jitter: float = Field(_default("retransmit_jitter"), ge=0, lt=100)
+    retransmit_limit: float = Field(_default("retransmit_limit"), ge=0)
+    dpd_delay: int = Field(_default("dpd_delay"), ge=0, le=86400)
+    unique: Unique = Field(_default("unique"))
 
     def to_profile(self, name: str, source: Path) -> Profile:
         values = self.model_dump(exclude={"description", "name"})

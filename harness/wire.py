@@ -25,7 +25,7 @@ from pathlib import PurePosixPath
 from harness.errors import LabError
 from harness.node import Node
 from harness.policy import DC_PEERS, DC_PORTS, SERVICE_PORTS, Policy
-from harness.topology import Topology
+from harness.topology import DOMAIN_CONTROLLER, FRONT_END, Topology
 
 KEYING = "udp port 500 or udp port 4500 or ip proto 50"
 """IKE, ESP in UDP and raw ESP: what charon itself puts on the wire."""
@@ -38,7 +38,7 @@ PACKET = re.compile(r"^IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\
 
 def protected_filter(policy_: Policy, topology: Topology) -> str | None:
     """tcpdump filter for traffic the policy protects, seen in clear (None: it protects nothing)."""
-    fe, vip, dc = topology.address("fe"), topology.vip, topology.address("dc")
+    fe, vip, dc = topology.address(FRONT_END), topology.vip, topology.address(DOMAIN_CONTROLLER)
     parts = []
     if policy_.ports is None:
         parts.append(f"(host {fe} and host {vip} and not ({KEYING}))")
@@ -62,7 +62,7 @@ class Packet:
 def port_keys(topology: Topology) -> dict[str, tuple[str, int, str]]:
     """Every service port of the lab: "tcp/110" -> (proto, port, the server's address)."""
     keys = {f"{proto}/{port}": (proto, port, topology.vip) for proto, port in SERVICE_PORTS.values()}
-    keys.update({f"{proto}/{port}": (proto, port, topology.address("dc")) for proto, port in DC_PORTS})
+    keys.update({f"{proto}/{port}": (proto, port, topology.address(DOMAIN_CONTROLLER)) for proto, port in DC_PORTS})
     return keys
 
 

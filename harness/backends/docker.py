@@ -1,41 +1,41 @@
 """Docker backend: every node is a container of a compose project (one project per lab, from the
 top-level docker-compose.yml), driven through the Docker SDK.
 
-Commands and processes run with `docker exec`; a spawned process reports its PID inside the
-container first, so the harness signals exactly the process it started. Files go in with
-`put_archive`. vici goes through a relay process in the node (harness/agents/vici_relay.py) that
-joins the exec's stdin/stdout to /run/charon.vici: the socket never leaves the container. The
-switch is a container in the host's network namespace that captures on the lab's bridge
-(named after the lab). Nodes are found by compose labels; several labs share one engine.
+Each node container runs the node agent (harness/agents/node_agent.py) as its main process,
+listening on a unix socket inside the container. The harness reaches it over one persistent
+`docker exec -i` stream per node that runs the agent's relay mode: every command, process, file
+and vici session of the node goes through that one stream (no `docker exec` per command, no
+socket outside the container, nothing on the lab wire). The agent dies with its container. The
+switch is a container in the host's network namespace that captures on the lab's bridge (named
+after the lab). Nodes are found by compose labels; several labs share one engine.
+
+Every call into the Docker SDK or the compose CLI goes through ``engine_errors``, which turns
+what they raise into the harness's own errors: nothing from docker or requests leaks upward.
 
 The node image failover-lab-node:<release> is built from lab/Dockerfile when missing or when its
 sources changed; its base debian:<release>-slim comes from a registry or lab/base-image.sh.
 
-Owns: the compose project, the containers and the Node contract on them. Not: what runs there.
+Owns: the compose project, the containers and the streams to their agents. Not: what runs there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
-import os
 import shutil
 import socket
 import struct
 import subprocess
-import tarfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import vici
-from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
-
-from harness.errors import CommandError, LabError, UsageError
-from harness.node import Result, checked
-from harness.topology import BACKENDS, NODES, PREFIX, Topology
+from harness.agent import AGENT_SCRIPT, AgentNode
+from harness.backends import compose_file
+from harness.backends.compose_file import ONEOFF_LABEL, PROJECT_LABEL, SERVICE_LABEL
+from harness.errors import LabError, NodeLost, UsageError
+from harness.topology import FIRST_OWNER, NODES, PREFIX, Topology
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -48,11 +48,12 @@ IMAGE_SOURCES = (
     *sorted(str(p.relative_to(REPO)) for p in (REPO / "harness").rglob("*.py")),
 )
 SOURCE_LABEL = "failover-lab.sources"
-PROJECT_LABEL = "com.docker.compose.project"
-SERVICE_LABEL = "com.docker.compose.service"
-ONEOFF_LABEL = "com.docker.compose.oneoff"
 AGENTS = PurePosixPath("/opt/failover-lab/harness/agents")
 WORKDIR = PurePosixPath("/lab")
+AGENT_SOCKET = WORKDIR / "agent.sock"
+"""Where the node's agent listens inside the container (lab/entrypoint.sh starts it)."""
+AGENT_START_S = 10.0
+PYTHON = ("python3", "-I")
 SWITCH = "sw"
 STDOUT = 1
 
@@ -61,6 +62,22 @@ def _client() -> Any:
     import docker
 
     return docker.from_env(timeout=120)
+
+
+@contextlib.contextmanager
+def engine_errors(doing: str) -> Iterator[None]:
+    """Turn what the Docker SDK raises (its own errors, requests' and socket errors, all OSError
+    or DockerException) into one LabError line: the engine stopped, or refused."""
+    import docker
+
+    try:
+        yield
+    except docker.errors.NotFound as error:
+        raise NodeLost(doing, f"the engine no longer has it: {error.explanation or error}") from None
+    except docker.errors.APIError as error:
+        raise LabError(f"Docker engine refused {doing}: {error.explanation or error}") from None
+    except (docker.errors.DockerException, OSError) as error:
+        raise LabError(f"Docker engine unreachable while {doing} ({error}): is it still running?") from None
 
 
 class ExecStream:
@@ -104,25 +121,6 @@ class ExecStream:
         chunk, self._payload = self._payload[:n], self._payload[n:]
         return chunk
 
-    def lines(self) -> Iterator[str]:
-        buffered = b""
-        while chunk := self.recv(65536):
-            buffered += chunk
-            *complete, buffered = buffered.split(b"\n")
-            for line in complete:
-                yield line.decode(errors="replace") + "\n"
-        if buffered:
-            yield buffered.decode(errors="replace")
-
-    def readline(self) -> str:
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = self.recv(1)
-            if not chunk:
-                break
-            line += chunk
-        return line.decode(errors="replace")
-
     def sendall(self, data: bytes) -> None:
         self._socket.sendall(data)
 
@@ -147,155 +145,29 @@ class ExecStream:
             self._raw.close()
 
 
-class DockerProcess:
-    """A process started with `docker exec` on a node; signalled by its PID in the container."""
-
-    def __init__(
-        self, node: DockerNode, argv: Sequence[str], exec_id: str, pid: int, stream: ExecStream | None
-    ) -> None:
-        self.node = node.name
-        self.argv = tuple(argv)
-        self._owner = node
-        self._exec_id = exec_id
-        self._pid = pid
-        self._stream = stream
-
-    @property
-    def pid(self) -> int:
-        return self._pid
-
-    def signal(self, signum: int) -> None:
-        if self.alive():
-            self._owner.run(["sh", "-c", f"kill -{int(signum)} {self._pid}"], check=False)  # no procps: builtin
-
-    def kill(self) -> None:
-        self.signal(9)
-
-    def alive(self) -> bool:
-        return bool(self._owner.finished(self._exec_id, 0)["Running"])
-
-    def wait(self, timeout: float) -> int:
-        state = self._owner.finished(self._exec_id, timeout)
-        if state["Running"]:
-            raise subprocess.TimeoutExpired(self.argv, timeout)
-        return int(state["ExitCode"])
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self.signal(15)
-        try:
-            self.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            self.wait(5)
-        self.close()
-
-    def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-
-    def lines(self) -> Iterator[str]:
-        return iter(()) if self._stream is None else self._stream.lines()
+def relay_stream(api: Any, container_id: str, name: str) -> ExecStream:
+    """One `docker exec -i` of the agent's relay mode in the container: the node's persistent
+    connection to its agent (the socket never leaves the container)."""
+    relay = [*PYTHON, str(AGENTS / AGENT_SCRIPT), "--relay", str(AGENT_SOCKET), "--wait", str(AGENT_START_S)]
+    created = api.exec_create(container_id, relay, stdin=True)
+    stream = ExecStream(api.exec_start(created["Id"], socket=True))
+    stream.settimeout(AGENT_START_S + 5)
+    status = stream.recv(1)
+    stream.settimeout(None)
+    if status != b"+":
+        stream.close()
+        raise ConnectionRefusedError(f"{name}: the node's agent does not answer")
+    return stream
 
 
-class DockerNode:
-    """A lab node that is a container."""
+def docker_node(name: str, container_id: str, api: Any) -> AgentNode:
+    """The node whose agent runs as the main process of the container."""
 
-    def __init__(self, name: str, container_id: str, api: Any) -> None:
-        self.name = name
-        self.container_id = container_id
-        self.api = api
-        self.workdir = WORKDIR
+    def connect() -> ExecStream:
+        with engine_errors(f"connecting to {name}"):
+            return relay_stream(api, container_id, name)
 
-    def _exec(self, argv: Sequence[str], stdin: bool, env: Mapping[str, str] | None = None) -> str:
-        created = self.api.exec_create(
-            self.container_id, list(argv), stdin=stdin, stdout=True, stderr=True, environment=dict(env or {})
-        )
-        return str(created["Id"])
-
-    def run(self, argv: Sequence[str], *, input: str | None = None, check: bool = True, timeout: float = 30) -> Result:
-        exec_id = self._exec(argv, stdin=input is not None)
-        raw = self.api.exec_start(exec_id, socket=True)
-        stream = ExecStream(raw)
-        stream.settimeout(timeout)
-        if input is not None:
-            stream.sendall(input.encode())
-            stream.shutdown(socket.SHUT_WR)
-        out, err = b"", b""
-        try:
-            while True:
-                header = stream._take(8)
-                kind, _, _, _, size = struct.unpack(">BBBBI", header)
-                data = stream._take(size) if size else b""
-                if kind == STDOUT:
-                    out += data
-                else:
-                    err += data
-        except EOFError:
-            pass
-        finally:
-            stream.close()
-        code = int(self.finished(exec_id, 5)["ExitCode"] or 0)
-        return checked(
-            self.name, Result(tuple(argv), code, out.decode(errors="replace"), err.decode(errors="replace")), check
-        )
-
-    def finished(self, exec_id: str, timeout: float) -> dict[str, Any]:
-        """The exec's state once it has ended, or its last state after ``timeout``; an exec whose
-        container is gone counts as killed."""
-
-        def inspect() -> dict[str, Any]:
-            try:
-                state: dict[str, Any] = self.api.exec_inspect(exec_id)
-                return state
-            except Exception:
-                return {"Running": False, "ExitCode": -9}
-
-        poll = Retrying(
-            retry=retry_if_result(lambda state: bool(state["Running"])),
-            wait=wait_fixed(0.01),
-            stop=stop_after_delay(timeout),
-            retry_error_callback=lambda retry_state: retry_state.outcome.result() if retry_state.outcome else {},
-        )
-        return dict(poll(inspect))
-
-    def spawn(
-        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, capture: bool = False
-    ) -> DockerProcess:
-        quiet = " 2>&1" if capture else " >/dev/null 2>&1"  # captured: stderr merged, as on netns
-        script = f'echo $$; exec "$@"{quiet}'
-        exec_id = self._exec(["sh", "-c", script, "sh", *argv], stdin=False, env=env)
-        stream = ExecStream(self.api.exec_start(exec_id, socket=True))
-        first = stream.readline()
-        try:
-            pid = int(first)
-        except ValueError:
-            stream.close()
-            raise CommandError(self.name, argv, -1, f"could not start: {first.strip() or 'no output'}") from None
-        if not capture:
-            stream.close()
-        return DockerProcess(self, argv, exec_id, pid, stream if capture else None)
-
-    def put(self, path: PurePosixPath, data: str, mode: int = 0o600) -> None:
-        payload = data.encode()
-        archive = io.BytesIO()
-        with tarfile.open(fileobj=archive, mode="w") as tar:
-            info = tarfile.TarInfo(path.name)
-            info.size, info.mode, info.mtime = len(payload), mode, int(time.time())
-            tar.addfile(info, io.BytesIO(payload))
-        if not self.api.put_archive(self.container_id, str(path.parent), archive.getvalue()):
-            raise LabError(f"{self.name}: could not write {path}")
-
-    def vici(self, timeout: float = 10) -> vici.Session:
-        exec_id = self._exec(["python3", str(AGENTS / "vici_relay.py")], stdin=True)
-        stream = ExecStream(self.api.exec_start(exec_id, socket=True))
-        stream.settimeout(timeout)
-        if stream.recv(1) != b"+":
-            stream.close()
-            raise ConnectionRefusedError(f"{self.name}: charon's vici socket does not answer")
-        return vici.Session(stream)
-
-    def agent(self, name: str) -> list[str]:
-        return ["python3", str(AGENTS / f"{name}.py")]
+    return AgentNode(name, WORKDIR, connect, PYTHON, AGENTS)
 
 
 def sources_digest() -> str:
@@ -304,6 +176,12 @@ def sources_digest() -> str:
     for name in IMAGE_SOURCES:
         digest.update(name.encode() + b"\0" + (REPO / name).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _ipam(subnet: str) -> Any:
+    import docker
+
+    return docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
 
 
 def compose_command() -> list[str]:
@@ -343,7 +221,6 @@ class DockerBackend:
             raise UsageError(
                 "no Docker engine answers (DOCKER_HOST or /var/run/docker.sock): start Docker, or use --backend netns"
             ) from None
-        compose_command()
         if not COMPOSE_FILE.exists():
             raise UsageError(f"{COMPOSE_FILE} is missing: run from a checkout of failover-lab")
 
@@ -385,37 +262,77 @@ class DockerBackend:
         except docker.errors.BuildError as error:
             raise LabError(f"building {self.image} failed: {error}") from None
 
-    def _compose(self, topology: Topology, *arguments: str) -> None:
+    def _project(self, topology: Topology) -> compose_file.Project:
+        """The lab's project as docker-compose.yml describes it, for this lab's addresses."""
         env = {
-            **os.environ,
             "FLAB_RELEASE": self.release,
             "FLAB_MODE": "harness",
             "FLAB_SUBNET": str(topology.subnet),
             "FLAB_BRIDGE": topology.qualified,
             **{f"FLAB_{node.upper()}": topology.address(node) for node in NODES},
         }
-        argv = [*compose_command(), "-p", topology.qualified, "-f", str(COMPOSE_FILE), *arguments]
-        completed = subprocess.run(argv, env=env, capture_output=True, text=True)
-        if completed.returncode != 0:
-            raise CommandError("compose", argv, completed.returncode, completed.stderr)
+        return compose_file.load(COMPOSE_FILE, topology.qualified, env, (SWITCH, *NODES))
 
-    def create(self, topology: Topology, labdir: Path) -> dict[str, DockerNode]:
+    def create(self, topology: Topology, labdir: Path) -> dict[str, AgentNode]:
+        """The lab's volume, network and containers (created and started side by side), then one
+        stream to every node's agent; the VIP starts on be1."""
         self.ensure_image()
-        self._compose(topology, "up", "-d", "--no-build", *(SWITCH, *NODES))
+        project = self._project(topology)
+        with engine_errors(f"creating lab {topology.name}"):
+            for volume in project.volumes:
+                self.api.create_volume(volume.name, driver_opts=dict(volume.driver_opts), labels=project.labels())
+            self.api.create_network(
+                project.network.name,
+                driver="bridge",
+                options={"com.docker.network.bridge.name": project.network.bridge},
+                ipam=_ipam(project.network.subnet),
+                labels=project.labels(),
+            )
+            with ThreadPoolExecutor(len(project.services)) as pool:
+                list(pool.map(lambda service: self._start(project, service), project.services.values()))
         nodes = self.nodes(topology, labdir)
-        nodes[BACKENDS[0]].run(["ip", "addr", "add", f"{topology.vip}/32", "dev", "eth0"])
+        with ThreadPoolExecutor(len(nodes)) as pool:  # one exec each: side by side
+            list(pool.map(lambda node: node.link, nodes.values()))
+        nodes[FIRST_OWNER].run(["ip", "addr", "add", f"{topology.vip}/32", "dev", "eth0"])
         return nodes
 
+    def _start(self, project: compose_file.Project, service: compose_file.Service) -> None:
+        network = service.network_mode or project.network.name
+        host_config = self.api.create_host_config(
+            init=service.init,
+            cap_add=list(service.cap_add),
+            devices=list(service.devices),
+            binds=list(service.volumes),
+            network_mode=network,
+        )
+        endpoints = None
+        if service.network_mode is None:
+            endpoint = self.api.create_endpoint_config(ipv4_address=service.address)
+            endpoints = self.api.create_networking_config({network: endpoint})
+        created = self.api.create_container(
+            service.image,
+            name=f"{project.name}_{service.name}_1",
+            hostname=service.hostname,
+            environment=dict(service.environment),
+            labels=project.labels(service.name),
+            host_config=host_config,
+            networking_config=endpoints,
+        )
+        self.api.start(created["Id"])
+
     def _containers(self, qualified: str) -> list[dict[str, Any]]:
-        listed: list[dict[str, Any]] = self.api.containers(all=True, filters={"label": f"{PROJECT_LABEL}={qualified}"})
+        with engine_errors(f"listing the containers of {qualified}"):
+            listed: list[dict[str, Any]] = self.api.containers(
+                all=True, filters={"label": f"{PROJECT_LABEL}={qualified}"}
+            )
         return [c for c in listed if c["Labels"].get(ONEOFF_LABEL, "False") != "True"]
 
-    def nodes(self, topology: Topology, labdir: Path) -> dict[str, DockerNode]:
+    def nodes(self, topology: Topology, labdir: Path) -> dict[str, AgentNode]:
         found = {c["Labels"][SERVICE_LABEL]: c["Id"] for c in self._containers(topology.qualified)}
         missing = [name for name in (SWITCH, *NODES) if name not in found]
         if missing:
             raise LabError(f"lab {topology.name}: containers {', '.join(missing)} are missing")
-        return {name: DockerNode(name, found[name], self.api) for name in (SWITCH, *NODES)}
+        return {name: docker_node(name, found[name], self.api) for name in (SWITCH, *NODES)}
 
     def _engine_answers(self) -> bool:
         try:
@@ -425,16 +342,25 @@ class DockerBackend:
         return True
 
     def destroy(self, qualified: str) -> None:
-        """Remove the lab's containers (killed, not stopped), its network and its volume (the
-        compose lab's PSK); without an engine there is nothing of it to remove."""
+        """Remove the lab's containers (killed, not stopped; side by side), its network and its
+        volume (the compose lab's PSK); without an engine there is nothing of it to remove."""
         if not self._engine_answers():
             return
-        for container in self._containers(qualified):
+        with engine_errors(f"removing lab {qualified}"):
+            containers = self._containers(qualified)
+            if containers:
+                with ThreadPoolExecutor(len(containers)) as pool:
+                    list(pool.map(self._remove_container, containers))
+            for network in self.api.networks(filters={"label": f"{PROJECT_LABEL}={qualified}"}):
+                self.api.remove_network(network["Id"])
+            for volume in self._volumes(f"{PROJECT_LABEL}={qualified}"):
+                self.api.remove_volume(volume["Name"], force=True)
+
+    def _remove_container(self, container: dict[str, Any]) -> None:
+        import docker
+
+        with contextlib.suppress(docker.errors.NotFound):  # removed by hand meanwhile
             self.api.remove_container(container["Id"], force=True, v=True)
-        for network in self.api.networks(filters={"label": f"{PROJECT_LABEL}={qualified}"}):
-            self.api.remove_network(network["Id"])
-        for volume in self._volumes(f"{PROJECT_LABEL}={qualified}"):
-            self.api.remove_volume(volume["Name"], force=True)
 
     def _volumes(self, label: str) -> list[dict[str, Any]]:
         listed: list[dict[str, Any]] = self.api.volumes(filters={"label": label}).get("Volumes") or []

@@ -1,13 +1,16 @@
 """Network-namespace backend: every node is a namespace on this host, the switch is a bridge in
 a namespace of its own, so nothing of the lab lives in the root namespace.
 
-Every command and process of a node runs through ``ip netns exec`` (which gives it a private
-mount namespace) with the node's own run directory bind-mounted on ``/run``: each charon finds
-its compiled-in PID file and default vici socket in a directory of its own, as in a container.
-The mount disappears with the process; nothing is mounted on the host.
+Each namespace runs the node agent (harness/agents/node_agent.py), started once when the node is
+created through ``ip netns exec`` (which gives it a private mount namespace) with the node's own
+run directory bind-mounted on ``/run``: every command and process the agent starts inherits both,
+so each charon finds its compiled-in PID file and default vici socket in a directory of its own,
+as in a container. The harness reaches the agent on a unix socket in the node's directory (mode
+0700, root only): nothing on the lab wire, nothing a fault can cut. The agent dies with the
+namespace; the mount disappears with it; nothing is mounted on the host.
 
-Owns: creating and destroying namespaces, veths and the bridge, and the Node contract on them.
-Not: what runs on the nodes (harness.lab).
+Owns: creating and destroying namespaces, veths and the bridge, and starting their agents.
+Not: what runs on the nodes (harness.lab), the Node contract (harness.agent).
 """
 
 from __future__ import annotations
@@ -19,72 +22,67 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-import vici
-from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
+from tenacity import Retrying, retry, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
 from harness import strongswan
+from harness.agent import AGENT_SCRIPT, AgentNode
 from harness.errors import CommandError, LabError, UsageError
-from harness.node import LocalProcess, Result, checked
-from harness.topology import BACKENDS, NODES, PREFIX, Topology
+from harness.topology import FIRST_OWNER, NODES, PREFIX, Topology
 
-AGENTS = Path(__file__).resolve().parent.parent / "agents"
+AGENTS = PurePosixPath(Path(__file__).resolve().parent.parent / "agents")
 SWITCH = "sw"
 BRIDGE = "br0"
 WIRE_INTERFACE = BRIDGE
 """The bridge in the switch namespace: every frame of the lab crosses it."""
 PRIVATE_RUN = 'mount --bind "$0/run" /run && exec "$@"'
+AGENT_SOCKET = "agent.sock"
+AGENT_LOG = "agent.log"
+AGENT_START_S = 5.0
+"""How long a fresh agent may take to listen."""
+NODE_ENVIRONMENT = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+"""The environment a node's agent (and so every command on the node) starts with."""
 
 
-class NetnsNode:
-    """A lab node that is a network namespace of this host."""
+def agent_node(name: str, workdir: Path) -> AgentNode:
+    """The node whose agent listens in ``workdir``."""
 
-    def __init__(self, name: str, namespace: str, workdir: Path) -> None:
-        self.name = name
-        self.namespace = namespace
-        self.workdir = PurePosixPath(workdir)
-        self._dir = workdir
-
-    def _argv(self, argv: Sequence[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.namespace, "sh", "-c", PRIVATE_RUN, str(self.workdir), *argv]
-
-    def run(self, argv: Sequence[str], *, input: str | None = None, check: bool = True, timeout: float = 30) -> Result:
-        completed = subprocess.run(self._argv(argv), input=input, capture_output=True, text=True, timeout=timeout)
-        result = Result(tuple(argv), completed.returncode, completed.stdout, completed.stderr)
-        return checked(self.name, result, check)
-
-    def spawn(
-        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, capture: bool = False
-    ) -> LocalProcess:
-        popen = subprocess.Popen(
-            self._argv(argv),
-            env={**os.environ, **(env or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-            stderr=subprocess.STDOUT if capture else subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        return LocalProcess(self.name, argv, popen)
-
-    def put(self, path: PurePosixPath, data: str, mode: int = 0o600) -> None:
-        target = Path(path)
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(data)
-        os.chmod(target, mode)
-
-    def vici(self, timeout: float = 10) -> vici.Session:
+    def connect() -> socket.socket:
         sock = socket.socket(socket.AF_UNIX)
-        sock.settimeout(timeout)
-        sock.connect(str(self._dir / "run" / "charon.vici"))
-        return vici.Session(sock)
+        try:
+            sock.connect(str(workdir / AGENT_SOCKET))
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
-    def agent(self, name: str) -> list[str]:
-        return [sys.executable, "-I", str(AGENTS / f"{name}.py")]
+    return AgentNode(name, PurePosixPath(workdir), connect, [sys.executable, "-I"], AGENTS)
+
+
+def _start_agent(netns: str, workdir: Path) -> None:
+    """Start the node's agent in its namespace, detached from this process (``setsid --fork``:
+    it lives as long as the namespace, also after a `failover-lab up` exits, and the host's init
+    reaps it and what it started once the namespace is destroyed)."""
+    argv = [
+        "setsid", "--fork", "ip", "netns", "exec", netns, "sh", "-c", PRIVATE_RUN, str(workdir),
+        sys.executable, "-I", str(AGENTS / AGENT_SCRIPT), "--listen", f"unix:{workdir / AGENT_SOCKET}",
+    ]  # fmt: skip
+    with open(workdir / AGENT_LOG, "ab") as log:
+        subprocess.run(argv, env=NODE_ENVIRONMENT, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True)
+
+
+def _wait_for_agent(workdir: Path) -> None:
+    """Wait until the agent accepts connections on its socket."""
+    for attempt in Retrying(
+        retry=retry_if_exception_type(OSError),
+        wait=wait_fixed(0.002),
+        stop=stop_after_delay(AGENT_START_S),
+        reraise=True,
+    ):
+        with attempt, socket.socket(socket.AF_UNIX) as probe:
+            probe.connect(str(workdir / AGENT_SOCKET))
 
 
 def namespace(topology: Topology, node: str) -> str:
@@ -110,19 +108,36 @@ def _pids(netns: str) -> list[int]:
     return [int(pid) for pid in listed.split()]
 
 
-@retry(
-    retry=retry_if_result(bool),
-    wait=wait_fixed(0.005),
-    stop=stop_after_delay(5),
-    retry_error_callback=lambda state: state.outcome.result() if state.outcome else [],
-)
-def _kill_until_empty(netns_names: tuple[str, ...]) -> list[int]:
-    """SIGKILL every process in the namespaces until none is left; returns the survivors."""
-    remaining = [pid for netns in netns_names for pid in _pids(netns)]
-    for pid in remaining:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return remaining
+def _running(pid: int) -> bool:
+    """Whether the process still runs (an exiting process has left its namespace but may not be
+    a zombie yet; a zombie waits only for init to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _kill_until_gone(netns_names: tuple[str, ...]) -> list[int]:
+    """SIGKILL every process in the namespaces until none is left in them and every one killed
+    has finished exiting; returns the survivors after the deadline."""
+    killed: set[int] = set()
+
+    @retry(
+        retry=retry_if_result(bool),
+        wait=wait_fixed(0.005),
+        stop=stop_after_delay(5),
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else [],
+    )
+    def sweep() -> list[int]:
+        found = [pid for netns in netns_names for pid in _pids(netns)]
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        killed.update(found)
+        return sorted(set(found) | {pid for pid in killed if _running(pid)})
+
+    return sweep()
 
 
 class NetnsBackend:
@@ -147,12 +162,13 @@ class NetnsBackend:
         if not os.path.exists("/dev/net/tun"):
             raise UsageError("/dev/net/tun is missing: the userspace IPsec datapath needs the TUN device")
 
-    def nodes(self, topology: Topology, labdir: Path) -> dict[str, NetnsNode]:
+    def nodes(self, topology: Topology, labdir: Path) -> dict[str, AgentNode]:
         """The lab's nodes (switch included) as Node objects; creates nothing."""
-        return {node: NetnsNode(node, namespace(topology, node), labdir / node) for node in (SWITCH, *NODES)}
+        return {name: agent_node(name, labdir / name) for name in (SWITCH, *NODES)}
 
-    def create(self, topology: Topology, labdir: Path) -> dict[str, NetnsNode]:
-        """Build the namespaces, the bridge and one veth per node; the VIP starts on be1."""
+    def create(self, topology: Topology, labdir: Path) -> dict[str, AgentNode]:
+        """Build the namespaces, the bridge and one veth per node, start every node's agent; the
+        VIP starts on be1."""
         for node in (SWITCH, *NODES):
             (labdir / node).mkdir(mode=0o700)
             (labdir / node / "run").mkdir(mode=0o700)
@@ -176,15 +192,22 @@ class NetnsBackend:
                 "link set eth0 up",
                 f"addr add {topology.address(node)}/{topology.prefixlen} dev eth0",
             ]
-            if node == BACKENDS[0]:
+            if node == FIRST_OWNER:
                 lines.append(f"addr add {topology.vip}/32 dev eth0")
             _ip_batch(lines, namespace(topology, node))
+        for name in (SWITCH, *NODES):
+            _start_agent(namespace(topology, name), labdir / name)
+        for name in (SWITCH, *NODES):
+            try:
+                _wait_for_agent(labdir / name)
+            except OSError as error:
+                raise LabError(f"{name}: its agent did not start ({error}); see {labdir / name / AGENT_LOG}") from None
         return self.nodes(topology, labdir)
 
     def destroy(self, qualified: str) -> None:
         """Kill every process in the lab's namespaces, then delete them (veths and bridge go too)."""
         names = tuple(n for n in _namespaces() if n.rsplit("-", 1)[0] == qualified)
-        survivors = _kill_until_empty(names)
+        survivors = _kill_until_gone(names)
         if survivors:
             raise LabError(f"processes {survivors} in {', '.join(names)} do not die; kill them by hand")
         for netns in names:

@@ -1,13 +1,15 @@
 """The one backend contract, with identical assertions against every backend that can run here
-(after pytest-testinfra's test_backends.py): run, spawn, put, vici and agents on real nodes."""
+(after pytest-testinfra's test_backends.py): run, spawn, put, vici and agents on real nodes, and
+the same error types for the same failures everywhere."""
 
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from harness import lab, strongswan, timers
-from harness.errors import CommandError
+from harness import charon, lab, timers
+from harness.errors import CharonError, CommandError, CommandTimeout
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +64,49 @@ def test_spawn_without_capture_and_stop(shared_lab: lab.Lab) -> None:
 
 def test_vici_reaches_each_node_s_own_charon(shared_lab: lab.Lab) -> None:
     for name in ("fe", "be1", "be2"):
-        assert strongswan.version(shared_lab.nodes[name]) == shared_lab.strongswan_version
-    with pytest.raises(OSError):
+        assert charon.version(shared_lab.nodes[name]) == shared_lab.strongswan_version
+    with pytest.raises(CharonError, match="sw: charon: vici does not answer"):
         shared_lab.nodes["sw"].vici(timeout=2)  # no charon on the switch
 
 
 def test_agents_run_on_the_nodes(shared_lab: lab.Lab) -> None:
     result = shared_lab.fe.run([*shared_lab.fe.agent("probe"), "--help"])
     assert "--target" in result.stdout
+
+
+def test_a_command_that_overruns_is_killed_and_raises_command_timeout(shared_lab: lab.Lab) -> None:
+    node = shared_lab.nodes["be2"]
+    pid_file = node.workdir / "overrun.pid"
+    script = f"echo $$ > {pid_file}; exec sleep 30"
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout) as error:
+        node.run(["sh", "-c", script], timeout=0.5)
+    assert time.monotonic() - started < 5
+    assert (error.value.node, error.value.timeout) == ("be2", 0.5)
+    assert str(error.value) == f"be2: `sh -c {script}` did not finish within 0.5 s and was killed"
+    still = node.run(["sh", "-c", f"kill -0 $(cat {pid_file})"], check=False)
+    assert still.returncode != 0  # killed, not left running
+
+
+def test_a_missing_command_is_a_command_error(shared_lab: lab.Lab) -> None:
+    with pytest.raises(CommandError) as error:
+        shared_lab.fe.run(["no-such-command-here"])
+    assert error.value.returncode == 127
+
+
+def test_vici_failures_are_charon_errors(shared_lab: lab.Lab) -> None:
+    with pytest.raises(CharonError, match="fe: charon: vici failed"), charon.session(shared_lab.fe) as session:
+        list(session.initiate({"child": "no-such-child", "timeout": "1000"}))  # streamed: runs when read
+
+
+def test_a_node_runs_many_commands_over_one_connection(shared_lab: lab.Lab) -> None:
+    """Commands, processes and vici sessions side by side on one node's agent."""
+    node = shared_lab.nodes["be1"]
+    process = node.spawn(["sh", "-c", "while true; do echo tick; sleep 0.01; done"], capture=True)
+    with charon.session(node) as session:
+        results = [node.run(["echo", str(n)]).stdout for n in range(20)]
+        assert session.version()
+    assert results == [f"{n}\n" for n in range(20)]
+    assert next(process.lines()) == "tick\n"
+    process.stop()
+    assert not process.alive()

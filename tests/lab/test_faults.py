@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from harness import faults, lab, measure, strongswan, timers
+from harness import charon, faults, lab, measure, timers
 from harness.measure import Outcome
 
 NEW_OWNER: dict[str, str] = {
@@ -75,7 +75,7 @@ def test_fault_with_fast_recovers_within_the_prediction(fault: str, fast_lab: la
         assert outcome.phases.retransmits >= profile.retransmit_tries
     # The undo left a healthy lab: every back-end's charon answers and the VIP has one owner.
     for name in ("be1", "be2"):
-        assert strongswan.version(fast_lab.nodes[name])
+        assert charon.running(fast_lab.nodes[name])
     assert fast_lab.vip_owner() == NEW_OWNER[fault]
 
 
@@ -110,7 +110,7 @@ def test_fe_s_unique_setting_decides_what_an_announced_reboot_leaves(unique: tim
         outcome = measure.run(running, "reboot-announce")
         assert_within_prediction(outcome)
         assert_clean_wire(outcome)
-        with_vip = [sa for entry in strongswan.list_sas(running.fe) for sa in entry.values() if "vip" in entry]
+        with_vip = [ike for ike in charon.sas(running.fe) if ike.connection == "vip"]
     if unique == "never":
         assert outcome.phases.detected_by is None
         assert len(with_vip) == 2

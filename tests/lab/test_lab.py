@@ -10,36 +10,30 @@ import sys
 
 import pytest
 
-from harness import guard, lab, policy, registry, strongswan, timers, wire
+from harness import charon, guard, lab, policy, registry, sa, timers, wire
 from harness.backends import backend
 from harness.errors import LabError
+from harness.node import Node
+from harness.sa import ChildSa
 
 from .conftest import alive, remains
 
 CLI = [sys.executable, "-m", "harness.cli"]
 
 
-def installed_children(sas: list[dict]) -> list[dict]:  # type: ignore[type-arg]
-    return [
-        child
-        for entry in sas
-        for sa in entry.values()
-        if sa["state"] == "ESTABLISHED"
-        for child in sa.get("child-sas", {}).values()
-        if child["state"] == "INSTALLED"
-    ]
+def installed_children(node: Node) -> list[ChildSa]:
+    return sa.installed_children(charon.sas(node))
 
 
 def test_all_traffic_sas_fe_to_the_vip_owner_and_everyone_to_dc(fast_lab: lab.Lab) -> None:
     vip, dc = fast_lab.topology.vip, fast_lab.topology.address("dc")
-    fe_sas = strongswan.list_sas(fast_lab.fe)
-    assert sorted(sa["remote-host"] for entry in fe_sas for sa in entry.values()) == sorted([vip, dc])
-    assert sorted(c["remote-ts"][0] for c in installed_children(fe_sas)) == sorted([f"{vip}/32", f"{dc}/32"])
-    be1 = [c["remote-ts"][0] for c in strongswan.installed_children(fast_lab.nodes["be1"])]
-    be2 = [c["remote-ts"][0] for c in strongswan.installed_children(fast_lab.nodes["be2"])]
+    assert sorted(ike.remote_host for ike in charon.sas(fast_lab.fe)) == sorted([vip, dc])
+    assert sorted(c.remote_ts[0] for c in installed_children(fast_lab.fe)) == sorted([f"{vip}/32", f"{dc}/32"])
+    be1 = [c.remote_ts[0] for c in installed_children(fast_lab.nodes["be1"])]
+    be2 = [c.remote_ts[0] for c in installed_children(fast_lab.nodes["be2"])]
     assert sorted(be1) == sorted([f"{fast_lab.topology.address('fe')}/32", f"{dc}/32"])
     assert be2 == [f"{dc}/32"]  # the standby has no SA with fe
-    assert len(strongswan.installed_children(fast_lab.nodes["dc"])) == 3
+    assert len(installed_children(fast_lab.nodes["dc"])) == 3
     assert fast_lab.vip_owner() == "be1"
     assert fast_lab.strongswan_version
 
@@ -53,7 +47,7 @@ def test_secrets_and_sockets_are_root_only_and_the_psk_is_fresh(fast_lab: lab.La
     with lab.running(timers.profile("fast"), backend_name) as other:
         assert other.psk != fast_lab.psk
         assert other.topology.subnet != fast_lab.topology.subnet
-        assert installed_children(strongswan.list_sas(other.fe))
+        assert installed_children(other.fe)
 
 
 def test_the_capture_sees_protected_traffic_when_it_is_in_clear(backend_name: str) -> None:
@@ -142,7 +136,7 @@ def test_cli_up_status_down_and_clean(backend_name: str) -> None:
             removed, _, skipped = cleaned.stdout.partition("left ")
             assert f"flab-{left_behind}" in removed and in_use.topology.qualified in skipped
             assert remains(backend_name, f"flab-{left_behind}") == []
-            assert installed_children(strongswan.list_sas(in_use.fe))
+            assert installed_children(in_use.fe)
     finally:
         for leftover in (name, left_behind):
             if leftover:

@@ -1,13 +1,16 @@
 """Bad input and unfit environments: one line, exit 2, nothing built."""
 
 import io
+import json
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from harness import cli, measure, registry, strongswan, timers
+from harness import cli, measure, registry, result, strongswan, timers
 from harness.backends.netns import NetnsBackend
+
+from .outcomes import synthetic_outcome
 
 
 @pytest.fixture(autouse=True)
@@ -91,9 +94,68 @@ def test_bad_arguments_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     one_error_line(capsys)
 
 
-def test_repeat_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["run", "--fault", "crash", "--repeat", "0"]) == 2
-    assert "--repeat" in one_error_line(capsys)
+def argument_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one line argparse prints for a bad option value (exit 2)."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    return one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("--time-scale", "2", "must be a number in (0, 1] or a fraction like 1/30, got '2'"),
+        ("--time-scale", "1/0", "must be a number in (0, 1] or a fraction like 1/30, got '1/0'"),
+        ("--time-scale", "fast", "must be a number in (0, 1] or a fraction like 1/30, got 'fast'"),
+        ("--freeze", "x", "must be a number > 0, got 'x'"),
+        ("--freeze", "0", "must be a number > 0, got '0'"),
+        ("--freeze", "inf", "must be a number > 0, got 'inf'"),
+        ("--cluster-delay", "-1", "must be a number >= 0, got '-1'"),
+        ("--cluster-delay", "nan", "must be a number >= 0, got 'nan'"),
+        ("--repeat", "0", "must be a whole number >= 1, got '0'"),
+        ("--repeat", "many", "must be a whole number >= 1, got 'many'"),
+        ("--repeat", "1.5", "must be a whole number >= 1, got '1.5'"),
+    ],
+)
+def test_a_bad_option_value_is_one_line_naming_the_option_and_the_range(
+    option: str, value: str, problem: str, capsys: pytest.CaptureFixture[str], lab_root: Path
+) -> None:
+    line = argument_error(["run", "--fault", "crash", option, value], capsys)
+    assert line == f"failover-lab run: error: argument {option}: {problem} (see --help)"
+    assert nothing_built(lab_root)
+
+
+def test_the_demo_checks_its_options_the_same_way(capsys: pytest.CaptureFixture[str]) -> None:
+    line = argument_error(["demo", "--time-scale", "30"], capsys)
+    assert line.endswith(
+        "argument --time-scale: must be a number in (0, 1] or a fraction like 1/30, got '30' (see --help)"
+    )
+    assert argument_error(["demo", "--repeat", "-2"], capsys).endswith("got '-2' (see --help)")
+
+
+def test_good_option_values_are_parsed() -> None:
+    arguments = cli.parser().parse_args(
+        ["run", "--fault", "crash", "--time-scale", "1/30", "--cluster-delay", "0", "--freeze", "0.5", "--repeat", "3"]
+    )
+    assert arguments.time_scale == pytest.approx(1 / 30)
+    assert (arguments.cluster_delay, arguments.freeze, arguments.repeat) == (0.0, 0.5, 3)
+    assert cli.parser().parse_args(["demo"]).time_scale == pytest.approx(1 / 30)
+
+
+def test_a_profile_the_timer_model_refuses_is_refused_before_anything(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, lab_root: Path
+) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 1000)  # the environment is checked later: not root is not the news
+    path = tmp_path / "mine.yaml"
+    path.write_text("profiles:\n  nodpd:\n    dpd_delay: 0\n")
+    argv = ["run", "--fault", "graceful,reboot", "--profiles", str(path), "--profile", "nodpd", "--backend", "netns"]
+    assert cli.main(argv) == 2
+    assert one_error_line(capsys) == (
+        "failover-lab: error: --profile nodpd with --fault reboot: "
+        "dpd_delay 0 never detects a crash; set dpd_delay >= 1"
+    )
+    assert nothing_built(lab_root)
 
 
 def test_down_without_labs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,16 +171,34 @@ def test_help_everywhere(command: list[str], capsys: pytest.CaptureFixture[str])
     assert "usage: failover-lab" in capsys.readouterr().out
 
 
-def test_bad_time_scale_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["run", "--fault", "crash", "--time-scale", "2"])
-    assert exit_.value.code == 2
-    assert "--time-scale" in one_error_line(capsys)
-
-
 def test_report_of_a_folder_without_results(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert cli.main(["report", str(tmp_path)]) == 2
     assert "no results" in one_error_line(capsys)
+
+
+def test_report_of_a_file_that_is_not_a_result(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    record = result.to_json(synthetic_outcome(5.0))
+    del record["phases"]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([record]))
+    assert cli.main(["report", str(path)]) == 2
+    assert one_error_line(capsys) == f"failover-lab: error: {path}[0]: not a failover-lab result: missing key 'phases'"
+    assert not (tmp_path / "results-report").exists()
+
+
+def test_report_of_a_run_json_file_writes_a_report_folder_next_to_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(cli, "console", Console(file=io.StringIO(), width=200))
+    records = [result.to_json(synthetic_outcome(gap)) for gap in (4.8, 5.2)]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(records, indent=1) + "\n")  # as `run --json` writes it
+    assert cli.main(["report", str(path)]) == 0
+    folder = tmp_path / "results-report"
+    assert (folder / "report.md").exists() and result.load(folder) == records
+    (folder / "report.md").unlink()
+    assert cli.main(["report", str(folder)]) == 0  # and the folder redraws from its own runs
+    assert (folder / "report.md").exists()
 
 
 def test_broken_profiles_file_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, lab_root: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from harness import compose_node, policy, strongswan, timers
 from harness.errors import UsageError
-from harness.topology import Topology
+from harness.topology import NODES, Topology
 
 
 def test_the_compose_subnet_picks_the_lab() -> None:
@@ -48,6 +48,10 @@ def test_initiators_load_after_their_responders() -> None:
     assert compose_node.responders("fe", policy.policy("mail-passwords")) == ["be1"]
     assert compose_node.responders("be1", policy.policy("mail-passwords")) == []
     assert compose_node.responders("fe", policy.policy("none")) == []
+
+
+def test_a_back_end_says_whether_it_owns_the_vip() -> None:
+    assert [compose_node.describe(n) for n in NODES] == ["fe", "VIP owner", "standby", "dc"]
 
 
 def test_swanctl_conf_carries_the_vici_connections() -> None:

@@ -3,7 +3,7 @@
 import pytest
 
 from harness.phases import breakdown, parse_log
-from harness.strongswan import SaEvent
+from harness.sa import SaEvent
 
 LOG = """\
 1000.100 08[IKE] sending DPD request

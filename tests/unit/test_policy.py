@@ -4,7 +4,7 @@ import pytest
 
 from harness import guard, policy
 from harness.errors import UsageError
-from harness.topology import Topology
+from harness.topology import NODES, Topology
 
 TOPOLOGY = Topology.for_index(0)
 VIP, FE, DC = TOPOLOGY.vip, TOPOLOGY.address("fe"), TOPOLOGY.address("dc")
@@ -22,6 +22,20 @@ def test_what_each_policy_protects() -> None:
         "all-traffic": ["udp", "http", "pop3", "imap"],
     }
     assert [name for name, p in policy.POLICIES.items() if p.dc] == ["all-traffic"]
+
+
+def test_sa_peers_follow_the_roles() -> None:
+    everything, passwords = policy.policy("all-traffic"), policy.policy("mail-passwords")
+    assert {n: everything.peers(n) for n in NODES} == {
+        "fe": ["vip", "dc"],
+        "be1": ["fe", "dc"],
+        "be2": ["fe", "dc"],
+        "dc": ["fe", "be1", "be2"],
+    }
+    assert {n: passwords.peers(n) for n in NODES} == {"fe": ["vip"], "be1": ["fe"], "be2": ["fe"], "dc": []}
+    assert all(policy.policy("none").peers(n) == [] for n in NODES)
+    assert tuple(n for n in NODES if everything.has_sa_with_dc(n)) == policy.DC_PEERS
+    assert not any(passwords.has_sa_with_dc(n) for n in NODES)
 
 
 def test_port_rules_route_each_protected_port_into_the_tunnel_with_a_prohibit_twin() -> None:

@@ -15,7 +15,7 @@ from harness.errors import UsageError
 from harness.probe import SERVICES
 
 from .golden import assert_golden_error
-from .test_report import synthetic_outcome
+from .outcomes import synthetic_outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -84,6 +84,34 @@ def test_judge_reports_each_unmet_expectation_in_one_sentence(tmp_path: Path) ->
     assert scenario.judge(loaded_crash(tmp_path, "{outage_max_s: 6}"), synthetic_outcome(5.0)) == []
     late = scenario.judge(loaded_crash(tmp_path, "{}"), synthetic_outcome(9.0))
     assert len(late) == 1 and "outside the predicted" in late[0]
+
+
+def test_a_service_outside_its_band_is_told_its_own_band(tmp_path: Path) -> None:
+    # mail-passwords: udp and http in clear only wait for the VIP (about 1 s after a crash),
+    # pop3 and imap for DPD and a new SA (about 4-6 s): 5 s is outside the first band, inside the second.
+    outcome = synthetic_outcome(5.0, design="mail-passwords")
+    loaded = loaded_crash(tmp_path, "{services: {udp: {outage_max_s: 2}, pop3: {outage_max_s: 4}}}")
+    missed, udp_over, pop3_over = scenario.judge(loaded, outcome)
+    assert missed == (
+        "crash[fast]: udp 5.010 s outside the predicted 0.99-1.11 s, "
+        "http 5.020 s outside the predicted 0.98-1.12 s (netns, strongSwan 5.9.8)"
+    )
+    assert udp_over == (
+        "crash[fast]: udp outage 5.010 s is more than the expected 2.000 s "
+        "(predicted 0.99-1.11 s; netns, strongSwan 5.9.8)"
+    )
+    assert pop3_over.endswith("(predicted 3.98-6.12 s; netns, strongSwan 5.9.8)")
+    assert f"{outcome.predicted.lo:.2f}" == "3.99"  # the overall band, which none of them is told
+
+
+def test_a_profile_the_timer_model_refuses_fails_at_load(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("profiles: [fast, {name: ours, dpd_delay: 0}]\nfault: {kind: reboot}\n")
+    with pytest.raises(UsageError) as error:
+        scenario.load(path)
+    assert str(error.value) == f"{path}: profiles[1] (ours): dpd_delay 0 never detects a crash; set dpd_delay >= 1"
+    path.write_text("profiles: [fast, {name: ours, dpd_delay: 0}]\nfault: {kind: graceful}\n")
+    assert [p.name for p in scenario.load(path).profiles] == ["fast", "ours"]  # graceful needs no DPD
 
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 500), st.floats(allow_nan=False), st.text(max_size=12))

@@ -1,5 +1,7 @@
 """The timer model against strongSwan's documented table and hand-worked cases."""
 
+import time
+
 import pytest
 
 from harness import timers
@@ -165,3 +167,53 @@ def test_traffic_in_clear_only_waits_for_the_vip() -> None:
     assert graceful.lo == 0 and graceful.hi < 0.2
     for fault in ("freeze", "reboot", "reboot-announce"):  # charon's troubles do not touch traffic outside IPsec
         assert timers.predict(fault, FAST, params, 0.01, protected=False).hi < 0.2
+
+
+@pytest.mark.parametrize(("given", "scale"), [("1", 1.0), ("1/30", 1 / 30), ("0.5", 0.5), (" 1/2 ", 0.5), (0.25, 0.25)])
+def test_a_time_scale_is_a_number_or_a_fraction(given: str | float, scale: float) -> None:
+    assert timers.parse_scale(given) == pytest.approx(scale)
+
+
+@pytest.mark.parametrize("given", ["2", "1/0", "0", "-1/30", "x", "", "nan", "inf", 1.5, 0.0])
+def test_a_time_scale_outside_zero_to_one_is_refused_in_words(given: str | float) -> None:
+    with pytest.raises(ValueError) as error:
+        timers.parse_scale(given)
+    assert str(error.value) == f"must be a number in (0, 1] or a fraction like 1/30, got {given!r}"
+
+
+@pytest.mark.parametrize("fault", ["crash", "link-cut", "reboot", "graceful-noblock"])
+def test_check_refuses_no_dpd_where_only_dpd_detects_the_fault(fault: str) -> None:
+    with pytest.raises(UsageError) as error:
+        timers.check(Profile("nodpd", "", dpd_delay=0), fault, timers.FaultParams())
+    assert str(error.value) == "dpd_delay 0 never detects a crash; set dpd_delay >= 1"
+
+
+@pytest.mark.parametrize("fault", ["graceful", "freeze", "reboot-announce"])
+def test_check_accepts_no_dpd_where_dpd_plays_no_part(fault: str) -> None:
+    timers.check(Profile("nodpd", "", dpd_delay=0), fault, timers.FaultParams())
+
+
+def test_check_refuses_retransmissions_that_take_no_time() -> None:
+    with pytest.raises(UsageError) as error:
+        timers.check(Profile("instant", "", retransmit_timeout=0.0), "graceful", timers.FaultParams())
+    assert (
+        str(error.value) == "the retransmissions take no time; set retransmit_timeout > 0 and retransmit_jitter < 100"
+    )
+
+
+def test_check_accepts_every_built_in_profile_for_every_fault() -> None:
+    from harness.faults import FAULTS
+
+    for profile in timers.PROFILES.values():
+        for fault in FAULTS:
+            timers.check(profile.scaled(1 / 30), fault, timers.FaultParams().scaled(1 / 30))
+
+
+def test_a_tiny_retransmission_cycle_is_predicted_at_once() -> None:
+    """The first send that reaches a VIP moved long after the fault, with a cycle a billion
+    times shorter, is found by arithmetic, not by walking every cycle."""
+    tiny = timers.Profile("tiny", "", retransmit_timeout=1e-9, retransmit_base=1.0, retransmit_tries=1)
+    started = time.monotonic()
+    bounds = timers.graceful(tiny, 0.0, vip_moved=10.0)
+    assert time.monotonic() - started < 0.1
+    assert 10.0 <= bounds.hi - timers.SETUP_ALLOWANCE_S <= 10.0 + 1e-6

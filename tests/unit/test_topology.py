@@ -5,7 +5,20 @@ import ipaddress
 import pytest
 
 from harness.errors import UsageError
-from harness.topology import LAB_NETWORK, MAX_LABS, NODES, Topology
+from harness.topology import (
+    BACKENDS,
+    DOMAIN_CONTROLLER,
+    FIRST_OWNER,
+    FRONT_END,
+    HOST_NUMBERS,
+    LAB_NETWORK,
+    MAX_LABS,
+    NODES,
+    STAND_INS,
+    VIP_PEER,
+    Topology,
+    role_of,
+)
 
 
 def test_addresses_stay_in_the_benchmarking_range() -> None:
@@ -37,3 +50,14 @@ def test_every_node_and_the_vip_have_an_identity() -> None:
 def test_check_rejects_bad_descriptions(name: str, index: int) -> None:
     with pytest.raises(UsageError):
         Topology(name, index).check()
+
+
+def test_every_node_has_one_role() -> None:
+    assert NODES == ("fe", "be1", "be2", "dc")  # the order every loop over the lab's nodes takes
+    assert [role_of(n) for n in NODES] == ["front-end", "back-end", "back-end", "domain-controller"]
+    assert (FRONT_END, BACKENDS, DOMAIN_CONTROLLER, FIRST_OWNER) == ("fe", ("be1", "be2"), "dc", "be1")
+    assert set(HOST_NUMBERS) == set(NODES)
+    stand_ins = {n: STAND_INS.get(role_of(n)) for n in NODES}
+    assert stand_ins == {"fe": None, "be1": "backend", "be2": "backend", "dc": "dc"}
+    with pytest.raises(KeyError):
+        role_of(VIP_PEER)  # the back-end pair as one peer is no node

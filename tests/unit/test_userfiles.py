@@ -4,6 +4,7 @@ Golden files: tests/unit/errors/profiles/<case>.yaml and <case>.txt (the expecte
 the file shown as FILE). Regenerate after an intended change with UPDATE_GOLDEN=1.
 """
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,12 @@ def test_broken_profile_files_give_one_golden_line(case: Path) -> None:
 def test_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot read it"):
         userfiles.load_profiles(tmp_path / "nope.yaml")
+
+
+def test_omitted_fields_take_the_defaults_of_timers_profile() -> None:
+    defaults = {field.name: field.default for field in fields(timers.Profile)}
+    written = userfiles.ProfileModel().model_dump(exclude={"description"})
+    for name, value in written.items():
+        assert value == defaults[name], name
+    not_in_files = {"name", "description", "time_scale", "kb"}
+    assert set(written) == set(defaults) - not_in_files

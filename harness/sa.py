@@ -1,0 +1,71 @@
+"""IKE and CHILD SAs as values: what a node's charon holds, and SAs going up or down.
+
+Plain frozen dataclasses that the timer math, the phases, the backends and the tests can import
+without the vici controller (harness.charon builds them from vici's answers and events).
+
+Owns: the SA value types. Not: reading them from charon (harness.charon).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INSTALLED = "INSTALLED"
+ESTABLISHED = "ESTABLISHED"
+
+
+@dataclass(frozen=True)
+class ChildSa:
+    """One CHILD_SA of an IKE SA."""
+
+    name: str
+    """The child's name in the connection (``all``, or ``tcp-110`` under a port-scoped policy)."""
+    state: str
+    local_ts: tuple[str, ...]
+    remote_ts: tuple[str, ...]
+    packets_in: int = 0
+    packets_out: int = 0
+
+    @property
+    def installed(self) -> bool:
+        return self.state == INSTALLED
+
+
+@dataclass(frozen=True)
+class IkeSa:
+    """One IKE SA of a node and its CHILD_SAs."""
+
+    connection: str
+    unique_id: str
+    state: str
+    remote_host: str
+    initiator_spi: str
+    responder_spi: str
+    children: tuple[ChildSa, ...] = ()
+
+    @property
+    def established(self) -> bool:
+        return self.state == ESTABLISHED
+
+    @property
+    def spis(self) -> tuple[str, str]:
+        return self.initiator_spi, self.responder_spi
+
+
+def installed_children(sas: list[IkeSa]) -> list[ChildSa]:
+    """The CHILD_SAs in state INSTALLED of the established IKE SAs."""
+    return [child for sa in sas if sa.established for child in sa.children if child.installed]
+
+
+@dataclass(frozen=True)
+class SaEvent:
+    """An IKE or CHILD SA going up or down on a node, stamped on the harness's monotonic clock."""
+
+    t: float
+    kind: str
+    """"ike" or "child"."""
+    up: bool
+    ike_id: str
+    """charon's unique id of the IKE SA (the CHILD SA's parent for child events)."""
+    remote: str
+    """Address of the peer."""

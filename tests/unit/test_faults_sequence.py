@@ -1,0 +1,328 @@
+"""Every fault's commands, pinned: which node is asked what, in which order, on entering the
+fault and on leaving it (the undo), on a fake lab (tests/unit/fakes.py) where be1 owns the VIP.
+
+These lists are the review surface of a fault: a refactor that changes what a fault does to
+the nodes must change a list here. They pin what the harness asks, not whether a lab obeys
+(tests/lab/test_faults.py measures that on real labs).
+
+What a fault does NOT undo on leaving (by design, see harness/faults.py): the VIP stays with
+its new owner; freeze, reboot and reboot-announce do everything while entering (SIGCONT, the
+restart) and leave nothing to undo; reboot-announce leaves its `announce` connection loaded on
+the restarted back-end until that charon's next restart.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from harness import faults, strongswan
+from harness.errors import CommandError, LabError, NotRecovered
+from harness.faults import Injected
+from harness.timers import FaultParams
+
+from .fakes import FakeLab, FakeProcess, fake_lab, ike_sa
+
+VIP = "198.18.0.100"
+FE = "198.18.0.10"
+DC = "198.18.0.20"
+TINY = FaultParams(cluster_delay=0.001, freeze=0.001)
+"""The emulated cluster's delays, short enough for a unit test."""
+
+OWNER = ("be1", "run", "ip -j -4 addr show dev eth0")
+"""Who owns the VIP? (be1 answers yes, so be2 is never asked.)"""
+BLOCK_NEW_IKE = """\
+table inet failover_lab_fault {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        udp dport 500 drop
+    }
+}
+"""
+ARPING = f"arping -q -U -c 1 -I eth0 -s {VIP} {VIP}"
+CHARON_START = (
+    "sh -c 'nft -f /lab/be1/guard.nft && rm -f /run/charon.pid /run/charon.vici "
+    "&& { ip rule del pref 220; ip -6 rule del pref 220; true; } 2>/dev/null "
+    "&& exec /usr/lib/ipsec/charon >>/lab/be1/charon.stderr 2>&1'"
+)
+RESTART_BE1 = [
+    ("be1", "spawn", CHARON_START),
+    ("be1", "vici", "connect"),  # wait_charon: vici answers
+    ("be1", "vici", "close"),
+    ("be1", "vici", "connect"),  # configure: the PSK and the connections, as at bring-up
+    ("be1", "vici", "load_shared"),
+    ("be1", "vici", "load_conn vip"),
+    ("be1", "vici", "load_conn dc"),
+    ("be1", "vici", "close"),
+]
+
+Steps = list[tuple[str, ...]]
+SEQUENCES: dict[str, tuple[Steps, Steps]] = {
+    # fault: (on entering, on leaving)
+    "graceful": (
+        [
+            OWNER,
+            ("be1", "run", "nft -f -", BLOCK_NEW_IKE),
+            ("be1", "vici", "connect"),
+            ("be1", "vici", "list_sas"),
+            ("be1", "vici", "terminate ike-id=7 timeout=2000 force=yes"),  # the VIP's SA: be1's own with dc stays
+            ("be1", "vici", "close"),
+            ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
+            ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
+            ("be2", "spawn", ARPING),
+        ],
+        [
+            ("be2", "stop", ARPING),
+            ("be1", "vici", "connect"),  # terminate again: nothing left, new IKE was blocked
+            ("be1", "vici", "list_sas"),
+            ("be1", "vici", "close"),
+            ("be1", "run", "nft delete table inet failover_lab_fault"),
+        ],
+    ),
+    "graceful-noblock": (
+        [
+            OWNER,
+            ("be1", "vici", "connect"),
+            ("be1", "vici", "list_sas"),
+            ("be1", "vici", "terminate ike-id=7 timeout=2000 force=yes"),  # the VIP's SA: be1's own with dc stays
+            ("be1", "vici", "close"),
+            ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
+            ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
+            ("be2", "spawn", ARPING),
+        ],
+        [
+            ("be2", "stop", ARPING),
+            ("be1", "vici", "connect"),
+            ("be1", "vici", "list_sas"),
+            ("be1", "vici", "terminate ike-id=9 timeout=2000 force=yes"),  # the SA fe won in the race
+            ("be1", "vici", "close"),
+        ],
+    ),
+    "crash": (
+        [
+            OWNER,
+            ("be1", "run", "ip link set dev eth0 down"),
+            ("be1", "kill", "charon"),
+            ("be1", "wait", "charon"),
+            ("be1", "close", "charon"),
+            ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),  # after the cluster delay
+            ("be2", "spawn", ARPING),
+        ],
+        [
+            ("be2", "stop", ARPING),
+            ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
+            ("be1", "run", "ip link set dev eth0 up"),
+            *RESTART_BE1,
+        ],
+    ),
+    "freeze": (
+        [
+            OWNER,
+            ("be1", "signal SIGSTOP", "charon"),
+            ("be1", "signal SIGCONT", "charon"),  # after the freeze, before the block runs
+        ],
+        [],  # nothing to undo: the charon was continued while entering
+    ),
+    "link-cut": (
+        [
+            OWNER,
+            ("be1", "run", "ip link set dev eth0 down"),
+            ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),  # fenced at once
+            ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),  # after the cluster delay
+            ("be2", "spawn", ARPING),
+        ],
+        [
+            ("be2", "stop", ARPING),
+            ("be1", "vici", "connect"),  # its SA with fe died with the link; charon keeps running
+            ("be1", "vici", "list_sas"),
+            ("be1", "vici", "terminate ike-id=7 timeout=2000 force=yes"),  # the VIP's SA: be1's own with dc stays
+            ("be1", "vici", "close"),
+            ("be1", "run", "ip link set dev eth0 up"),
+        ],
+    ),
+    "reboot": (
+        [
+            OWNER,
+            ("be1", "kill", "charon"),
+            ("be1", "wait", "charon"),
+            ("be1", "close", "charon"),
+            *RESTART_BE1,
+        ],
+        [],  # nothing to undo: the fresh charon is the healthy state
+    ),
+    "reboot-announce": (
+        [
+            OWNER,
+            ("be1", "kill", "charon"),
+            ("be1", "wait", "charon"),
+            ("be1", "close", "charon"),
+            *RESTART_BE1,
+            ("be1", "vici", "connect"),
+            ("be1", "vici", "load_conn announce"),
+            ("be1", "vici", "close"),
+        ],
+        [],  # no undo: the announce connection stays loaded until be1's charon restarts
+    ),
+}
+INJECTED: dict[str, tuple[str, str, bool, bool]] = {
+    # fault: (old owner, new owner, the VIP moved (t_vip set), announced (t_back set))
+    "graceful": ("be1", "be2", True, False),
+    "graceful-noblock": ("be1", "be2", True, False),
+    "crash": ("be1", "be2", True, False),
+    "freeze": ("be1", "be1", False, False),
+    "link-cut": ("be1", "be2", True, False),
+    "reboot": ("be1", "be1", False, False),
+    "reboot-announce": ("be1", "be1", False, True),
+}
+STAMPED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # fault: the two consecutive steps between which the fault is stamped (t_fault): what the
+    # outage is measured from
+    "graceful": (("be1", "run", "nft -f -", BLOCK_NEW_IKE), ("be1", "vici", "connect")),  # the block disrupts nothing
+    "graceful-noblock": (OWNER, ("be1", "vici", "connect")),
+    "crash": (OWNER, ("be1", "run", "ip link set dev eth0 down")),
+    "freeze": (("be1", "signal SIGSTOP", "charon"), ("be1", "signal SIGCONT", "charon")),  # once stopped
+    "link-cut": (OWNER, ("be1", "run", "ip link set dev eth0 down")),
+    "reboot": (OWNER, ("be1", "kill", "charon")),
+    "reboot-announce": (OWNER, ("be1", "kill", "charon")),
+}
+
+
+BE1_SAS = [{"vip": ike_sa(7, FE)}, {"dc": ike_sa(8, DC)}]
+
+
+@pytest.fixture
+def fake() -> FakeLab:
+    """A fake lab where be1 holds an IKE SA with fe (unique id 7) and its own with dc (8); a
+    second look finds none, except after graceful-noblock's race (the test scripts that)."""
+    lab = fake_lab()
+    lab.nodes["be1"].script_sas(BE1_SAS, [])
+    return lab
+
+
+def enter_and_leave(fake: FakeLab, name: str) -> tuple[Injected, Steps, Steps]:
+    with faults.fault(name)(fake.lab, TINY) as injected:
+        entered = fake.journal.steps()
+    return injected, entered, fake.journal.steps()[len(entered) :]
+
+
+def test_every_fault_is_pinned() -> None:
+    assert set(SEQUENCES) == set(INJECTED) == set(STAMPED) == set(faults.FAULTS)
+
+
+@pytest.mark.parametrize("name", list(faults.FAULTS))
+def test_commands_on_entering_and_leaving(fake: FakeLab, name: str) -> None:
+    if name == "graceful-noblock":
+        fake.nodes["be1"].script_sas(BE1_SAS, [{"vip": ike_sa(9, FE)}])
+    _, entered, left = enter_and_leave(fake, name)
+    assert (entered, left) == SEQUENCES[name]
+
+
+@pytest.mark.parametrize("name", list(faults.FAULTS))
+def test_what_was_injected(fake: FakeLab, name: str) -> None:
+    injected, _, _ = enter_and_leave(fake, name)
+    old, new, moved, announced = INJECTED[name]
+    assert (injected.kind, injected.old_owner, injected.new_owner) == (name, old, new)
+    assert (injected.t_vip is not None, injected.t_back is not None) == (moved, announced)
+    if injected.t_vip is not None:
+        assert injected.t_vip >= injected.t_fault
+    if injected.t_back is not None:
+        assert injected.t_back >= injected.t_fault
+
+
+@pytest.mark.parametrize("name", list(faults.FAULTS))
+def test_the_fault_is_stamped_where_it_strikes(fake: FakeLab, name: str) -> None:
+    injected, _, _ = enter_and_leave(fake, name)
+    steps, entries = fake.journal.steps(), fake.journal.entries
+    before, after = STAMPED[name]
+    stamped = steps.index(before)
+    assert steps[stamped + 1] == after
+    assert entries[stamped].t <= injected.t_fault <= entries[stamped + 1].t
+
+
+@pytest.mark.parametrize("name", list(faults.FAULTS))
+def test_the_undo_also_runs_when_the_measurement_fails(fake: FakeLab, name: str) -> None:
+    normal = fake_lab()
+    normal.nodes["be1"].script_sas(BE1_SAS, [])
+    _, _, undo = enter_and_leave(normal, name)
+    with pytest.raises(NotRecovered), faults.fault(name)(fake.lab, TINY):
+        entered = len(fake.journal.entries)
+        raise NotRecovered("no answer from be2")
+    assert fake.journal.steps()[entered:] == undo
+
+
+@pytest.mark.parametrize("name", ["crash", "link-cut"])
+def test_the_standby_takes_the_vip_after_the_cluster_delay(fake: FakeLab, name: str) -> None:
+    params = FaultParams(cluster_delay=0.05, freeze=0.001)
+    with faults.fault(name)(fake.lab, params) as injected:
+        taken = fake.journal.wait_for(("be2", "run", f"ip addr add {VIP}/32 dev eth0"), timeout=0)
+    assert taken is not None and taken.t >= injected.t_fault + params.cluster_delay
+    assert injected.t_vip is not None and injected.t_vip >= taken.t
+
+
+def test_freeze_continues_the_charon_after_the_freeze(fake: FakeLab) -> None:
+    params = FaultParams(cluster_delay=0.001, freeze=0.05)
+    with faults.freeze(fake.lab, params) as injected:
+        continued = fake.journal.wait_for(("be1", "signal SIGCONT", "charon"), timeout=0)
+    assert continued is not None and continued.t >= injected.t_fault + params.freeze
+
+
+@pytest.mark.parametrize("name", ["crash", "reboot", "reboot-announce"])
+def test_a_restarted_charon_replaces_the_labs_handle(fake: FakeLab, name: str) -> None:
+    killed = fake.lab.charons["be1"]
+    enter_and_leave(fake, name)
+    fresh = fake.lab.charons["be1"]
+    assert fresh is not killed and shlex.join(fresh.argv) == CHARON_START
+    spawned = next(e for e in fake.journal.entries if e.op == "spawn" and e.node == "be1")
+    assert spawned.detail == {"STRONGSWAN_CONF": "/lab/be1/strongswan.conf"}
+
+
+@pytest.mark.parametrize("name", ["crash", "reboot", "reboot-announce"])
+def test_a_killed_charon_handle_is_closed(fake: FakeLab, name: str) -> None:
+    """Its agent channel is released once the process is reaped."""
+    killed = fake.lab.charons["be1"]
+    assert isinstance(killed, FakeProcess)
+    enter_and_leave(fake, name)
+    assert [e.op for e in fake.journal.entries if e.argv == killed.argv] == ["kill", "wait", "close"]
+
+
+def test_reboot_announce_loads_a_connection_that_starts_from_the_vip(fake: FakeLab) -> None:
+    enter_and_leave(fake, "reboot-announce")
+    loaded = [e.detail for e in fake.journal.entries if e.step() == ("be1", "vici", "load_conn announce")]
+    assert len(loaded) == 1
+    announce = loaded[0][strongswan.ANNOUNCE]
+    assert announce["local_addrs"] == [VIP] and announce["remote_addrs"] == [FE]
+    assert {child["start_action"] for child in announce["children"].values()} == {"start"}
+
+
+def test_a_failed_vip_move_still_unblocks_new_ike(fake: FakeLab) -> None:
+    # be2 refuses the VIP: the fault raises the node's CommandError, undoes what it did (be1's
+    # VIP SAs once more, the block on new IKE), but the VIP is left on neither back-end (released
+    # from be1 already): a lab the plugin treats as unhealthy (no VIP owner) and replaces.
+    fake.nodes["be2"].script(["ip", "addr", "add"], returncode=2, stderr="RTNETLINK answers: File exists")
+    with pytest.raises(CommandError) as raised:
+        enter_and_leave(fake, "graceful")
+    assert str(raised.value) == f"be2: `ip addr add {VIP}/32 dev eth0` exited 2: RTNETLINK answers: File exists"
+    assert fake.journal.steps()[-6:] == [
+        ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
+        ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
+        ("be1", "vici", "connect"),
+        ("be1", "vici", "list_sas"),
+        ("be1", "vici", "close"),
+        ("be1", "run", "nft delete table inet failover_lab_fault"),
+    ]
+
+
+def test_a_crash_that_cannot_reap_the_charon_brings_the_link_back(fake: FakeLab) -> None:
+    old = FakeProcess("be1", ["charon"], fake.journal, exit_code=None)  # wait() times out
+    fake.lab.charons["be1"] = old
+    with pytest.raises(LabError, match="be1: charon did not die within 5 s of SIGKILL"), faults.crash(fake.lab, TINY):
+        pass
+    assert ("be1", "run", "ip link set dev eth0 up") in fake.journal.steps()
+
+
+def test_a_link_cut_whose_fencing_fails_brings_the_link_back(fake: FakeLab) -> None:
+    fake.nodes["be1"].script(["ip", "addr", "del"], returncode=2, stderr="RTNETLINK answers: Cannot assign")
+    with pytest.raises(CommandError), faults.link_cut(fake.lab, TINY):
+        pass
+    assert fake.journal.steps()[-1] == ("be1", "run", "ip link set dev eth0 up")
