@@ -34,7 +34,7 @@ from typing import Any
 from harness.agent import AGENT_SCRIPT, AgentNode
 from harness.backends import compose_file
 from harness.backends.compose_file import ONEOFF_LABEL, PROJECT_LABEL, SERVICE_LABEL
-from harness.errors import LabError, NodeLost, UsageError
+from harness.errors import LabError, UsageError
 from harness.topology import FIRST_OWNER, NODES, PREFIX, Topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,8 +72,6 @@ def engine_errors(doing: str) -> Iterator[None]:
 
     try:
         yield
-    except docker.errors.NotFound as error:
-        raise NodeLost(doing, f"the engine no longer has it: {error.explanation or error}") from None
     except docker.errors.APIError as error:
         raise LabError(f"Docker engine refused {doing}: {error.explanation or error}") from None
     except (docker.errors.DockerException, OSError) as error:
@@ -164,8 +162,14 @@ def docker_node(name: str, container_id: str, api: Any) -> AgentNode:
     """The node whose agent runs as the main process of the container."""
 
     def connect() -> ExecStream:
-        with engine_errors(f"connecting to {name}"):
+        import docker
+
+        try:
             return relay_stream(api, container_id, name)
+        except docker.errors.APIError as error:  # the container is gone or stopped
+            raise ConnectionError(str(error.explanation or error)) from None
+        except docker.errors.DockerException as error:  # the engine is gone
+            raise ConnectionError(str(error)) from None
 
     return AgentNode(name, WORKDIR, connect, PYTHON, AGENTS)
 
@@ -230,6 +234,10 @@ class DockerBackend:
 
     def ensure_image(self) -> None:
         """Build the node image unless an image built from the current sources is there."""
+        with engine_errors(f"preparing the image {self.image}"):
+            self._ensure_image()
+
+    def _ensure_image(self) -> None:
         import docker
 
         wanted = sources_digest()
@@ -369,8 +377,9 @@ class DockerBackend:
     def leftovers(self) -> set[str]:
         if not self._engine_answers():
             return set()
-        containers = self.api.containers(all=True, filters={"label": PROJECT_LABEL})
-        networks = self.api.networks(filters={"label": PROJECT_LABEL})
-        volumes = self._volumes(PROJECT_LABEL)
+        with engine_errors("listing the labs"):
+            containers = self.api.containers(all=True, filters={"label": PROJECT_LABEL})
+            networks = self.api.networks(filters={"label": PROJECT_LABEL})
+            volumes = self._volumes(PROJECT_LABEL)
         projects = {item["Labels"][PROJECT_LABEL] for item in (*containers, *networks, *volumes)}
         return {p for p in projects if p.startswith(f"{PREFIX}-")}
