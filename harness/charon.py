@@ -102,6 +102,7 @@ def _ike(connection: str, sa: dict[str, Any]) -> IkeSa:
         initiator_spi=_text(sa.get("initiator-spi", b"")),
         responder_spi=_text(sa.get("responder-spi", b"")),
         children=tuple(_child(child) for child in sa.get("child-sas", {}).values()),
+        nat_any=sa.get("nat-any") == b"yes",
     )
 
 
@@ -109,6 +110,23 @@ def sas(node: Node) -> list[IkeSa]:
     """The node's IKE SAs (and their CHILD_SAs) as values."""
     with session(node) as vici_session:
         return [_ike(name, sa) for entry in vici_session.list_sas() for name, sa in entry.items()]
+
+
+def connection_settings(node: Node, connection: str) -> dict[str, Any]:
+    """What the node's charon runs a loaded connection with, as it reports it (vici list-conns):
+    IKE version, uniqueness policy, DPD delay and timeout (0 when charon reports none: off)."""
+    with session(node) as vici_session:
+        found = [conns[connection] for conns in vici_session.list_conns() if connection in conns]
+    if not found:
+        raise CharonError(node.name, f"has no connection {connection!r} loaded")
+    conn = found[0]
+    return {
+        "version": _text(conn.get("version", b"")),
+        "unique": _text(conn.get("unique", b"")).removeprefix("UNIQUE_").lower(),
+        "dpd_delay": int(conn.get("dpd_delay", 0)),
+        "dpd_timeout": int(conn.get("dpd_timeout", 0)),
+        "rekey_time": int(conn.get("rekey_time", 0)),
+    }
 
 
 def ike_spis(node: Node) -> set[tuple[str, str]]:

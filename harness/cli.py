@@ -242,6 +242,12 @@ def _check_plan(plan: Plan, params: timers.FaultParams) -> None:
             raise UsageError(f"--profile {profile.name} with --fault {fault}: {error}") from None
 
 
+def say_rounded(profile: timers.Profile) -> None:
+    """The scaled settings charon runs rounded to whole seconds: the prediction uses what runs."""
+    for rounded in profile.rounded:
+        console.print(f"  note: {rounded.describe()}", highlight=False)
+
+
 def measure_runs(plan: Plan, params: timers.FaultParams, repeat: int, backend_name: str) -> list[result.Result]:
     """Each (profile, fault, policy) ``repeat`` times, every run on a fresh lab."""
     results = []
@@ -256,6 +262,7 @@ def measure_runs(plan: Plan, params: timers.FaultParams, repeat: int, backend_na
                     f"{title} on lab {running.topology.name}: predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s",
                     highlight=False,
                 )
+                say_rounded(profile)
                 with progress_reporter(title, bounds.hi) as reporter:
                     outcome = measure.run(running, fault, scaled_params, reporter)
             record = result.to_json(outcome)
@@ -357,6 +364,7 @@ def run_scenario(arguments: argparse.Namespace) -> int:
         title = loaded.item_name(profile)
         bounds = timers.predict(loaded.model.fault.kind, profile, loaded.params, 0)
         console.print(f"{title}: predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s", highlight=False)
+        say_rounded(profile)
         with progress_reporter(title, bounds.hi) as reporter:
             outcomes = scenario.run(loaded, profile, arguments.backend, reporter)
         results += [result.to_json(outcome) for outcome in outcomes]

@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from harness import charon, faults, guard, probe, sa, timers, wire
+from harness import charon, effective, faults, guard, probe, sa, timers, wire
+from harness.effective import Effective
 from harness.errors import LabError
 from harness.lab import Lab
 from harness.phases import LogEvent, Phases, breakdown, parse_log
@@ -89,6 +90,8 @@ class Outcome:
     coverage: dict[str, dict[str, bool]] = field(default_factory=dict)
     """Which of dc's services answered each node (one attempt each, before the fault)."""
     attempts: list[probe.Attempt] = field(default_factory=list)
+    effective: Effective | None = None
+    """What fe's charon ran with (None without IPsec); the prediction follows it."""
 
     @property
     def outage_s(self) -> float | None:
@@ -111,7 +114,14 @@ class Outcome:
         probe resolution as tolerance."""
         protected = self.policy.protects_service(outage.service)
         return timers.predict(
-            self.fault, self.profile, self.params, outage.resolution, self.vip_moved, protected, self.back
+            self.fault,
+            self.profile,
+            self.params,
+            outage.resolution,
+            self.vip_moved,
+            protected,
+            self.back,
+            esp_defers_dpd=self.effective is None or self.effective.esp_defers_dpd,
         )
 
 
@@ -193,7 +203,13 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
     inject = faults.fault(fault)
     params = params or timers.FaultParams()
     protected = any(lab.policy.protects_service(service) for service in SERVICES)
-    predicted = timers.predict(fault, lab.profile, params, probe.UDP_INTERVAL_S, protected=protected)
+    settings = effective.read(lab.fe, lab.strongswan_version) if lab.policy.ipsec else None
+    if settings is not None:
+        effective.require(settings, lab.profile)
+    defers = settings is None or settings.esp_defers_dpd
+    predicted = timers.predict(
+        fault, lab.profile, params, probe.UDP_INTERVAL_S, protected=protected, esp_defers_dpd=defers
+    )
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     wall_to_monotonic = time.monotonic() - time.time()
     with contextlib.ExitStack() as running:
@@ -241,7 +257,10 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
         old_owner=injected.old_owner,
         new_owner=new_owners.pop() if len(new_owners) == 1 else None,
         outages=outages,
-        predicted=timers.predict(fault, lab.profile, params, probe.UDP_INTERVAL_S, vip_moved, protected, back),
+        predicted=timers.predict(
+            fault, lab.profile, params, probe.UDP_INTERVAL_S, vip_moved, protected, back, esp_defers_dpd=defers
+        ),
+        effective=settings,
         vip_moved=vip_moved,
         back=back,
         phases=breakdown(

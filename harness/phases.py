@@ -26,7 +26,7 @@ from harness.sa import SaEvent
 LOG_LINE = re.compile(r"^(\d+\.\d+) \d+\[\w+\] (.*)$")
 LOG_EVENTS = {
     "dpd": re.compile(r"^sending DPD request"),
-    "retransmit": re.compile(r"^retransmit \d+ of request"),
+    "retransmit": re.compile(r"^(?:sending )?retransmit \d+ of"),
     "gave-up": re.compile(r"^giving up after \d+ retransmits"),
     "delete": re.compile(r"^received DELETE for IKE_SA"),
     "initial-contact": re.compile(r"^destroying duplicate IKE_SA .*received INITIAL_CONTACT"),
@@ -67,6 +67,28 @@ def parse_log(text: str, wall_to_monotonic: float, since: float) -> list[LogEven
             if t >= since and pattern.match(message):
                 events.append(LogEvent(t, kind, message))
     return events
+
+
+RETRANSMIT_NUMBER = re.compile(r"^(?:sending )?retransmit (\d+) of")
+
+
+def retransmission_gaps(log_events: Sequence[LogEvent]) -> list[list[float]]:
+    """Seconds between successive retransmissions of each request fe retransmitted (charon
+    numbers them 1, 2, ... per request): the gap after retransmission n is the timeout charon
+    ran with for try n, the effective base, limit and jitter, on charon's own clock."""
+    requests: list[list[float]] = []
+    previous: tuple[int, float] | None = None
+    for event in log_events:
+        found = RETRANSMIT_NUMBER.match(event.text) if event.kind == "retransmit" else None
+        if found is None:
+            continue
+        number = int(found.group(1))
+        if previous is None or number != previous[0] + 1:
+            requests.append([])
+        elif requests:
+            requests[-1].append(round(event.t - previous[1], 3))
+        previous = (number, event.t)
+    return [gaps for gaps in requests if gaps]
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.measure import Outcome
+from harness.phases import retransmission_gaps
 from harness.probe import SERVICES
 
 SCHEMA = "failover-lab/run/1"
@@ -31,6 +32,8 @@ REQUIRED_KEYS = (
     "profile",
     "profile_description",
     "timers",
+    "rounded",
+    "effective",
     "policy",
     "protected_ports",
     "time_scale",
@@ -97,6 +100,10 @@ def to_json(outcome: Outcome) -> Result:
         "profile": outcome.profile.name,
         "profile_description": outcome.profile.description,
         "timers": outcome.profile.timers(),
+        "rounded": [rounded.describe() for rounded in outcome.profile.rounded],
+        "effective": None
+        if outcome.effective is None
+        else {**outcome.effective.values(), "retransmit_gaps_s": retransmission_gaps(outcome.log_events)},
         "policy": outcome.policy.name,
         "protected_ports": "all" if outcome.policy.ports is None else [f"{p}/{n}" for p, n in outcome.policy.ports],
         "time_scale": outcome.profile.time_scale,

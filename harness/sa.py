@@ -42,6 +42,8 @@ class IkeSa:
     initiator_spi: str
     responder_spi: str
     children: tuple[ChildSa, ...] = ()
+    nat_any: bool = False
+    """NAT detected on either side, or faked (libipsec's UDP encapsulation fakes it)."""
 
     @property
     def established(self) -> bool:

@@ -13,12 +13,13 @@ Owns: configuration content. Not: talking to charon (harness.charon), starting i
 
 from __future__ import annotations
 
+import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from harness.errors import UsageError
 from harness.policy import DC_PEERS, IKE_MARK, IP_PROTOCOLS, Policy
-from harness.timers import Profile
+from harness.timers import JITTER_MAX, Profile
 from harness.topology import BACKENDS, DOMAIN_CONTROLLER, FRONT_END, VIP_PEER, Topology, role_of
 
 CHARON = "/usr/lib/ipsec/charon"
@@ -62,11 +63,11 @@ def strongswan_conf(workdir: PurePosixPath, profile: Profile, policy_: Policy) -
 charon {{
     load_modular = no
     load = {PLUGINS}
-    retransmit_timeout = {profile.retransmit_timeout}
-    retransmit_base = {profile.retransmit_base}
-    retransmit_tries = {profile.retransmit_tries}
-    retransmit_jitter = {profile.retransmit_jitter:g}
-    retransmit_limit = {profile.retransmit_limit}
+    retransmit_timeout = {profile.retransmit_timeout!r}
+    retransmit_base = {profile.retransmit_base!r}
+    retransmit_tries = {profile.retransmit_tries:d}
+    retransmit_jitter = {profile.retransmit_jitter:d}
+    retransmit_limit = {profile.retransmit_limit:d}
     install_virtual_ip = no
     filelog {{
         node {{
@@ -101,6 +102,36 @@ charon {{
     }}
 }}
 """
+
+
+RETRANSMISSION = {
+    "retransmit_timeout": ("double", 4.0),
+    "retransmit_base": ("double", 1.8),
+    "retransmit_tries": ("int", 5),
+    "retransmit_jitter": ("int", 0),
+    "retransmit_limit": ("int", 0),
+}
+"""charon's retransmission settings: how it reads each (settings.c: get_double is strtod, get_int
+is strtoul of the whole value) and its default when the value does not parse."""
+DOUBLE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+WHOLE = re.compile(r"^\+?\d+$")
+SETTING = re.compile(r"^\s*(retransmit_\w+)\s*=\s*(\S*)\s*$", re.MULTILINE)
+
+
+def retransmission_as_charon_reads(conf: str) -> dict[str, float | int]:
+    """The retransmission settings of a strongswan.conf as charon parses them: a value it cannot
+    parse silently becomes the default, and the jitter is capped at 20 (task_manager.c). What the
+    harness renders must read back as the profile says: the lab records this, not the profile."""
+    written = dict(SETTING.findall(conf))
+    read: dict[str, float | int] = {}
+    for name, (kind, default) in RETRANSMISSION.items():
+        value = written.get(name, "")
+        if kind == "double":
+            read[name] = float(value) if DOUBLE.match(value) else default
+        else:
+            read[name] = int(value) if WHOLE.match(value) else default
+    read["retransmit_jitter"] = min(int(read["retransmit_jitter"]), JITTER_MAX)
+    return read
 
 
 def _child(local_ts: list[str], remote_ts: list[str], initiator: bool) -> dict[str, Any]:

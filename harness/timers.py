@@ -20,6 +20,7 @@ file's error line (the CLI, the pytest plugin and the file models do that at the
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -40,19 +41,39 @@ dialogue through it (a TCP handshake and a login, four round trips). Measured 15
 Unique = Literal["no", "never", "replace", "keep"]
 
 
+JITTER_MAX = 20
+"""charon caps ``retransmit_jitter`` at 20 percent (RETRANSMIT_JITTER_MAX)."""
+WHOLE_SECONDS = ("retransmit_limit", "dpd_delay")
+"""Settings charon takes in whole seconds only (``retransmit_limit`` is read with get_int: a
+value like 2.0 silently falls back to the default; swanctl's dpd_delay is whole seconds)."""
+
+
+@dataclass(frozen=True)
+class Rounded:
+    """A scaled setting charon cannot take as asked, and what it runs with instead."""
+
+    setting: str
+    asked: float
+    used: int
+
+    def describe(self) -> str:
+        return f"{self.setting} {self.asked:g} s runs as {self.used} s (charon takes whole seconds)"
+
+
 @dataclass(frozen=True)
 class Profile:
-    """The timers of one configuration, applied to every node of a lab."""
+    """The timers of one configuration, applied to every node of a lab, in the form charon
+    parses them (a profile that charon would silently read differently is refused)."""
 
     name: str
     description: str
     retransmit_timeout: float = 4.0
     retransmit_base: float = 1.8
     retransmit_tries: int = 5
-    retransmit_jitter: float = 0.0
-    """Percent by which each timeout is randomly reduced."""
-    retransmit_limit: float = 0.0
-    """Cap of a single timeout in seconds, 0 = no cap."""
+    retransmit_jitter: int = 0
+    """Whole percent (0-20) by which each timeout is randomly reduced, drawn anew per send."""
+    retransmit_limit: int = 0
+    """Cap of a single timeout in whole seconds, 0 = no cap."""
     dpd_delay: int = 30
     """Seconds of silence before a dead-peer check; swanctl's own default (0) disables DPD."""
     unique: Unique = "no"
@@ -61,13 +82,20 @@ class Profile:
     at once (measured), never ignores it. Not a timer, but it decides how a reboot ends."""
     time_scale: float = 1.0
     """Factor every timer was multiplied by (1/30: a 6-minute outage takes 12 s)."""
+    rounded: tuple[Rounded, ...] = ()
+    """Scaled settings rounded to the whole seconds charon takes (DPD, the retransmission limit)."""
     kb: tuple[tuple[str, float, float], ...] = ()
     """Outages KB 821839 gives for this configuration: (fault, lo, hi) in seconds."""
+
+    def __post_init__(self) -> None:
+        problem = charon_refuses(self)
+        if problem:
+            raise UsageError(f"profile {self.name}: {problem}")
 
     def timers(self) -> dict[str, float | int | str]:
         """The values charon is configured with (already scaled)."""
         values = asdict(self)
-        for key in ("name", "description", "time_scale", "kb"):
+        for key in ("name", "description", "time_scale", "rounded", "kb"):
             del values[key]
         return values
 
@@ -75,18 +103,41 @@ class Profile:
         return next(((lo, hi) for name, lo, hi in self.kb if name == fault), None)
 
     def scaled(self, factor: float) -> Profile:
-        """Every timer multiplied by ``factor``. DPD runs on whole seconds in charon, so a DPD
-        delay is rounded to whole seconds (at least 1): the result records what was used."""
+        """Every timer multiplied by ``factor``. charon takes DPD delays and the retransmission
+        limit in whole seconds, so those are rounded (at least 1 s when set): ``rounded`` records
+        what was asked and what runs."""
         if factor <= 0:
             raise UsageError(f"time scale must be positive, not {factor}")
-        dpd = max(1, round(self.dpd_delay * factor)) if self.dpd_delay else 0
+        whole = {setting: _whole_seconds(getattr(self, setting) * factor) for setting in WHOLE_SECONDS}
+        rounded = tuple(
+            Rounded(setting, getattr(self, setting) * factor, whole[setting])
+            for setting in WHOLE_SECONDS
+            if not math.isclose(getattr(self, setting) * factor, whole[setting])
+        )
         return replace(
             self,
             retransmit_timeout=self.retransmit_timeout * factor,
-            retransmit_limit=self.retransmit_limit * factor,
-            dpd_delay=dpd,
             time_scale=self.time_scale * factor,
+            rounded=self.rounded + rounded,
+            retransmit_limit=whole["retransmit_limit"],
+            dpd_delay=whole["dpd_delay"],
         )
+
+
+def _whole_seconds(value: float) -> int:
+    """A scaled whole-second setting: rounded, at least 1 unless it was 0 (off)."""
+    return max(1, round(value)) if value else 0
+
+
+def charon_refuses(profile: Profile) -> str | None:
+    """Why charon would not take this profile as the model reads it (None: it would)."""
+    for setting in ("retransmit_tries", "retransmit_jitter", "retransmit_limit", "dpd_delay"):
+        value = getattr(profile, setting)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"{setting} must be a whole number >= 0 (charon reads it as one), got {value!r}"
+    if profile.retransmit_jitter > JITTER_MAX:
+        return f"retransmit_jitter must be at most {JITTER_MAX} (charon caps it), got {profile.retransmit_jitter}"
+    return None
 
 
 KB_GRACEFUL = ("graceful", 3.0, 6.0)
@@ -209,7 +260,7 @@ def _first_send_reaching(start: float, ready: float, profile: Profile, jitter: b
     ``ready``; charon starts over after giving up because fe retries forever (keyingtries 0)."""
     cycle = give_up_after(profile, jitter)
     if cycle <= 0:
-        raise UsageError("the retransmissions take no time; set retransmit_timeout > 0 and retransmit_jitter < 100")
+        raise UsageError("the retransmissions take no time; set retransmit_timeout > 0")
     start += max(0, math.floor((ready - start) / cycle) - 1) * cycle  # skip whole cycles: a tiny one loops long
     while True:
         for offset in send_times(profile, jitter):
@@ -228,14 +279,36 @@ def graceful(profile: Profile, resolution: float, vip_moved: float = 0.0) -> Bou
     return Bounds(first_lo - resolution, reaching + SETUP_ALLOWANCE_S + resolution)
 
 
-def crash(profile: Profile, cluster_delay: float, resolution: float) -> Bounds:
-    """The active node dies: fe sends DPD ``dpd_delay`` (+-1 s) after the last packet,
+def esp_defers_dpd(version: str, nat: bool) -> bool:
+    """Whether ESP arriving from the peer counts as inbound activity that postpones IKEv2 DPD:
+    always before strongSwan 6.0.1; from 6.0.1 only with NAT detected or faked (libipsec's UDP
+    encapsulation fakes it; raw ESP and the kernel datapath without NAT do not), NEWS 6.0.1 and
+    ike_sa.c get_use_time. An unreadable version counts as the newer rule."""
+    numbers = version_numbers(version)
+    return nat or (bool(numbers) and numbers < (6, 0, 1))
+
+
+def version_numbers(version: str) -> tuple[int, ...]:
+    """The leading numbers of a version string: "6.0.1" -> (6, 0, 1), "5.9.8dr1" -> (5, 9, 8)."""
+    numbers = []
+    for part in version.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers)
+
+
+def crash(profile: Profile, cluster_delay: float, resolution: float, esp_defers_dpd: bool = True) -> Bounds:
+    """The active node dies: fe sends DPD ``dpd_delay`` (+-1 s) after the last packet (with
+    ``esp_defers_dpd``: the probes' ESP until the crash; without, fe's DPDs go out every
+    ``dpd_delay`` whatever arrives, so the next one comes (0, dpd_delay + 1] after the crash),
     gives up after the retransmission schedule and re-initiates; the first transmission after
     the VIP reached the standby (``cluster_delay``) gets through."""
     if profile.dpd_delay <= 0:
         raise UsageError(f"dpd_delay {profile.dpd_delay} never detects a crash; set dpd_delay >= 1")
     ends = []
-    earliest = max(0.0, profile.dpd_delay - DPD_GRANULARITY_S)
+    earliest = max(0.0, profile.dpd_delay - DPD_GRANULARITY_S) if esp_defers_dpd else 0.0
     latest = profile.dpd_delay + DPD_GRANULARITY_S
     for dpd_at, jitter in ((earliest, True), (latest, False)):
         restart = dpd_at + give_up_after(profile, jitter)
@@ -249,11 +322,14 @@ def freeze(profile: Profile, duration: float, resolution: float) -> Bounds:
     return Bounds(duration - resolution, duration + SETUP_ALLOWANCE_S + resolution)
 
 
-def graceful_noblock(profile: Profile, resolution: float, vip_moved: float = 0.0) -> Bounds:
+def graceful_noblock(
+    profile: Profile, resolution: float, vip_moved: float = 0.0, esp_defers_dpd: bool = True
+) -> Bounds:
     """A race: if fe's immediate re-initiation reaches the new owner it costs a retransmit
     (graceful); if the old owner answers it first, fe builds an SA that the VIP move strands
     ``vip_moved`` seconds later, and only DPD gets it out (a crash from then on)."""
-    return Bounds(graceful(profile, resolution, vip_moved).lo, vip_moved + crash(profile, 0.0, resolution).hi)
+    stranded = crash(profile, 0.0, resolution, esp_defers_dpd)
+    return Bounds(graceful(profile, resolution, vip_moved).lo, vip_moved + stranded.hi)
 
 
 def reboot_announce(resolution: float, back: float) -> Bounds:
@@ -286,22 +362,24 @@ def predict(
     vip_moved: float | None = None,
     protected: bool = True,
     back: float | None = None,
+    esp_defers_dpd: bool = True,
 ) -> Bounds:
     """Predicted outage of ``fault`` (a name from harness.faults.FAULTS) for traffic the policy
     protects (or, with ``protected=False``, for traffic in clear). ``vip_moved``: seconds from the
     fault until the new owner had the VIP, as measured; without it the cluster is taken to act at
     once (graceful) or after exactly its delay (crash, link cut). ``back``: seconds until a
-    rebooted back-end announced itself (reboot-announce), as measured."""
+    rebooted back-end announced itself (reboot-announce), as measured. ``esp_defers_dpd``: what
+    the strongSwan version and datapath do with inbound ESP (``esp_defers_dpd()``)."""
     if not protected:
         return unprotected(fault, params, resolution, vip_moved)
     if fault == "graceful":
         return graceful(profile, resolution, vip_moved or 0.0)
     if fault == "graceful-noblock":
-        return graceful_noblock(profile, resolution, vip_moved or 0.0)
+        return graceful_noblock(profile, resolution, vip_moved or 0.0, esp_defers_dpd)
     if fault in ("crash", "link-cut"):
-        return crash(profile, max(params.cluster_delay, vip_moved or 0.0), resolution)
+        return crash(profile, max(params.cluster_delay, vip_moved or 0.0), resolution, esp_defers_dpd)
     if fault == "reboot":
-        return crash(profile, 0.0, resolution)
+        return crash(profile, 0.0, resolution, esp_defers_dpd)
     if fault == "reboot-announce":
         return reboot_announce(resolution, back or 0.0)
     if fault == "freeze":

@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from harness.errors import UsageError
-from harness.timers import PROFILES, Profile, Unique
+from harness.timers import JITTER_MAX, PROFILES, Profile, Unique
 
 ProfileName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 
@@ -44,8 +44,8 @@ class ProfileModel(BaseModel):
     retransmit_timeout: float = Field(_default("retransmit_timeout"), gt=0, le=3600)
     retransmit_base: float = Field(_default("retransmit_base"), ge=1, le=10)
     retransmit_tries: int = Field(_default("retransmit_tries"), ge=0, le=30)
-    retransmit_jitter: float = Field(_default("retransmit_jitter"), ge=0, lt=100)
-    retransmit_limit: float = Field(_default("retransmit_limit"), ge=0)
+    retransmit_jitter: int = Field(_default("retransmit_jitter"), ge=0, le=JITTER_MAX)
+    retransmit_limit: int = Field(_default("retransmit_limit"), ge=0, le=86400)
     dpd_delay: int = Field(_default("dpd_delay"), ge=0, le=86400)
     unique: Unique = Field(_default("unique"))
 
@@ -89,6 +89,14 @@ MESSAGES = {
 }
 
 
+CHARON_FORMS = {
+    "retransmit_jitter": "charon takes whole percent, at most 20",
+    "retransmit_limit": "charon reads whole seconds",
+    "retransmit_tries": "charon reads a whole number",
+    "dpd_delay": "charon reads whole seconds",
+}
+"""Why a field must be what it must be: charon silently reads anything else as its default."""
+
 TAGS = {"named", "inline", "[key]"}
 """Location parts pydantic adds for unions and mapping keys; not fields a user wrote."""
 
@@ -126,6 +134,9 @@ def error_line(path: Path, error: ValidationError, model: type[BaseModel]) -> st
         template = MESSAGES.get(kind)
         message = template.format(**context) if template else first["msg"]
         message = f"{'name ' if naming else ''}{message}, got {first.get('input')!r}"
+        field = first["loc"][-1] if first["loc"] else None
+        if field in CHARON_FORMS and kind in ("int_type", "int_from_float", "less_than_equal"):
+            message += f" ({CHARON_FORMS[field]})"
     more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
     return f"{path}: {location}: {message}{more}"
 

@@ -48,6 +48,7 @@ from harness.errors import NotRecovered
 from harness.lab import Lab
 from harness.node import Node, Process, Result, checked
 from harness.sa import SaEvent
+from harness.strongswan import strongswan_conf
 from harness.topology import BACKENDS, NODES, Topology
 
 SWITCH = "sw"
@@ -204,6 +205,10 @@ class FakeVici:
         self._record("list_sas", *_flat(filters), message=filters)
         yield from self._node.next_sas()
 
+    def list_conns(self, filters: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        self._record("list_conns", *_flat(filters), message=filters)
+        yield from self._node.conns
+
     def terminate(self, sa: dict[str, Any]) -> Iterator[dict[str, Any]]:
         self._record("terminate", *_flat(sa), message=sa)
         yield {"group": b"IKE", "level": b"1", "msg": b"deleting IKE_SA"}
@@ -249,6 +254,8 @@ class FakeNode:
         self._runs: list[_Script] = []
         self._spawns: list[_Script] = []
         self._sas: list[list[dict[str, Any]]] = []
+        self.conns: list[dict[str, Any]] = []
+        """What list_conns yields: {connection: settings} as vici answers (bytes values)."""
 
     def script(self, prefix: Sequence[str], *, stdout: str = "", stderr: str = "", returncode: int = 0) -> None:
         self._runs.append(_Script(tuple(prefix), returncode, stdout, stderr))
@@ -313,6 +320,7 @@ def ike_sa(
         "remote-host": remote.encode(),
         "initiator-spi": spis[0].encode(),
         "responder-spi": spis[1].encode(),
+        "nat-any": b"yes",  # libipsec's UDP encapsulation fakes NAT
         "child-sas": {
             f"{name}-{n}": {
                 "name": name.encode(),
@@ -397,10 +405,17 @@ def fake_lab(profile: str = "fast", policy_name: str = policy.DEFAULT) -> FakeLa
     charons: dict[str, Process] = {name: FakeProcess(name, ["charon"], journal) for name in NODES}
     services: dict[str, Process] = {name: FakeProcess(name, ["services"], journal) for name in (*BACKENDS, "dc")}
     events = FakeEvents(nodes["fe"])
+    chosen = timers.profile(profile)
+    fe = nodes["fe"]
+    fe.script(
+        ["cat", str(fe.workdir / "strongswan.conf")],
+        stdout=strongswan_conf(fe.workdir, chosen, policy.policy(policy_name)),
+    )
+    fe.conns = [{"vip": {"version": b"IKEv2", "unique": b"UNIQUE_NO", "dpd_delay": str(chosen.dpd_delay).encode()}}]
     lab = Lab(
         topology=topology,
         backend=FakeBackend(),
-        profile=timers.profile(profile),
+        profile=chosen,
         nodes=nodes,
         directory=Path("/nonexistent/flab-lab0"),
         psk="fake-psk",

@@ -207,7 +207,8 @@ def test_broken_profiles_file_is_one_line(capsys: pytest.CaptureFixture[str], tm
     assert cli.main(["run", "--fault", "crash", "--profiles", str(path), "--profile", "slow"]) == 2
     assert (
         one_error_line(capsys)
-        == f"failover-lab: error: {path}: profiles.slow.dpd_delay: must be a whole number, got 'soon'"
+        == f"failover-lab: error: {path}: profiles.slow.dpd_delay: must be a whole number, got 'soon' "
+        "(charon reads whole seconds)"
     )
     assert nothing_built(lab_root)
 

@@ -167,6 +167,11 @@ def test_who_is_asked_what_in_which_order(fake: FakeLab) -> None:
     protected = wire.protected_filter(fake.lab.policy, fake.topology)
     assert protected is not None
     assert fake.journal.steps() == [
+        ("fe", "run", "cat /lab/fe/strongswan.conf"),  # what fe's charon runs with, read back first
+        *vici_read("fe"),
+        ("fe", "vici", "connect"),
+        ("fe", "vici", "list_conns"),
+        ("fe", "vici", "close"),
         (SWITCH, "spawn+capture", CAPTURE),
         ("fe", "spawn+capture", PROBE),
         OWNER,  # the steady state: answers from the VIP's owner

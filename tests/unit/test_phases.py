@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.phases import breakdown, parse_log
+from harness.phases import breakdown, parse_log, retransmission_gaps
 from harness.sa import SaEvent
 
 LOG = """\
@@ -120,3 +120,19 @@ def test_an_event_that_arrives_after_the_first_answer_still_counts() -> None:
     phases = breakdown(10.0, 10.0, 11.02, sa, [], "be2")
     assert phases.negotiation is not None and phases.data == 0.0
     assert phases.total() == pytest.approx(1.02)
+
+
+def test_retransmission_gaps_per_request_from_charon_s_log() -> None:
+    """charon numbers the retransmissions of each request from 1: the gap after retransmission n
+    is the timeout it ran with for try n (here a limit of 2 s), a new 1 starts a new request."""
+    lines = [
+        "100.000 05[IKE] sending DPD request",
+        "101.000 05[IKE] retransmit 1 of request with message ID 7",
+        "103.000 05[IKE] retransmit 2 of request with message ID 7",
+        "105.001 05[IKE] retransmit 3 of request with message ID 7",
+        "110.000 05[IKE] retransmit 1 of request with message ID 0",
+        "111.000 05[IKE] retransmit 2 of request with message ID 0",
+        "120.000 05[IKE] sending retransmit 1 of request message ID 0, seq 1",
+    ]
+    events = parse_log("\n".join(lines), 0.0, since=0.0)
+    assert retransmission_gaps(events) == [[2.0, 2.001], [1.0]]

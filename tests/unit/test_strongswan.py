@@ -3,6 +3,9 @@ each KB design need."""
 
 from pathlib import PurePosixPath
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from harness import policy, strongswan, timers
 from harness.topology import Topology
 
@@ -94,3 +97,40 @@ def test_one_psk_for_every_identity() -> None:
     secret = strongswan.shared_secret(TOPOLOGY, "s3cret")
     assert secret["data"] == "s3cret"
     assert set(secret["owners"]) == {TOPOLOGY.identity(n) for n in ("fe", "vip", "be1", "be2", "dc")}
+
+
+PROFILES = st.builds(
+    timers.Profile,
+    name=st.just("p"),
+    description=st.just(""),
+    retransmit_timeout=st.floats(min_value=0.001, max_value=3600, allow_nan=False),
+    retransmit_base=st.floats(min_value=1, max_value=10, allow_nan=False),
+    retransmit_tries=st.integers(0, 30),
+    retransmit_jitter=st.integers(0, timers.JITTER_MAX),
+    retransmit_limit=st.integers(0, 3600),
+    dpd_delay=st.integers(0, 3600),
+)
+
+
+@given(profile=PROFILES, scale=st.sampled_from([1.0, 1 / 30, 1 / 7, 0.5]))
+def test_every_profile_reads_back_as_charon_parses_it(profile: timers.Profile, scale: float) -> None:
+    """What the harness renders is what charon runs with, scaled or not: no setting falls back
+    to charon's default because of its form (a limit of 2.0, a jitter of 12.5)."""
+    scaled = profile.scaled(scale)
+    conf = strongswan.strongswan_conf(PurePosixPath("/lab/fe"), scaled, ALL)
+    read = strongswan.retransmission_as_charon_reads(conf)
+    assert read == {name: getattr(scaled, name) for name in strongswan.RETRANSMISSION}
+
+
+def test_what_charon_does_with_values_it_cannot_parse() -> None:
+    """The failure this guards against: charon reads whole numbers strictly, caps the jitter at 20
+    and silently uses its default for anything else (settings.c, task_manager.c)."""
+    conf = "retransmit_limit = 2.0\nretransmit_jitter = 12.5\nretransmit_timeout = 4s\nretransmit_tries = 3\n"
+    assert strongswan.retransmission_as_charon_reads(conf) == {
+        "retransmit_timeout": 4.0,
+        "retransmit_base": 1.8,
+        "retransmit_tries": 3,
+        "retransmit_jitter": 0,
+        "retransmit_limit": 0,
+    }
+    assert strongswan.retransmission_as_charon_reads("retransmit_jitter = 50\n")["retransmit_jitter"] == 20

@@ -41,5 +41,5 @@ def test_omitted_fields_take_the_defaults_of_timers_profile() -> None:
     written = userfiles.ProfileModel().model_dump(exclude={"description"})
     for name, value in written.items():
         assert value == defaults[name], name
-    not_in_files = {"name", "description", "time_scale", "kb"}
+    not_in_files = {"name", "description", "time_scale", "rounded", "kb"}
     assert set(written) == set(defaults) - not_in_files
