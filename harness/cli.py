@@ -15,16 +15,17 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from harness import faults, lab, measure, policy, registry, report, result, scenario, timers, userfiles
+from harness import faults, lab, live, measure, policy, registry, report, result, scenario, timers, userfiles
 from harness.backends import AUTO, BACKENDS, backend
 from harness.errors import LabError, UsageError
 
@@ -38,6 +39,19 @@ DEMO_FAULTS = ("graceful", "crash")
 DEFAULT_DEMO_SCALE = "1/30"
 
 
+DEFAULT_PROFILE = "fast"
+RUN_DEFAULTS: dict[str, Any] = {
+    "policy": policy.DEFAULT,
+    "repeat": 1,
+    "time_scale": 1.0,
+    "cluster_delay": timers.FaultParams().cluster_delay,
+    "freeze": timers.FaultParams().freeze,
+    "backend": AUTO,
+}
+"""What `run` takes for an option not given. The parser leaves them None, so that run knows what
+was typed: with a scenario file some override the file and the others are refused."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports a usage problem in one line and exits 2."""
 
@@ -46,15 +60,30 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _one_of(choices: Sequence[str]) -> Callable[[str], str]:
+    """An option that takes one of ``choices``: anything else is one line listing them."""
+
+    def check(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return check
+
+
 def _faults(text: str) -> list[str]:
+    """--fault: one or more faults, comma-separated."""
     names = [name.strip() for name in text.split(",") if name.strip()]
-    for name in names:
-        faults.fault(name)
+    unknown = [name for name in names if name not in faults.FAULTS] if names else [text]
+    if unknown:
+        given = ", ".join(repr(name) for name in unknown)
+        verb = "is" if len(unknown) == 1 else "are"
+        raise argparse.ArgumentTypeError(f"{given} {verb} not one of {', '.join(faults.FAULTS)}")
     return names
 
 
 def _time_scale(text: str) -> float:
-    """--time-scale: timers.parse_scale's message, which argparse prefixes with the option."""
+    """--time-scale: the scenario files' rule and message, which argparse prefixes with the option."""
     try:
         return timers.parse_scale(text)
     except ValueError as error:
@@ -62,12 +91,14 @@ def _time_scale(text: str) -> float:
 
 
 def _seconds(text: str, zero_allowed: bool) -> float:
+    """Seconds in [0, SECONDS_MAX] or (0, SECONDS_MAX], as a scenario file's fault takes them."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
-        raise argparse.ArgumentTypeError(f"must be a number {'>=' if zero_allowed else '>'} 0, got {text!r}")
+    if not 0 <= value <= scenario.SECONDS_MAX or (value == 0 and not zero_allowed):
+        interval = f"{'[' if zero_allowed else '('}0, {scenario.SECONDS_MAX:g}]"
+        raise argparse.ArgumentTypeError(f"must be a number of seconds in {interval}, got {text!r}")
     return value
 
 
@@ -82,13 +113,13 @@ def _seconds_above_zero(text: str) -> float:
 
 
 def _runs(text: str) -> int:
-    """--repeat: how many runs, at least one."""
+    """--repeat: how many runs, 1 to scenario.REPEAT_MAX (as a scenario file's repeat)."""
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    if not 1 <= value <= scenario.REPEAT_MAX:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {scenario.REPEAT_MAX}, got {text!r}")
     return value
 
 
@@ -101,39 +132,52 @@ def parser() -> Parser:
     commands = top.add_subparsers(dest="command", required=True, parser_class=Parser)
     profiles = ", ".join(timers.PROFILES)
 
-    def common(command: argparse.ArgumentParser) -> None:
+    def common(command: argparse.ArgumentParser, default: str | None = AUTO) -> None:
         command.add_argument(
             "--backend",
-            default=AUTO,
+            type=_one_of([AUTO, *BACKENDS]),
+            default=default,
             help=f"where the lab runs: {', '.join(BACKENDS)}, or {AUTO} (default: docker when an engine "
             "answers, else netns)",
         )
 
-    def timing(command: argparse.ArgumentParser, scale_default: str, scale_help: str) -> None:
+    def timing(
+        command: argparse.ArgumentParser,
+        scale_default: str | None,
+        scale_help: str,
+        defaults: bool = True,
+        freeze: bool = True,
+    ) -> None:
+        """``defaults=False``: None when not given (run resolves them: RUN_DEFAULTS); ``freeze``:
+        whether the command can run the freeze fault at all."""
+        params = timers.FaultParams()
         command.add_argument("--time-scale", type=_time_scale, default=scale_default, help=scale_help)
         command.add_argument(
             "--cluster-delay",
             type=_seconds_from_zero,
-            default=timers.FaultParams.cluster_delay,
-            help="seconds until the standby takes the VIP after a crash or link cut, before scaling (default 1)",
+            default=params.cluster_delay if defaults else None,
+            help="seconds until the standby takes the VIP after a crash or link cut, before scaling "
+            f"(default {params.cluster_delay:g})",
         )
-        command.add_argument(
-            "--freeze",
-            type=_seconds_above_zero,
-            default=timers.FaultParams.freeze,
-            help="seconds a frozen charon stays stopped, before scaling (default 3)",
-        )
+        if freeze:
+            command.add_argument(
+                "--freeze",
+                type=_seconds_above_zero,
+                default=params.freeze if defaults else None,
+                help=f"seconds a frozen charon stays stopped, before scaling (default {params.freeze:g})",
+            )
 
     def profile_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--profile", default="fast", help=f"timer profile: {profiles} (default fast)")
+        command.add_argument("--profile", help=f"timer profile: {profiles} (default {DEFAULT_PROFILE})")
         command.add_argument(
-            "--profiles", type=Path, help="a YAML file of your own profiles (see README), usable with --profile"
+            "--profiles", type=Path, help="a YAML file of your own profiles (see README), used with --profile"
         )
 
-    def policy_option(command: argparse.ArgumentParser) -> None:
+    def policy_option(command: argparse.ArgumentParser, default: str | None = policy.DEFAULT) -> None:
         command.add_argument(
             "--policy",
-            default=policy.DEFAULT,
+            type=_one_of(list(policy.POLICIES)),
+            default=default,
             help=f"what IPsec protects: {', '.join(policy.POLICIES)} (default {policy.DEFAULT})",
         )
 
@@ -143,26 +187,38 @@ def parser() -> Parser:
     common(up)
     status = commands.add_parser("status", help="nodes, VIP owner and SAs of every running lab")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    status.add_argument("--backend", choices=list(BACKENDS), help="only the labs of this backend")
+    status.add_argument("--backend", type=_one_of(list(BACKENDS)), help="only the labs of this backend")
     run = commands.add_parser(
         "run",
         help="bring up fresh labs, inject faults, measure the outages (or run a scenario file)",
-        description="Either `run --fault F [options]` or `run SCENARIO.yaml` (the scenario says "
-        "profiles, fault, repeat and expectations; exit 1 if one is not met).",
+        description="Either `run --fault F [options]` or `run SCENARIO.yaml [options]` (the scenario "
+        "says profiles, fault, repeat and expectations; exit 1 if one is not met). With a scenario, "
+        "--repeat, --time-scale, --policy and --backend override its own settings; --fault, --profile, "
+        "--profiles, --cluster-delay and --freeze are refused (the file defines them).",
     )
     run.add_argument("scenario", nargs="?", type=Path, help="a scenario file (see scenarios/)")
     run.add_argument(
         "--fault",
         action="append",
+        type=_faults,
         help=f"fault(s) to inject, repeatable or comma-separated: {', '.join(faults.FAULTS)}",
     )
     profile_options(run)
-    policy_option(run)
-    run.add_argument("--repeat", type=_runs, default=1, help="runs per fault, each on a fresh lab (default 1)")
-    timing(run, "1", "multiply every timer by this: a number in (0, 1] or a fraction like 1/30 (default 1)")
+    policy_option(run, None)
+    run.add_argument(
+        "--repeat",
+        type=_runs,
+        help=f"runs per fault, each on a fresh lab: 1 to {scenario.REPEAT_MAX} (default {RUN_DEFAULTS['repeat']})",
+    )
+    timing(
+        run,
+        None,
+        "multiply every timer by this: a number in (0, 1] or a fraction like 1/30 (default 1)",
+        defaults=False,
+    )
     run.add_argument("--json", type=Path, help="write the results (a JSON list, one object per run) here")
     run.add_argument("--out", type=Path, help="write a report folder (JSON per run, report.md, plots) here")
-    common(run)
+    common(run, None)
     demo = commands.add_parser(
         "demo",
         help="reproduce KB 821839: graceful move and crash under the Windows profiles and strongSwan's",
@@ -172,8 +228,10 @@ def parser() -> Parser:
     )
     timing(
         demo,
-        DEFAULT_DEMO_SCALE,
-        f"time scale of the KB and default profiles: a number in (0, 1] or a fraction (default {DEFAULT_DEMO_SCALE})",
+        None,
+        f"time scale of the KB and default profiles: a number in (0, 1] or a fraction (default {DEFAULT_DEMO_SCALE}; "
+        "not with --policies, which runs fast at real time)",
+        freeze=False,
     )
     demo.add_argument("--repeat", type=_runs, default=1, help="runs per profile and fault (default 1)")
     demo.add_argument(
@@ -182,7 +240,11 @@ def parser() -> Parser:
         help="instead: the KB's policy designs side by side (what crosses in clear, the passwords an "
         "eavesdropper reads, graceful and crash outages per protected service), profile fast",
     )
-    demo.add_argument("--out", type=Path, default=Path("results/demo"), help="report folder (default results/demo)")
+    demo.add_argument(
+        "--out",
+        type=Path,
+        help="report folder (default results/demo; with --policies results/policies, so neither overwrites the other)",
+    )
     common(demo)
     redraw = commands.add_parser(
         "report",
@@ -192,41 +254,65 @@ def parser() -> Parser:
         "result), write a report folder next to it: FILE.json -> FILE-report/.",
     )
     redraw.add_argument("path", type=Path, help="a report folder, or a JSON file of results")
+    run_in = commands.add_parser(
+        "exec",
+        help="run a command inside a node of a running lab: exec [LAB] NODE -- COMMAND",
+        description="Run COMMAND inside NODE (fe, be1, be2, dc or sw) of LAB (may be left out when one lab "
+        "runs), through the node's agent, with the node's own environment: `failover-lab exec fe -- swanctl "
+        "--list-sas` shows fe's SAs. Output (stdout and stderr together) as it comes; the exit code is "
+        "COMMAND's. No terminal and no standard input: not for interactive programs.",
+    )
+    run_in.add_argument("words", nargs=argparse.REMAINDER, help="[LAB] NODE -- COMMAND [ARGUMENTS...]")
     down = commands.add_parser("down", help="tear a running lab down (its backend is in its record)")
     down.add_argument("name", nargs="?", help="the lab to remove (needed when several run)")
     clean = commands.add_parser("clean", help="remove leftovers of any lab of ours on this host")
     clean.add_argument("--force", action="store_true", help="also remove labs that a live run or test uses")
-    clean.add_argument("--backend", choices=list(BACKENDS), help="only the labs of this backend")
+    clean.add_argument("--backend", type=_one_of(list(BACKENDS)), help="only the labs of this backend")
     return top
 
 
+PHASE_NEWS = {
+    "negotiation": "fe's IKE SA with the failed peer is down: detection over, negotiating",
+    "data": "the CHILD_SA that carries traffic again is installed: waiting for every service",
+}
+
+
 @contextmanager
-def progress_reporter(title: str, predicted: float) -> Iterator[measure.Reporter]:
-    """A live bar of elapsed vs predicted time and the current phase on a terminal; on anything
-    else one plain line per phase change."""
-    if console.is_terminal:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[phase]:<12} {task.completed:6.1f} s of {task.total:.1f} s predicted"),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task(title, total=predicted, phase="detection")
+def progress_reporter(title: str, predicted: float) -> Iterator[live.Reporter]:
+    """While a run waits for recovery: every IKE event as a line the moment fe's charon logs it
+    (DPD requests, retransmissions, DELETE, INITIAL_CONTACT, new SAs) and every phase change, in
+    seconds since the fault; on a terminal also a bar of elapsed vs predicted time with the
+    counts so far. Phases follow the result's rules, so the lines and the result agree."""
+    shown: set[str] = set()
 
-            def live(state: measure.Progress) -> None:
-                bar.update(task, total=state.predicted.hi, completed=state.elapsed, phase=state.phase)
+    def lines(state: live.Progress) -> None:
+        news = list(state.news)
+        for phase, at in (("negotiation", state.detected_at), ("data", state.installed_at)):
+            if at is not None and phase not in shown:
+                shown.add(phase)
+                news.append((at, PHASE_NEWS[phase]))
+        for at, what in sorted(news, key=lambda item: item[0]):
+            console.print(f"  {at:8.3f} s  {what}", highlight=False)
 
-            yield live
+    if not console.is_terminal:
+        yield lines
         return
-    seen: set[str] = set()
+    with Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        TextColumn("{task.fields[phase]:<12} {task.completed:6.1f} s of {task.total:.1f} s predicted"),
+        TextColumn("{task.fields[counts]}"),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(title, total=predicted, phase="detection", counts="")
 
-    def plain(state: measure.Progress) -> None:
-        if state.phase not in seen:
-            seen.add(state.phase)
-            print(f"  {title}: {state.phase} at {state.elapsed:.1f} s", flush=True)
+        def on_terminal(state: live.Progress) -> None:
+            lines(state)
+            counts = f"DPD {state.dpd_requests}, retransmissions {state.retransmits}, DELETE {state.deletes}"
+            bar.update(task, total=state.predicted.hi, completed=state.elapsed, phase=state.phase, counts=counts)
 
-    yield plain
+        yield on_terminal
 
 
 Plan = Sequence[tuple[timers.Profile, str, str]]
@@ -253,31 +339,87 @@ def measure_runs(plan: Plan, params: timers.FaultParams, repeat: int, backend_na
     results = []
     for profile, fault, policy_name in plan:
         scaled_params = params.scaled(profile.time_scale)
-        bounds = timers.predict(fault, profile, scaled_params, 0)
-        for _ in range(repeat):
+        for number in range(1, repeat + 1):
             started = time.monotonic()
             with lab.running(profile, backend_name, policy_name=policy_name) as running:
                 title = f"{fault} / {profile.name}" + (f" / {policy_name}" if policy_name != policy.DEFAULT else "")
-                console.print(
-                    f"{title} on lab {running.topology.name}: predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s",
-                    highlight=False,
-                )
-                say_rounded(profile)
-                with progress_reporter(title, bounds.hi) as reporter:
-                    outcome = measure.run(running, fault, scaled_params, reporter)
+                title += f" (run {number} of {repeat})" if repeat > 1 else ""
+                outcome, before = measure_one(running, title, fault, scaled_params)
             record = result.to_json(outcome)
             record["run_wall_s"] = round(time.monotonic() - started, 3)
             results.append(record)
+            say_outcome(record, before)
     return results
 
 
+MEASURED_LATER = {"reboot-announce": " plus the back-end's restart, measured during the run"}
+"""Faults whose prediction needs a time the run measures: the result's band includes it."""
+
+
+def measure_one(
+    running: lab.Lab, title: str, fault: str, params: timers.FaultParams
+) -> tuple[measure.Outcome, timers.Bounds]:
+    """One run with its header (the prediction before it, returned too) and its live lines."""
+    bounds = measure.expected(running, fault, params)
+    later = MEASURED_LATER.get(fault, "")
+    console.print(
+        f"{title} on lab {running.topology.name}: predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s{later} "
+        "(times below: seconds after the fault)",
+        highlight=False,
+        markup=False,
+    )
+    say_rounded(running.profile)
+    with progress_reporter(title, bounds.hi) as reporter:
+        return measure.run(running, fault, params, reporter), bounds
+
+
+def show_summary(results: Sequence[result.Result]) -> None:
+    """The table a set of results is about: the policy designs side by side, the KB comparison
+    for runs with KB figures, else every run."""
+    if len({r["policy"] for r in results}) > 1:
+        console.print(report.policy_table(results))
+    elif any(r["kb_outage_s"] is not None for r in results):
+        console.print(report.kb_table(results))
+    else:
+        show_runs(results)
+
+
+def show_runs(results: Sequence[result.Result]) -> None:
+    """The run table, and the statistics of repeated runs."""
+    console.print(report.runs_table(results))
+    repeated = report.statistics_table(results)
+    if repeated is not None:
+        console.print(repeated)
+
+
+def say_outcome(record: result.Result, before: timers.Bounds) -> None:
+    """The run's result in one line, with the numbers of the table and the JSON; when the band
+    moved from the one announced before the run, what moved it."""
+    console.print(f"  {report.outcome_line(record)}", highlight=False)
+    band = (round(record["predicted"]["lo_s"], 2), round(record["predicted"]["hi_s"], 2))
+    if band != (round(before.lo, 2), round(before.hi, 2)):
+        console.print(f"  (the band counts {report.what_was_measured(record)})", highlight=False)
+    if record["outage_s"] is not None:
+        console.print(f"  phases: {report.phases_text(record)}", highlight=False)
+
+
 def _profile(arguments: argparse.Namespace) -> timers.Profile:
-    user = userfiles.load_profiles(arguments.profiles) if arguments.profiles else None
-    return timers.profile(arguments.profile, user)
+    """--profile (default fast), a built-in one or one of --profiles FILE, which needs --profile."""
+    user = userfiles.load_profiles(arguments.profiles) if arguments.profiles else {}
+    if user and arguments.profile is None:
+        raise UsageError(
+            f"--profiles {arguments.profiles} needs --profile naming one of its profiles: {', '.join(user)}"
+        )
+    known = {**timers.PROFILES, **user}
+    name = DEFAULT_PROFILE if arguments.profile is None else arguments.profile
+    if name not in known:
+        yours = "" if user else " (or one of your own with --profiles FILE)"
+        raise UsageError(f"argument --profile: {name!r} is not one of {', '.join(known)}{yours}")
+    return known[name]
 
 
 def _params(arguments: argparse.Namespace) -> timers.FaultParams:
-    return timers.FaultParams(arguments.cluster_delay, arguments.freeze)
+    return timers.FaultParams(arguments.cluster_delay, getattr(arguments, "freeze", timers.FaultParams.freeze))
 
 
 def cmd_up(arguments: argparse.Namespace) -> int:
@@ -287,18 +429,22 @@ def cmd_up(arguments: argparse.Namespace) -> int:
     ) as running:
         topology = running.topology
         console.print(
-            f"lab [bold]{topology.name}[/] is up ({arguments.backend}, profile {profile.name}, "
+            f"lab [bold]{topology.name}[/] is up ({running.backend.name}, profile {profile.name}, "
             f"strongSwan {running.strongswan_version}): fe {topology.address('fe')}, "
             f"be1 {topology.address('be1')}, be2 {topology.address('be2')}, "
             f"VIP {topology.vip} on {running.vip_owner()}"
         )
-        console.print(f"`failover-lab status` shows it, `failover-lab down {topology.name}` removes it")
+        console.print(
+            f"look inside: `failover-lab exec {topology.name} fe -- swanctl --list-sas` (any node: fe, be1, be2, "
+            f"dc, sw; any command); `failover-lab status` shows it, `failover-lab down {topology.name}` removes it",
+            highlight=False,
+        )
     return 0
 
 
 def _owner(entry: dict[str, Any]) -> str:
     if entry["owner"] is None:
-        return "left running by `up`; `failover-lab down` removes it"
+        return f"left running by `up`; `failover-lab down {entry['name']}` removes it"
     if entry["owner_alive"]:
         return f"used by process {entry['owner']}"
     return f"its process {entry['owner']} is gone; `failover-lab clean` removes it"
@@ -324,11 +470,34 @@ def cmd_status(arguments: argparse.Namespace) -> int:
         for column in ("node", "address", "charon", "VIP", "IKE SAs"):
             view.add_column(column)
         for name, node in entry["nodes"].items():
-            sas = ", ".join(f"{sa['state']} to {sa['remote']} ({sa['children']} child)" for sa in node["sas"])
+            sas = ", ".join(
+                f"{sa['state']} to {sa['remote']} ({report.plural(sa['children'], 'CHILD_SA')})" for sa in node["sas"]
+            )
             vip = {True: "owner", False: "-"}.get(node.get("vip"), "")
             view.add_row(name, node["address"], node["charon"], vip, sas or "none")
         console.print(view)
+        warning = vip_warning(entry)
+        if warning:
+            console.print(f"[bold red]warning:[/] {warning}", highlight=False)
     return 0
+
+
+def vip_warning(entry: dict[str, Any]) -> str | None:
+    """What is wrong with the VIP of a lab's status entry, and what to do (None: one owner)."""
+    holders = [name for name, node in entry["nodes"].items() if node.get("vip")]
+    if len(holders) == 1:
+        return None
+    remove = f"`failover-lab down {entry['name']}`" if entry["owner"] is None else "`failover-lab clean`"
+    if not holders:
+        return f"no back-end holds the VIP {entry['vip']}: the lab is broken; {remove} removes it"
+    return (
+        f"both {' and '.join(holders)} hold the VIP {entry['vip']}: a failover was interrupted (a killed run?) "
+        f"and the lab is unusable; {remove} removes it"
+    )
+
+
+FAULT_OPTIONS = {"cluster_delay": "--cluster-delay", "freeze": "--freeze"}
+"""Options that set a fault's parameter (scenario.FAULT_PARAMETERS says which faults take it)."""
 
 
 def cmd_run(arguments: argparse.Namespace) -> int:
@@ -336,63 +505,151 @@ def cmd_run(arguments: argparse.Namespace) -> int:
         return run_scenario(arguments)
     if not arguments.fault:
         raise UsageError("name a fault with --fault, or give a scenario file")
-    names = [name for text in arguments.fault for name in _faults(text)]
-    profile = _profile(arguments).scaled(arguments.time_scale)
+    names = [name for given in arguments.fault for name in given]
+    _refuse_unused_fault_options(arguments, names)
+    arguments = argparse.Namespace(
+        **{**vars(arguments), **{k: v for k, v in RUN_DEFAULTS.items() if getattr(arguments, k) is None}}
+    )
+    profile = _scaled(_profile(arguments), arguments.time_scale)
     chosen = policy.policy(arguments.policy).name
     plan = [(profile, fault, chosen) for fault in names]
     _check_plan(plan, _params(arguments))
     backend(arguments.backend)
     results = measure_runs(plan, _params(arguments), arguments.repeat, arguments.backend)
-    console.print(report.runs_table(results))
+    show_runs(results)
     if arguments.json:
-        arguments.json.parent.mkdir(parents=True, exist_ok=True)
-        arguments.json.write_text(json.dumps(results, indent=1) + "\n")
-        console.print(f"results written to {arguments.json}")
+        write_json(results, arguments.json)
     if arguments.out:
         console.print(f"report written to {report.write_folder(results, arguments.out)}")
     return 0 if all(r["recovered"] for r in results) else 1
 
 
+def _scaled(profile: timers.Profile, scale: float) -> timers.Profile:
+    """--profile at --time-scale; a scale that leaves charon a timer it cannot run is refused."""
+    try:
+        return profile.scaled(scale)
+    except UsageError as error:
+        problem = str(error).removeprefix(f"profile {profile.name}: ")
+        shown = timers.scale_text(scale)
+        raise UsageError(f"--profile {profile.name} at --time-scale {shown}: {problem}") from None
+
+
+def _refuse_unused_fault_options(arguments: argparse.Namespace, names: Sequence[str]) -> None:
+    """--cluster-delay or --freeze without a fault that takes it would be dropped: refused."""
+    for field, flag in FAULT_OPTIONS.items():
+        takers = [kind for kind, parameters in scenario.FAULT_PARAMETERS.items() if field in parameters]
+        if getattr(arguments, field) is not None and not set(takers) & set(names):
+            which = "it" if len(takers) == 1 else "one of them"
+            raise UsageError(f"{flag} applies only to --fault {_and(takers)}: add {which} to --fault, or drop {flag}")
+
+
+def _and(words: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def write_json(results: Sequence[result.Result], path: Path) -> None:
+    """--json: the results as one JSON list."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(list(results), indent=1) + "\n")
+    console.print(f"results written to {path}", highlight=False, markup=False)
+
+
+SCENARIO_DEFINES = {
+    "fault": ("--fault", "the file's fault is the run's"),
+    "profile": ("--profile", "the file's profiles are the runs"),
+    "profiles": ("--profiles", "the file's profiles are the runs"),
+    "cluster_delay": ("--cluster-delay", "the file's fault sets the cluster delay"),
+    "freeze": ("--freeze", "the file's fault sets the freeze"),
+}
+"""Options that a scenario file defines itself: refused with one (option, why)."""
+SCENARIO_OVERRIDES = {"repeat": "--repeat", "time_scale": "--time-scale", "policy": "--policy", "backend": "--backend"}
+"""Options that override the scenario's own setting (scenario.OVERRIDABLE), said before the runs."""
+
+
+def _scenario_with_options(arguments: argparse.Namespace) -> scenario.Scenario:
+    """The scenario file with the options that override it applied (one line each says so); the
+    options it defines itself are refused, all in one line, before the file is read."""
+    refused = [SCENARIO_DEFINES[field] for field in SCENARIO_DEFINES if getattr(arguments, field) is not None]
+    if refused:
+        flags = _and([flag for flag, _ in refused])
+        why = " and ".join(dict.fromkeys(reason for _, reason in refused))
+        raise UsageError(f"{flags} cannot be combined with a scenario file: {why}; edit the file or drop {flags}")
+    loaded = scenario.load(arguments.scenario)
+    changes = {
+        field: getattr(arguments, field) for field in SCENARIO_OVERRIDES if getattr(arguments, field) is not None
+    }
+    for field, value in changes.items():
+        was = getattr(loaded.model, field)
+        if was is None or was == value:
+            continue  # the file leaves it to the command line (backend), or says the same
+        shown = (timers.scale_text(was), timers.scale_text(value)) if field == "time_scale" else (was, value)
+        console.print(
+            f"overriding the scenario's {field} {shown[0]} with {SCENARIO_OVERRIDES[field]} {shown[1]}",
+            highlight=False,
+            markup=False,
+        )
+    return scenario.override(loaded, changes) if changes else loaded
+
+
+def _numbered_runs(title: str, repeat: int) -> scenario.MeasureOn:
+    """Each of a scenario's runs as `run --fault` shows one: its header, live lines and result."""
+    numbers = iter(range(1, repeat + 1))
+
+    def measured(running: lab.Lab, fault: str, params: timers.FaultParams) -> measure.Outcome:
+        number = next(numbers)
+        outcome, before = measure_one(
+            running, f"{title} (run {number} of {repeat})" if repeat > 1 else title, fault, params
+        )
+        say_outcome(result.to_json(outcome), before)
+        return outcome
+
+    return measured
+
+
 def run_scenario(arguments: argparse.Namespace) -> int:
     """A scenario file outside pytest: same runs, same report as the demo, expectations judged."""
-    if arguments.fault:
-        raise UsageError("give either a scenario file or --fault, not both")
-    loaded = scenario.load(arguments.scenario)
-    backend(loaded.model.backend or arguments.backend)
+    loaded = _scenario_with_options(arguments)
+    chosen = loaded.model.backend or AUTO
+    backend(chosen)
     results, problems = [], []
     for profile in loaded.profiles:
-        title = loaded.item_name(profile)
-        bounds = timers.predict(loaded.model.fault.kind, profile, loaded.params, 0)
-        console.print(f"{title}: predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s", highlight=False)
-        say_rounded(profile)
-        with progress_reporter(title, bounds.hi) as reporter:
-            outcomes = scenario.run(loaded, profile, arguments.backend, reporter)
+        outcomes = scenario.run(loaded, profile, chosen, _numbered_runs(loaded.item_name(profile), loaded.model.repeat))
         results += [result.to_json(outcome) for outcome in outcomes]
         problems += scenario.judge_all(loaded, outcomes)
-    console.print(report.runs_table(results))
+    show_runs(results)
+    if arguments.json:
+        write_json(results, arguments.json)
     out = arguments.out or Path("results") / loaded.name
-    console.print(f"report written to {report.write_folder(results, out)}")
-    for problem in problems:
-        console.print(f"[bold red]not met:[/] {problem}", highlight=False)
-    if not problems:
-        console.print(f"{loaded.name}: every expectation met")
+    console.print(f"report written to {report.write_folder(results, out)}", highlight=False, markup=False)
+    judged = loaded.model.expect is not None
+    for problem in problems:  # item names like crash[ours] are text, not markup
+        console.print(f"[bold red]{'not met' if judged else 'failed'}:[/] {escape(problem)}", highlight=False)
+    if not judged:
+        console.print(f"{loaded.name}: no expectations: measured only", highlight=False, markup=False)
+    elif not problems:
+        console.print(f"{loaded.name}: every expectation met", highlight=False, markup=False)
     return 1 if problems else 0
 
 
 def cmd_demo(arguments: argparse.Namespace) -> int:
+    if arguments.policies and arguments.time_scale is not None:
+        raise UsageError("--time-scale does not apply to demo --policies (profile fast at real time): drop it")
     backend(arguments.backend)
+    scale = arguments.time_scale if arguments.time_scale is not None else timers.parse_scale(DEFAULT_DEMO_SCALE)
     if arguments.policies:
         fast = timers.profile("fast")
         plan: Plan = [(fast, fault, name) for name in policy.POLICIES for fault in DEMO_FAULTS]
     else:
         plan = [
-            (timers.profile(name).scaled(arguments.time_scale if scaled else 1.0), fault, policy.DEFAULT)
+            (timers.profile(name).scaled(scale if scaled else 1.0), fault, policy.DEFAULT)
             for name, scaled in DEMO_PROFILES
             for fault in DEMO_FAULTS
         ]
+    out: Path = arguments.out or Path("results/policies" if arguments.policies else "results/demo")
     results = measure_runs(plan, _params(arguments), arguments.repeat, arguments.backend)
     console.print(report.policy_table(results) if arguments.policies else report.kb_table(results))
-    console.print(f"report written to {report.write_folder(results, arguments.out)}")
+    console.print(f"report written to {report.write_folder(results, out)}")
     return 0 if all(r["recovered"] and r["within_prediction"] for r in results) else 1
 
 
@@ -400,7 +657,7 @@ def cmd_report(arguments: argparse.Namespace) -> int:
     source: Path = arguments.path
     results = result.load(source)
     path = report.redraw(results, source) if source.is_dir() else report.write_folder(results, report_folder_of(source))
-    console.print(report.kb_table(results))
+    show_summary(results)
     console.print(f"report drawn: {path}")
     return 0
 
@@ -410,14 +667,59 @@ def report_folder_of(results_file: Path) -> Path:
     return results_file.with_name(f"{results_file.stem}-report")
 
 
-def cmd_down(arguments: argparse.Namespace) -> int:
+def pick_lab(name: str | None) -> registry.State:
+    """The lab called ``name``, or the only one running when no name is given."""
     states = registry.registered()
-    names = ", ".join(state.name for state in states) or "none"
-    if arguments.name is None and len(states) != 1:
-        raise UsageError("no lab is running" if not states else f"several labs run ({names}): name one")
-    state = states[0] if arguments.name is None else next((s for s in states if s.name == arguments.name), None)
-    if state is None:
-        raise UsageError(f"no lab named {arguments.name!r}: running are {names}")
+    if not states:
+        raise UsageError("no lab is running: start one with `failover-lab up`")
+    names = ", ".join(state.name for state in states)
+    if name is None:
+        if len(states) > 1:
+            raise UsageError(f"several labs are running ({names}): name one")
+        return states[0]
+    found = next((state for state in states if state.name == name), None)
+    if found is None:
+        raise UsageError(f"no lab named {name!r}; the labs running are {names}")
+    return found
+
+
+def cmd_exec(arguments: argparse.Namespace) -> int:
+    """A command inside a node, through the node's agent, with the node's own environment (its
+    /run, so swanctl finds the node's charon); its output as it comes, its exit code."""
+    where, command = _split_exec(arguments.words)
+    name, node_name = (None, where[0]) if len(where) == 1 else (where[0], where[1])
+    state = pick_lab(name)
+    nodes = backend(state.backend).nodes(state.topology, registry.directory(state.topology.qualified))
+    if node_name not in nodes:
+        raise UsageError(f"no node {node_name!r} in lab {state.name}: choose one of {', '.join(nodes)}")
+    node = nodes[node_name]
+    process = node.spawn(command, capture=True)
+    try:
+        for line in process.lines():
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        return process.wait(5)
+    except KeyboardInterrupt:
+        process.signal(signal.SIGINT)
+        raise
+    finally:
+        process.close()
+        node.close()
+
+
+def _split_exec(words: Sequence[str]) -> tuple[list[str], list[str]]:
+    usage = "use failover-lab exec [LAB] NODE -- COMMAND [ARGUMENTS...]"
+    if "--" not in words:
+        raise UsageError(f"exec needs `--` before the command: {usage}")
+    at = list(words).index("--")
+    where, command = list(words[:at]), list(words[at + 1 :])
+    if not 1 <= len(where) <= 2 or not command:
+        raise UsageError(f"exec needs a node and a command: {usage}")
+    return where, command
+
+
+def cmd_down(arguments: argparse.Namespace) -> int:
+    state = pick_lab(arguments.name)
     if state.in_use():
         assert state.owner is not None
         raise UsageError(f"lab {state.name} belongs to process {state.owner.pid}, which removes it when done")
@@ -436,6 +738,7 @@ def cmd_clean(arguments: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "exec": cmd_exec,
     "up": cmd_up,
     "status": cmd_status,
     "run": cmd_run,
@@ -457,7 +760,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[arguments.command](arguments)
     except LabError as error:
-        sys.stderr.write(f"failover-lab: error: {error}\n")
+        for line in str(error).splitlines() or [""]:  # a file's problems: one line each
+            sys.stderr.write(f"failover-lab: error: {line}\n")
         return error.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("failover-lab: interrupted; everything it started was torn down\n")

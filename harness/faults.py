@@ -76,6 +76,10 @@ class Injected:
     t_back: float | None = None
     """When a rebooted back-end's fresh charon was configured and began to initiate to fe."""
 
+    def describe(self) -> str:
+        where = f"the VIP moves to {self.new_owner}" if self.new_owner != self.old_owner else "the VIP stays"
+        return f"fault: {self.kind} of {self.old_owner}; {where}"
+
 
 def take_vip(node: Node, topology: Topology) -> Process:
     """Configure the VIP on ``node`` and announce it; returns the announcing arping (it lingers

@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from harness import charon, effective, faults, guard, probe, sa, timers, wire
+from harness import charon, effective, faults, guard, probe, sa, strongswan, timers, wire
 from harness.effective import Effective
 from harness.errors import LabError
 from harness.lab import Lab
+from harness.live import LogFollower, Reporter, Watch
 from harness.phases import LogEvent, Phases, breakdown, parse_log
 from harness.policy import DC_PEERS, DC_PORTS, Policy
 from harness.probe import SERVICES, Probe
@@ -36,19 +37,7 @@ OVERSHOOT_MIN_S = 5.0
 """The recovery wait ends at OVERSHOOT_FACTOR x the predicted upper bound + OVERSHOOT_MIN_S: an
 outage beyond the prediction is still measured, a lab that never recovers does not hang."""
 PROGRESS_EVERY_S = 0.1
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a run stands while it waits for recovery."""
-
-    elapsed: float
-    """Seconds since the fault."""
-    predicted: timers.Bounds
-    phase: str
-
-
-Reporter = Callable[[Progress], None]
+"""How often a watcher hears where the run stands while it waits for recovery."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +56,6 @@ class Outcome:
     old_owner: str
     new_owner: str | None
     outages: dict[str, probe.Outage]
-    predicted: timers.Bounds
     phases: Phases
     vip_moved: float | None = None
     """Seconds from the fault until the new owner had the VIP (None if it did not move)."""
@@ -109,30 +97,69 @@ class Outcome:
     def within_prediction(self) -> bool:
         return all(o.seconds is not None and o.seconds in self.predicted_for(o) for o in self.outages.values())
 
+    @property
+    def predictions(self) -> dict[str, timers.Bounds]:
+        """Every service's prediction, with the measured VIP move and restart."""
+        return predictions(
+            self.fault, self.profile, self.params, self.policy, self.effective, self.vip_moved, self.back
+        )
+
+    @property
+    def predicted(self) -> timers.Bounds:
+        """The overall prediction: from the earliest any service may recover to the latest."""
+        return overall(self.predictions)
+
     def predicted_for(self, outage: probe.Outage) -> timers.Bounds:
         """The prediction for this service (protected by the policy or in clear), with its own
         probe resolution as tolerance."""
-        protected = self.policy.protects_service(outage.service)
-        return timers.predict(
-            self.fault,
-            self.profile,
-            self.params,
-            outage.resolution,
-            self.vip_moved,
-            protected,
-            self.back,
-            esp_defers_dpd=self.effective is None or self.effective.esp_defers_dpd,
+        return self.predictions[outage.service]
+
+
+def predictions(
+    fault: str,
+    profile: timers.Profile,
+    params: timers.FaultParams,
+    policy: Policy,
+    settings: Effective | None,
+    vip_moved: float | None = None,
+    back: float | None = None,
+) -> dict[str, timers.Bounds]:
+    """The predicted outage of every probed service: protected by the policy or in clear, with
+    its own probe resolution as tolerance, for what charon runs (``settings``). The one place a
+    run's predictions come from: the live view, the result, the tables and the plots show these."""
+    defers = settings is None or settings.esp_defers_dpd
+    return {
+        service: timers.predict(
+            fault,
+            profile,
+            params,
+            probe.INTERVALS[service],
+            vip_moved,
+            policy.protects_service(service),
+            back,
+            esp_defers_dpd=defers,
         )
+        for service in SERVICES
+    }
 
 
-def current_phase(events: list[SaEvent], t_fault: float, vip: str) -> str:
-    """What fe is doing now, from its SA events with the VIP since the fault."""
-    since = [e for e in events if e.t > t_fault and e.remote == vip]
-    if since and since[-1].kind == "child" and since[-1].up:
-        return "data"
-    if any(e.kind == "ike" and not e.up for e in since):
-        return "negotiation"
-    return "detection"
+def overall(bands: dict[str, timers.Bounds]) -> timers.Bounds:
+    """The band of the overall outage (first service silent -> last one answering again)."""
+    return timers.Bounds(min(b.lo for b in bands.values()), max(b.hi for b in bands.values()))
+
+
+def read_settings(lab: Lab) -> Effective | None:
+    """What fe's charon runs with (None without IPsec); refuses a profile it runs differently."""
+    if not lab.policy.ipsec:
+        return None
+    settings = effective.read(lab.fe, lab.strongswan_version)
+    effective.require(settings, lab.profile)
+    return settings
+
+
+def expected(lab: Lab, fault: str, params: timers.FaultParams) -> timers.Bounds:
+    """The overall prediction before the run (without the measured VIP move or restart)."""
+    return overall(predictions(fault, lab.profile, params, lab.policy, read_settings(lab)))
 
 
 def coverage(lab: Lab) -> dict[str, dict[str, bool]]:
@@ -182,7 +209,7 @@ def require_charons(lab: Lab, names: Iterable[str], when: str) -> None:
 
 
 def _wait_for_recovery(
-    lab: Lab, traffic: Probe, injected: faults.Injected, predicted: timers.Bounds, report: Reporter | None
+    lab: Lab, traffic: Probe, injected: faults.Injected, predicted: timers.Bounds, watch: Watch | None
 ) -> None:
     assert lab.events is not None
     deadline = injected.t_fault + OVERSHOOT_FACTOR * predicted.hi + OVERSHOOT_MIN_S
@@ -190,26 +217,20 @@ def _wait_for_recovery(
     needed = dict.fromkeys((FRONT_END, injected.new_owner))
     while True:
         remaining = deadline - time.monotonic()
-        if traffic.wait_until(recovered, max(0.0, min(PROGRESS_EVERY_S, remaining))) or remaining <= 0:
+        done = traffic.wait_until(recovered, max(0.0, min(PROGRESS_EVERY_S, remaining))) or remaining <= 0
+        if watch is not None:
+            watch.report(watch.progress([e for e in lab.events.events if e.remote == lab.topology.vip]))
+        if done:
             return
         require_charons(lab, needed, "during the run")
-        if report is not None:
-            phase = current_phase(lab.events.events, injected.t_fault, lab.topology.vip)
-            report(Progress(time.monotonic() - injected.t_fault, predicted, phase))
 
 
 def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: Reporter | None = None) -> Outcome:
     """Inject ``fault`` into ``lab`` once and measure it; the lab is healthy again afterwards."""
     inject = faults.fault(fault)
     params = params or timers.FaultParams()
-    protected = any(lab.policy.protects_service(service) for service in SERVICES)
-    settings = effective.read(lab.fe, lab.strongswan_version) if lab.policy.ipsec else None
-    if settings is not None:
-        effective.require(settings, lab.profile)
-    defers = settings is None or settings.esp_defers_dpd
-    predicted = timers.predict(
-        fault, lab.profile, params, probe.UDP_INTERVAL_S, protected=protected, esp_defers_dpd=defers
-    )
+    settings = read_settings(lab)
+    predicted = overall(predictions(fault, lab.profile, params, lab.policy, settings))
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     wall_to_monotonic = time.monotonic() - time.time()
     with contextlib.ExitStack() as running:
@@ -226,8 +247,17 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
                 f"{STEADY_TIMEOUT_S:.0f} s (probe said: {' | '.join(traffic.other_output[-3:]) or 'nothing'})"
             )
         covered = coverage(lab)
+        follower = LogFollower(lab.fe, wall_to_monotonic) if report is not None else None
+        if follower is not None:
+            running.callback(follower.stop)
+
+        def watch(injected: faults.Injected) -> Watch | None:
+            if report is None:
+                return None
+            return Watch(injected.t_fault, predicted, follower, report, injected.describe())
+
         with inject(lab, params) as injected:
-            _wait_for_recovery(lab, traffic, injected, predicted, report)
+            _wait_for_recovery(lab, traffic, injected, predicted, watch(injected))
             guard_drops = {name: guard.dropped(lab.nodes[name]) for name in NODES}
             peer = negotiated_with(lab)
             carried = esp_by_child(lab)
@@ -239,7 +269,7 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
     ends = [o.first_after for o in outages.values()]
     t_recovered = None if None in ends else max(e for e in ends if e is not None)
     log = lab.fe.run(["cat", str(lab.fe.workdir / "charon.log")]).stdout
-    log_events = parse_log(log, wall_to_monotonic, since=injected.t_fault - 1)
+    log_events = parse_log(log, wall_to_monotonic, since=injected.t_fault - 1, connection=strongswan.CONNECTION)
     sa_events = [e for e in lab.events.events if e.remote == lab.topology.vip]
     new_owners = {o.new_owner for o in outages.values()}
     vip_moved = None if injected.t_vip is None else injected.t_vip - injected.t_fault
@@ -257,9 +287,6 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
         old_owner=injected.old_owner,
         new_owner=new_owners.pop() if len(new_owners) == 1 else None,
         outages=outages,
-        predicted=timers.predict(
-            fault, lab.profile, params, probe.UDP_INTERVAL_S, vip_moved, protected, back, esp_defers_dpd=defers
-        ),
         effective=settings,
         vip_moved=vip_moved,
         back=back,

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 from harness.sa import SaEvent
 
-LOG_LINE = re.compile(r"^(\d+\.\d+) \d+\[\w+\] (.*)$")
+LOG_LINE = re.compile(r"^(\d+\.\d+) \d+\[\w+\] (?:<([^|>]*)\|\d+> )?(.*)$")
+"""``time_format = %s`` with ms, thread and group, ``ike_name = yes``'s ``<connection|id>`` when
+the line belongs to an IKE SA, and the message."""
 LOG_EVENTS = {
     "dpd": re.compile(r"^sending DPD request"),
     "retransmit": re.compile(r"^(?:sending )?retransmit \d+ of"),
@@ -51,9 +53,11 @@ class LogEvent:
     t: float
     kind: str
     text: str
+    connection: str | None = None
+    """The connection of the IKE SA the line is about (None: no IKE SA named)."""
 
 
-def parse_log(text: str, wall_to_monotonic: float, since: float) -> list[LogEvent]:
+def parse_log(text: str, wall_to_monotonic: float, since: float, connection: str | None = None) -> list[LogEvent]:
     """Interesting lines of a charon log (``time_format = %s`` with ms) at or after ``since``
     (monotonic); ``wall_to_monotonic`` is added to the log's epoch stamps."""
     events = []
@@ -62,10 +66,12 @@ def parse_log(text: str, wall_to_monotonic: float, since: float) -> list[LogEven
         if not match:
             continue
         t = float(match.group(1)) + wall_to_monotonic
-        message = match.group(2).strip()
+        named, message = match.group(2), match.group(3).strip()
+        if connection is not None and named not in (None, connection):
+            continue  # another IKE SA's line (fe's SA with dc has DPDs of its own)
         for kind, pattern in LOG_EVENTS.items():
             if t >= since and pattern.match(message):
-                events.append(LogEvent(t, kind, message))
+                events.append(LogEvent(t, kind, message, named))
     return events
 
 

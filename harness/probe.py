@@ -26,6 +26,8 @@ SERVICES = ("udp", "http", "pop3", "imap")
 UDP_INTERVAL_S = 0.01
 TCP_INTERVAL_S = 0.02
 ATTEMPT_TIMEOUT_S = 1.0
+STOP_MARGIN_S = 1.0
+"""How long past the attempt timeout a stopping probe may take to report its last attempts."""
 Predicate = Callable[[list["Attempt"]], bool]
 INTERVALS = {"udp": UDP_INTERVAL_S, "http": TCP_INTERVAL_S, "pop3": TCP_INTERVAL_S, "imap": TCP_INTERVAL_S}
 
@@ -144,7 +146,9 @@ class Probe:
             ) and predicate(self.attempts)
 
     def stop(self) -> list[Attempt]:
-        self.process.stop()
+        """Stop the probe; the attempts still in flight end first (answered or timed out) and
+        are recorded, so the snapshot after it holds every attempt that was started."""
+        self.process.stop(timeout=ATTEMPT_TIMEOUT_S + STOP_MARGIN_S)
         self._reader.join(5)
         return self.snapshot()
 

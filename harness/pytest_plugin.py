@@ -96,14 +96,14 @@ class ScenarioFile(pytest.File):
             loaded = scenario.load(self.path)
         except UsageError as error:
             raise self.CollectError(str(error)) from None
-        chosen = backends(self.config)
+        explicit: list[str] | None = self.config.getoption("--lab-backend")
+        chosen = explicit or [loaded.model.backend or AUTO]  # --lab-backend overrides the file's backend
         for profile in loaded.profiles:
             for backend_name in chosen:
                 suffix = f"-{backend_name}" if len(chosen) > 1 else ""
                 name = f"{loaded.name}[{profile.name}{suffix}]"
-                yield ScenarioItem.from_parent(
-                    self, name=name, loaded=loaded, profile=profile, backend_name=backend_name
-                )
+                on = scenario.override(loaded, {"backend": backend_name}) if explicit else loaded
+                yield ScenarioItem.from_parent(self, name=name, loaded=on, profile=profile, backend_name=backend_name)
 
 
 class ScenarioItem(pytest.Item):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from harness import timers
 from harness.probe import SERVICES
 from harness.result import Result, run_name, save
 
@@ -27,61 +28,148 @@ def _band(lo: float | None, hi: float | None, digits: int = 2) -> str:
     return f"{lo:.{digits}f}" if lo == hi else f"{lo:.{digits}f}-{hi:.{digits}f}"
 
 
-def _phases(result: Result) -> str:
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 run``, ``2 runs``, ``0 DPD requests``."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def phases_text(result: Result) -> str:
+    """Where the outage went: the phases, and what told fe."""
     phases = result["phases"]
     parts = [
         f"{label} {phases[key]:.2f}"
-        for label, key in (("detect", "detection_s"), ("negotiate", "negotiation_s"), ("data", "data_s"))
+        for label, key in (("detection", "detection_s"), ("negotiation", "negotiation_s"), ("data", "data_s"))
         if phases[key] is not None
     ]
-    cause = f" ({phases['detected_by']})" if phases["detected_by"] else ""
-    return " + ".join(parts) + cause
+    if phases["detection_s"] is None and result["outage_s"] is not None:
+        parts.insert(0, "fe never noticed:")
+    cause = f" (detected by {phases['detected_by']})" if phases["detected_by"] else ""
+    return " + ".join(parts).replace(": +", ":") + cause
 
 
-def p95(values: Sequence[float]) -> float:
-    """95th percentile by linear interpolation (the largest value for fewer than 2 samples)."""
-    if len(values) < 2:
-        return max(values)
+def _in_band(result: Result) -> str:
+    return "yes" if result["within_prediction"] else "NO"
+
+
+def outcome_line(result: Result) -> str:
+    """One run in one sentence, with the numbers of the table and the JSON."""
+    predicted = result["predicted"]
+    if result["outage_s"] is None:
+        return f"no recovery (predicted {_band(predicted['lo_s'], predicted['hi_s'])} s)"
+    text = (
+        f"outage {result['outage_s']:.3f} s, predicted {_band(predicted['lo_s'], predicted['hi_s'])} s: "
+        f"{'inside' if result['within_prediction'] else 'OUTSIDE'} the band"
+    )
+    if result["time_scale"] != 1:
+        text += (
+            f" (at scale {timers.scale_text(result['time_scale'])}: {result['outage_unscaled_s']:.1f} s unscaled, "
+            f"predicted {_band(predicted['lo_unscaled_s'], predicted['hi_unscaled_s'], 1)} s)"
+        )
+    return f"{text}; {plural(result['plaintext_packets'], 'protected packet')} in clear"
+
+
+def what_was_measured(result: Result) -> str:
+    """The times a run measured that its prediction depends on."""
+    parts = []
+    if result.get("announced_s") is not None:
+        parts.append(f"the back-end's measured restart of {result['announced_s']:.3f} s")
+    if result.get("vip_moved_s") is not None:
+        parts.append(f"the measured VIP move of {result['vip_moved_s']:.3f} s")
+    return " and ".join(parts) or "what the run measured"
+
+
+def p95(values: Sequence[float]) -> float | None:
+    """95th percentile by linear interpolation; None for fewer than P95_SAMPLES samples, where it
+    would only restate the largest value."""
+    if len(values) < P95_SAMPLES:
+        return None
     return statistics.quantiles(values, n=20, method="inclusive")[-1]
 
 
-def summaries(results: Iterable[Result]) -> list[tuple[str, str, list[float]]]:
-    """(fault, profile, outages) for each fault and profile measured more than once."""
-    groups: dict[tuple[str, str], list[float]] = {}
-    for row in results:
-        if row["outage_s"] is not None:
-            groups.setdefault((row["fault"], row["profile"]), []).append(row["outage_s"])
-    return [(fault, profile, values) for (fault, profile), values in groups.items() if len(values) > 1]
+P95_SAMPLES = 20
 
 
 def runs_table(results: Iterable[Result]) -> Table:
-    """One row per run (measured vs predicted, per service, phases), then min/median/p95/max
-    for each fault and profile that was repeated."""
+    """One row per run, numbered as in the report folder: measured vs predicted, in band, per
+    service, phases; the unscaled values when a run was time-scaled."""
     rows = list(results)
+    scaled = any(row["time_scale"] != 1 for row in rows)
     view = Table(title="Measured outages (s)", title_justify="left")
-    columns = ("fault", "profile", "VIP", "outage", "predicted", *SERVICES, "phases", "clear")
+    columns = ["#", "fault", "profile", "VIP", "outage", "predicted", "in band"]
+    columns += ["scale", "outage unscaled", "predicted unscaled"] if scaled else []
+    columns += [*SERVICES, "phases", "clear pkts"]
     for column in columns:
         view.add_column(column, justify="left" if column in ("fault", "profile", "VIP", "phases") else "right")
-    for row in rows:
-        verdict = "" if row["within_prediction"] else " !"
-        view.add_row(
+    for number, row in enumerate(rows, 1):
+        predicted = row["predicted"]
+        cells = [
+            str(number),
             row["fault"],
             row["profile"],
             f"{row['old_owner']} -> {row['new_owner'] or '?'}",
-            _seconds(row["outage_s"]) + verdict,
-            _band(row["predicted"]["lo_s"], row["predicted"]["hi_s"]),
-            *(_seconds(row["services"][name]["outage_s"]) for name in SERVICES),
-            _phases(row),
-            str(row["plaintext_packets"]),
+            _seconds(row["outage_s"]),
+            _band(predicted["lo_s"], predicted["hi_s"]),
+            _in_band(row),
+        ]
+        if scaled:
+            unscaled = row["outage_unscaled_s"]
+            cells += [
+                timers.scale_text(row["time_scale"]),
+                "no recovery" if unscaled is None else f"{unscaled:.1f}",
+                _band(predicted["lo_unscaled_s"], predicted["hi_unscaled_s"], 1),
+            ]
+        cells += [*(_seconds(row["services"][name]["outage_s"]) for name in SERVICES), phases_text(row)]
+        cells.append(str(row["plaintext_packets"]))
+        view.add_row(*cells)
+    return view
+
+
+def statistics_rows(results: Iterable[Result]) -> list[list[str]]:
+    """Per fault, profile and service measured more than once: n, min, median, max (p95 only
+    with P95_SAMPLES runs or more), how many inside their band, and the runs that never recovered."""
+    groups: dict[tuple[str, str, str], list[Result]] = {}
+    for row in results:
+        for service in ("overall", *SERVICES):
+            groups.setdefault((row["fault"], row["profile"], service), []).append(row)
+    rows = []
+    for (fault, profile, service), runs in groups.items():
+        if len(runs) < 2:
+            continue
+        measured = [run["outage_s"] if service == "overall" else run["services"][service]["outage_s"] for run in runs]
+        values = [value for value in measured if value is not None]
+        inside = [
+            run["within_prediction"] if service == "overall" else run["services"][service]["within_prediction"]
+            for run in runs
+        ]
+        high = p95(values) if values else None
+        rows.append(
+            [
+                fault,
+                profile,
+                service,
+                str(len(runs)),
+                *(f"{f(values):.3f}" if values else "-" for f in (min, statistics.median, max)),
+                "-" if high is None else f"{high:.3f}",
+                f"{sum(inside)} of {len(runs)}",
+                str(len(measured) - len(values)),
+            ]
         )
-    for fault, profile, values in summaries(rows):
-        view.add_row(
-            fault,
-            profile,
-            f"{len(values)} runs",
-            f"min {min(values):.3f} median {statistics.median(values):.3f} p95 {p95(values):.3f} max {max(values):.3f}",
-            style="bold",
-        )
+    return rows
+
+
+STATISTICS_COLUMNS = ("fault", "profile", "service", "n", "min", "median", "max", "p95", "in band", "no recovery")
+
+
+def statistics_table(results: Iterable[Result]) -> Table | None:
+    """The repeated runs' statistics (None when nothing was repeated)."""
+    rows = statistics_rows(results)
+    if not rows:
+        return None
+    view = Table(title=f"Repeated runs: outage statistics (s; p95 from {P95_SAMPLES} runs on)", title_justify="left")
+    for column in STATISTICS_COLUMNS:
+        view.add_column(column, justify="left" if column in ("fault", "profile", "service") else "right")
+    for row in rows:
+        view.add_row(*row)
     return view
 
 
@@ -95,7 +183,7 @@ def kb_rows(results: Iterable[Result]) -> list[list[str]]:
             [
                 row["profile"],
                 row["fault"],
-                f"1/{1 / row['time_scale']:.0f}" if row["time_scale"] < 1 else "1",
+                timers.scale_text(row["time_scale"]),
                 "-" if kb is None else _band(kb[0], kb[1], 0),
                 _band(predicted["lo_unscaled_s"], predicted["hi_unscaled_s"], 1),
                 "no recovery" if row["outage_unscaled_s"] is None else f"{row['outage_unscaled_s']:.1f}",
@@ -138,31 +226,37 @@ POLICY_COLUMNS = (
     "passwords readable",
     "graceful: protected / clear",
     "crash: protected / clear",
+    "in band",
     "protected pkts in clear",
 )
 
 
-def _worst(result: Result | None, protected: bool) -> str:
-    if result is None:
-        return "-"
-    outages = [s["outage_s"] for s in result["services"].values() if s["protected"] is protected]
+def _worst(runs: Sequence[Result], protected: bool) -> str:
+    """The longest outage of the services the policy protects (or leaves in clear) over ``runs``."""
+    outages = [s["outage_s"] for run in runs for s in run["services"].values() if s["protected"] is protected]
     if not outages:
         return "-"
     return "no recovery" if None in outages else f"{max(outages):.2f}"
 
 
 def policy_rows(results: Iterable[Result]) -> list[list[str]]:
-    """One row per policy: coverage on the wire, exposed credentials, outages by protection."""
-    by_policy: dict[str, dict[str, Result]] = {}
+    """One row per policy, named in its first column: coverage on the wire, exposed credentials,
+    the worst outage of its protected and of its clear services per fault, and how many of its
+    runs stayed inside their predicted bands. Repeated runs all count (worst outage, sums)."""
+    by_policy: dict[str, list[Result]] = {}
     for result in results:
-        by_policy.setdefault(result["policy"], {})[result["fault"]] = result
+        by_policy.setdefault(result["policy"], []).append(result)
     rows = []
     for name, runs in by_policy.items():
-        any_run = next(iter(runs.values()))
-        protected = any_run["protected_ports"]
-        clear = sorted({port for r in runs.values() for port, n in r["clear_by_port"].items() if n})
-        exposed = {k: sum(r["credentials_in_clear"][k] for r in runs.values()) for k in any_run["credentials_in_clear"]}
-        graceful, crash = runs.get("graceful"), runs.get("crash")
+        protected = runs[0]["protected_ports"]
+        ports = list(dict.fromkeys(port for r in runs for port in r["clear_by_port"]))  # the VIP's, then dc's
+        clear = [port for port in ports if any(r["clear_by_port"].get(port) for r in runs)]
+        dc_ports = {port for r in runs for answers in r.get("coverage", {}).values() for port in answers}
+        if dc_ports and dc_ports <= set(clear):
+            clear = [port for port in clear if port not in dc_ports] + ["all of dc's ports"]
+        exposed = {k: sum(r["credentials_in_clear"][k] for r in runs) for k in runs[0]["credentials_in_clear"]}
+        graceful = [r for r in runs if r["fault"] == "graceful"]
+        crash = [r for r in runs if r["fault"] == "crash"]
         rows.append(
             [
                 name,
@@ -171,7 +265,8 @@ def policy_rows(results: Iterable[Result]) -> list[list[str]]:
                 ", ".join(f"{k} x{n}" for k, n in exposed.items() if n) or "none",
                 f"{_worst(graceful, True)} / {_worst(graceful, False)}",
                 f"{_worst(crash, True)} / {_worst(crash, False)}",
-                str(sum(r["plaintext_packets"] for r in runs.values())),
+                f"{sum(r['within_prediction'] for r in runs)} of {len(runs)}",
+                str(sum(r["plaintext_packets"] for r in runs)),
             ]
         )
     return rows
@@ -180,7 +275,8 @@ def policy_rows(results: Iterable[Result]) -> list[list[str]]:
 def policy_table(results: Iterable[Result]) -> Table:
     view = Table(title="KB 821839 policy designs: the wire and the failover (s)", title_justify="left")
     for column in POLICY_COLUMNS:
-        view.add_column(column, justify="right" if "/" in column or "pkts" in column else "left")
+        numeric = "/" in column or column in ("in band", "protected pkts in clear")
+        view.add_column(column, justify="right" if numeric else "left")
     for row in policy_rows(results):
         view.add_row(*row)
     return view
@@ -199,7 +295,7 @@ def markdown(results: Sequence[Result], plots: dict[str, str], comparison: str |
     parts = [
         "# failover-lab report",
         "",
-        f"{len(results)} runs on backend {', '.join(backends)}, strongSwan {', '.join(versions)}. "
+        f"{plural(len(results), 'run')} on backend {', '.join(backends)}, strongSwan {', '.join(versions)}. "
         "Unscaled = actual seconds / time scale: what the outage would be with the unscaled timers. "
         "At a small scale the harness's own fixed costs (probe resolution, IKE round trips, DPD's "
         "whole-second granularity) weigh more in unscaled terms, which widens the predicted band.",
@@ -216,28 +312,32 @@ def markdown(results: Sequence[Result], plots: dict[str, str], comparison: str |
             "## Policy designs",
             "",
             "What each design protects, which service ports an eavesdropper on the lab switch saw in "
-            "clear, whether the probe's POP3 PASS and IMAP LOGIN could be read, and the worst outage "
-            "of the protected and of the clear services.",
+            "clear, whether the probe's POP3 PASS and IMAP LOGIN could be read, the worst outage "
+            "of the protected and of the clear services (seconds; - when the design has none), and "
+            "how many of its runs stayed inside their predicted bands (each run's band is in its "
+            "section below).",
             "",
             _markdown_table(POLICY_COLUMNS, policy_rows(results)),
         ]
     parts += ["", "## Runs"]
     for index, result in enumerate(results, 1):
-        name = run_name(index, result)
+        name = title = run_name(index, result)  # names the policy unless it is the default
         phases = result["phases"]
         parts += [
             "",
-            f"### {name}",
+            f"### {title}",
             "",
-            f"{result['profile_description']} (scale {result['time_scale']:g}). "
+            f"{result['profile_description']} (scale {timers.scale_text(result['time_scale'])}). "
             f"VIP {result['old_owner']} -> {result['new_owner']}; outage {_seconds(result['outage_s'])} s "
-            f"(predicted {_band(result['predicted']['lo_s'], result['predicted']['hi_s'])} s); "
-            f"phases: {_phases(result) or 'none'}; negotiated with {phases['negotiated_with'] or '-'}; "
-            f"{phases['dpd_requests']} DPD requests, {phases['retransmits']} retransmissions; "
-            f"{result['plaintext_packets']} protected packets in clear of {result['wire_packets']} on the wire.",
+            f"(predicted {_band(result['predicted']['lo_s'], result['predicted']['hi_s'])} s, "
+            f"{'every service' if result['within_prediction'] else 'NOT every service'} inside its band); "
+            f"phases: {phases_text(result) or 'none'}; negotiated with {phases['negotiated_with'] or '-'}; "
+            f"{plural(phases['dpd_requests'], 'DPD request')}, {plural(phases['retransmits'], 'retransmission')}; "
+            f"{plural(result['plaintext_packets'], 'protected packet')} in clear of {result['wire_packets']} "
+            "on the wire.",
         ]
         if name in plots:
-            parts += ["", f"![timeline of {name}]({plots[name]})"]
+            parts += ["", f"![timeline of {title}]({plots[name]})"]
     return "\n".join(parts) + "\n"
 
 

@@ -3,6 +3,18 @@
 Times in a result are seconds relative to the fault, except ``t_fault`` (the fault's stamp on
 fe's monotonic clock, the clock of every probe attempt and SA event). A time-scaled run reports
 actual seconds (``*_s``) and what they stand for at scale 1 (``*_unscaled_s`` = actual / scale).
+Every field, nested ones included, is documented in README.md's "The JSON result" section, and
+tests/unit/test_json_docs.py fails when the record and that list disagree: a field added here
+must be documented there.
+
+Two packet counts look alike and are not: ``esp_packets`` counts ESP packets on the lab wire
+(the switch's capture, harness.wire.ESP) over the whole run, of every SA in both directions:
+fe's with the VIP before, during and after the failover, and under all-traffic the SAs of fe,
+be1 and be2 with dc. ``esp_by_child`` is what fe's charon counted (vici packets-in +
+packets-out) on each of fe's CHILD_SAs with the VIP that is still installed when the run reads
+it (after recovery, before the fault's undo), since that CHILD_SA was installed: not a breakdown
+of ``esp_packets``, and much smaller: the SAs the failover replaced (all the traffic before the
+fault), the ESP fe sent on a dead SA, the dc SAs and what crossed after the read are left out.
 
 Results are read from a report folder (``runs/*.json``, one result per file, written by `save`)
 or from one file holding a result or a JSON list of them (what `failover-lab run --json` writes).
@@ -22,6 +34,7 @@ from typing import Any
 from harness.errors import UsageError
 from harness.measure import Outcome
 from harness.phases import retransmission_gaps
+from harness.policy import DEFAULT as DEFAULT_POLICY
 from harness.probe import SERVICES
 
 SCHEMA = "failover-lab/run/1"
@@ -72,6 +85,9 @@ def _unscaled(value: float | None, scale: float) -> float | None:
 
 
 def to_json(outcome: Outcome) -> Result:
+    """The record of one run (README.md's "The JSON result" documents every field): what
+    `failover-lab run --json`, a report folder and the pytest plugin save. The CLI's `demo` and
+    `run --fault` add ``run_wall_s`` to it."""
     t0 = outcome.t_fault_mono
     scale = outcome.profile.time_scale
     services = {}
@@ -158,7 +174,9 @@ def to_json(outcome: Outcome) -> Result:
 
 
 def run_name(index: int, result: Result) -> str:
-    return f"{index:02d}-{result['profile']}-{result['fault']}"
+    """``03-fast-graceful``, and the policy when it is not the default (``04-fast-crash-none``)."""
+    design = "" if result["policy"] == DEFAULT_POLICY else f"-{result['policy']}"
+    return f"{index:02d}-{result['profile']}-{result['fault']}{design}"
 
 
 def save(results: Sequence[Result], directory: Path) -> list[Path]:

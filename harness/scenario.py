@@ -6,17 +6,19 @@
     time_scale: 1            # or 1/30: every timer (and the cluster's) multiplied
     backend: netns           # optional: otherwise the command line's choice
     policy: mail-passwords   # what IPsec protects (default all-traffic)
-    fault: {kind: crash, cluster_delay: 1.0}
+    fault: {kind: crash, cluster_delay: 1.0}   # cluster_delay: crash, link-cut; freeze: freeze
     repeat: 1
-    expect:
+    expect:                  # optional: without it the runs are measured, nothing judged
       outage_max_s: 6.5      # overall outage at most (actual seconds)
       within_prediction: true
       recovered_on: be2
       plaintext_packets: 0
       services: {pop3: {outage_max_s: 6.5}}
 
-Parsed strictly (unknown keys rejected); every error is one line naming the file and the field.
-`failover-lab run FILE` and `pytest scenarios/` (harness.pytest_plugin) run them the same way.
+Parsed strictly (unknown keys, and a fault parameter its kind does not take, rejected); every
+problem is listed, one line each naming the file and the field. `failover-lab run FILE` and
+`pytest scenarios/` (harness.pytest_plugin) run them the same way; the command line may override
+repeat, time_scale, policy and backend (``override``).
 
 Owns: the scenario models, loading (meaning included: the timer model must accept every profile
 for the fault, checked before any lab exists), running and judging. Not: measuring
@@ -26,10 +28,10 @@ for the fault, checked before any lab exists), running and judging. Not: measuri
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -37,6 +39,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     Tag,
 )
 
@@ -44,12 +47,17 @@ from harness import lab, measure, timers
 from harness.backends import AUTO
 from harness.errors import UsageError
 from harness.measure import Outcome
-from harness.userfiles import ProfileModel, ProfileName, parse
+from harness.userfiles import ProfileModel, ProfileName, parse, validate
 
 FaultKind = Literal["graceful", "graceful-noblock", "crash", "freeze", "link-cut", "reboot", "reboot-announce"]
 Service = Literal["udp", "http", "pop3", "imap"]
 Backend = Literal["auto", "netns", "docker", "docker:bookworm"]
 PolicyName = Literal["none", "mail-passwords", "mail-all", "all-traffic"]
+
+SECONDS_MAX = 3600.0
+"""The longest cluster delay or freeze a scenario or an option may ask for (before scaling)."""
+REPEAT_MAX = 100
+"""The most runs per profile a scenario or an option may ask for."""
 
 
 def _known_profile(name: str) -> str:
@@ -75,10 +83,88 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class FaultModel(Strict):
-    kind: FaultKind
-    cluster_delay: float = Field(timers.FaultParams.cluster_delay, ge=0, le=3600)
-    freeze: float = Field(timers.FaultParams.freeze, gt=0, le=3600)
+class _Fault(Strict):
+    def params(self) -> timers.FaultParams:
+        """The cluster's timers for this fault, unscaled (those its kind does not take keep
+        their defaults, unused)."""
+        return timers.FaultParams(**self.model_dump(exclude={"kind"}))
+
+
+ClusterDelay = Annotated[
+    float,
+    Field(ge=0, le=SECONDS_MAX, description="seconds until the standby takes the VIP, before scaling (default 1)"),
+]
+FreezeSeconds = Annotated[
+    float, Field(gt=0, le=SECONDS_MAX, description="seconds the charon stays stopped, before scaling (default 3)")
+]
+
+
+class GracefulFault(_Fault):
+    """The active back-end blocks new IKE, deletes its SAs and releases the VIP; the standby takes it."""
+
+    kind: Literal["graceful"]
+
+
+class GracefulNoblockFault(_Fault):
+    """A graceful move without blocking new IKE: fe races the VIP move."""
+
+    kind: Literal["graceful-noblock"]
+
+
+class CrashFault(_Fault):
+    """The active back-end falls silent and its charon is killed; the standby takes the VIP after
+    cluster_delay."""
+
+    kind: Literal["crash"]
+    cluster_delay: ClusterDelay = timers.FaultParams.cluster_delay
+
+
+class FreezeFault(_Fault):
+    """The active charon (and its userspace ESP datapath) stopped for freeze seconds, then continued."""
+
+    kind: Literal["freeze"]
+    freeze: FreezeSeconds = timers.FaultParams.freeze
+
+
+class LinkCutFault(_Fault):
+    """The active back-end's link goes down (charon alive, isolated); the standby takes the VIP after
+    cluster_delay."""
+
+    kind: Literal["link-cut"]
+    cluster_delay: ClusterDelay = timers.FaultParams.cluster_delay
+
+
+class RebootFault(_Fault):
+    """The active charon killed and restarted at once without SA state; the VIP stays."""
+
+    kind: Literal["reboot"]
+
+
+class RebootAnnounceFault(_Fault):
+    """As reboot, and the restarted back-end brings its tunnel to fe up itself (INITIAL_CONTACT)."""
+
+    kind: Literal["reboot-announce"]
+
+
+FAULT_MODELS: tuple[type[_Fault], ...] = (
+    GracefulFault,
+    GracefulNoblockFault,
+    CrashFault,
+    FreezeFault,
+    LinkCutFault,
+    RebootFault,
+    RebootAnnounceFault,
+)
+"""One model per fault kind, in FaultKind's order: each takes only the parameters its kind uses."""
+FaultModel = Annotated[
+    GracefulFault | GracefulNoblockFault | CrashFault | FreezeFault | LinkCutFault | RebootFault | RebootAnnounceFault,
+    Field(discriminator="kind"),
+]
+FAULT_PARAMETERS: dict[str, tuple[str, ...]] = {
+    get_args(model.model_fields["kind"].annotation)[0]: tuple(name for name in model.model_fields if name != "kind")
+    for model in FAULT_MODELS
+}
+"""The parameters each fault kind takes: crash and link-cut cluster_delay, freeze freeze."""
 
 
 class ServiceExpectations(Strict):
@@ -97,11 +183,11 @@ class ScenarioModel(Strict):
     description: str = ""
     backend: Backend | None = None
     policy: PolicyName = "all-traffic"
-    time_scale: Annotated[str | float, AfterValidator(timers.parse_scale)] = 1.0
+    time_scale: Annotated[float, PlainValidator(timers.parse_scale, json_schema_input_type=str | float)] = 1.0
     profiles: list[ProfileEntry] = Field(min_length=1)
     fault: FaultModel
-    repeat: int = Field(1, ge=1, le=100)
-    expect: Expectations = Expectations()
+    repeat: int = Field(1, ge=1, le=REPEAT_MAX)
+    expect: Expectations | None = None
 
 
 @dataclass(frozen=True)
@@ -114,16 +200,25 @@ class Scenario:
 
     @property
     def profiles(self) -> list[timers.Profile]:
-        resolved = []
-        for entry in self.model.profiles:
-            profile = timers.profile(entry) if isinstance(entry, str) else entry.to_profile(entry.name, self.path)
-            resolved.append(profile.scaled(float(self.model.time_scale)))
-        return resolved
+        return [self.profile_at(index) for index in range(len(self.model.profiles))]
+
+    def profile_at(self, index: int) -> timers.Profile:
+        """The scenario's profile ``index``, scaled; one the scaling makes unfit for charon (a
+        retransmission timeout below its millisecond) is a UsageError line naming the entry."""
+        entry = self.model.profiles[index]
+        profile = timers.profile(entry) if isinstance(entry, str) else entry.to_profile(entry.name, self.path)
+        try:
+            return profile.scaled(self.model.time_scale)
+        except UsageError as error:
+            problem = str(error).removeprefix(f"profile {profile.name}: ")
+            scale = timers.scale_text(self.model.time_scale)
+            raise UsageError(
+                f"{self.path}: profiles[{index}] ({profile.name}) at time_scale {scale}: {problem}"
+            ) from None
 
     @property
     def params(self) -> timers.FaultParams:
-        fault = self.model.fault
-        return timers.FaultParams(fault.cluster_delay, fault.freeze).scaled(float(self.model.time_scale))
+        return self.model.fault.params().scaled(self.model.time_scale)
 
     def item_name(self, profile: timers.Profile) -> str:
         return f"{self.name}[{profile.name}]"
@@ -131,27 +226,60 @@ class Scenario:
 
 def load(path: Path) -> Scenario:
     """A scenario file parsed strictly, then checked for meaning: no profile twice, and the timer
-    model accepts every profile for the fault. Any problem is one UsageError line; no lab exists yet."""
+    model accepts every profile for the fault. A UsageError lists every problem, one line each;
+    no lab exists yet."""
     model = parse(path, ScenarioModel, "a scenario needs at least 'profiles' and 'fault'")
-    loaded = Scenario(path.stem, path, model)
-    _refuse_duplicates(loaded)
-    _refuse_what_the_model_refuses(loaded)
-    return loaded
+    return _checked(Scenario(path.stem, path, model))
 
 
-def _refuse_duplicates(scenario: Scenario) -> None:
+OVERRIDABLE = ("repeat", "time_scale", "policy", "backend")
+"""The settings the command line may override (--repeat, --time-scale, --policy, --backend);
+the profiles and the fault are what a scenario is, so they are not."""
+
+
+def override(scenario: Scenario, settings: dict[str, Any]) -> Scenario:
+    """The scenario with some of its OVERRIDABLE settings replaced, validated and checked as if
+    the file had said them."""
+    unknown = set(settings) - set(OVERRIDABLE)
+    if unknown:
+        raise ValueError(f"not overridable: {', '.join(sorted(unknown))}")
+    data = {**scenario.model.model_dump(exclude_unset=True), **settings}
+    return _checked(Scenario(scenario.name, scenario.path, validate(scenario.path, data, ScenarioModel)))
+
+
+def _checked(scenario: Scenario) -> Scenario:
+    problems = _unfit_when_scaled(scenario)
+    if not problems:
+        problems = _duplicates(scenario) + _refused_by_the_model(scenario)
+    if problems:
+        raise UsageError("\n".join(problems))
+    return scenario
+
+
+def _unfit_when_scaled(scenario: Scenario) -> list[str]:
+    problems = []
+    for index in range(len(scenario.model.profiles)):
+        try:
+            scenario.profile_at(index)
+        except UsageError as error:
+            problems.append(str(error))
+    return problems
+
+
+def _duplicates(scenario: Scenario) -> list[str]:
     names = [p.name for p in scenario.profiles]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise UsageError(f"{scenario.path}: profiles: {', '.join(duplicates)} appears more than once")
+    duplicates = sorted({name for name in names if names.count(name) > 1}, key=names.index)
+    return [f"{scenario.path}: profiles: {name} appears more than once" for name in duplicates]
 
 
-def _refuse_what_the_model_refuses(scenario: Scenario) -> None:
+def _refused_by_the_model(scenario: Scenario) -> list[str]:
+    problems = []
     for index, profile in enumerate(scenario.profiles):
         try:
             timers.check(profile, scenario.model.fault.kind, scenario.params)
         except UsageError as error:
-            raise UsageError(f"{scenario.path}: profiles[{index}] ({profile.name}): {error}") from None
+            problems.append(f"{scenario.path}: profiles[{index}] ({profile.name}): {error}")
+    return problems
 
 
 def schema() -> dict[str, Any]:
@@ -165,24 +293,28 @@ def schema_text() -> str:
     return json.dumps(schema(), indent=2, sort_keys=True) + "\n"
 
 
+MeasureOn = Callable[[lab.Lab, str, timers.FaultParams], Outcome]
+"""How one run is measured on a running lab: measure.run, or the CLI's run with its live lines."""
+
+
 def run(
-    scenario: Scenario,
-    profile: timers.Profile,
-    backend_name: str = AUTO,
-    report: measure.Reporter | None = None,
+    scenario: Scenario, profile: timers.Profile, backend_name: str = AUTO, measure_on: MeasureOn = measure.run
 ) -> list[Outcome]:
-    """The scenario's fault ``repeat`` times with one of its profiles, each on a fresh lab; the
-    scenario's own backend wins over ``backend_name``."""
+    """The scenario's fault ``repeat`` times with one of its profiles, each on a fresh lab, on
+    the scenario's own backend when it names one, else on ``backend_name`` (callers apply an
+    explicit choice of the user with ``override`` first and say so)."""
     outcomes = []
     for _ in range(scenario.model.repeat):
         backend_choice = scenario.model.backend or backend_name
         with lab.running(profile, backend_choice, policy_name=scenario.model.policy) as running:
-            outcomes.append(measure.run(running, scenario.model.fault.kind, scenario.params, report))
+            outcomes.append(measure_on(running, scenario.model.fault.kind, scenario.params))
     return outcomes
 
 
 def judge(scenario: Scenario, outcome: Outcome) -> list[str]:
-    """One sentence per expectation the outcome does not meet (empty: all met)."""
+    """One sentence per expectation the outcome does not meet (empty: all met). A scenario
+    without ``expect`` judges nothing but recovery: a run whose services never answer again
+    fails, as any run does."""
     expect = scenario.model.expect
     name = scenario.item_name(outcome.profile)
     where = f"{outcome.backend}, strongSwan {outcome.strongswan_version}"
@@ -191,6 +323,8 @@ def judge(scenario: Scenario, outcome: Outcome) -> list[str]:
     if outage is None:
         silent = ", ".join(s for s, o in outcome.outages.items() if o.seconds is None)
         return [f"{name}: {silent} never answered again after the {outcome.fault} ({band}; {where})"]
+    if expect is None:
+        return []
     problems = []
     if expect.outage_max_s is not None and outage > expect.outage_max_s:
         problems.append(
@@ -209,8 +343,8 @@ def judge(scenario: Scenario, outcome: Outcome) -> list[str]:
         )
     if expect.plaintext_packets is not None and outcome.plaintext_packets != expect.plaintext_packets:
         problems.append(
-            f"{name}: {outcome.plaintext_packets} packets of protected traffic crossed the wire in clear, "
-            f"expected {expect.plaintext_packets} ({where})"
+            f"{name}: {_count(outcome.plaintext_packets, 'packet')} of protected traffic crossed the wire in "
+            f"clear, expected {expect.plaintext_packets} ({where})"
         )
     for service, wanted in expect.services.items():
         measured = outcome.outages[service]
@@ -225,6 +359,11 @@ def judge(scenario: Scenario, outcome: Outcome) -> list[str]:
 
 def _band(bounds: timers.Bounds) -> str:
     return f"predicted {bounds.lo:.2f}-{bounds.hi:.2f} s"
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 packet``, ``2 packets``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def judge_all(scenario: Scenario, outcomes: Sequence[Outcome]) -> list[str]:

@@ -74,6 +74,7 @@ charon {{
             path = {workdir}/charon.log
             time_format = %s
             time_add_ms = yes
+            ike_name = yes
             flush_line = yes
             default = 1
             ike = 2

@@ -43,6 +43,8 @@ Unique = Literal["no", "never", "replace", "keep"]
 
 JITTER_MAX = 20
 """charon caps ``retransmit_jitter`` at 20 percent (RETRANSMIT_JITTER_MAX)."""
+MILLISECOND = 0.001
+"""charon truncates every retransmission timeout to whole milliseconds: less is no timeout at all."""
 WHOLE_SECONDS = ("retransmit_limit", "dpd_delay")
 """Settings charon takes in whole seconds only (``retransmit_limit`` is read with get_int: a
 value like 2.0 silently falls back to the default; swanctl's dpd_delay is whole seconds)."""
@@ -137,6 +139,11 @@ def charon_refuses(profile: Profile) -> str | None:
             return f"{setting} must be a whole number >= 0 (charon reads it as one), got {value!r}"
     if profile.retransmit_jitter > JITTER_MAX:
         return f"retransmit_jitter must be at most {JITTER_MAX} (charon caps it), got {profile.retransmit_jitter}"
+    if not profile.retransmit_timeout >= MILLISECOND:
+        return (
+            f"retransmit_timeout must be at least {MILLISECOND:g} s (charon counts whole milliseconds), "
+            f"got {profile.retransmit_timeout:g}"
+        )
     return None
 
 
@@ -181,17 +188,28 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def parse_scale(value: str | float) -> float:
+def parse_scale(value: object) -> float:
     """A time scale: a number in (0, 1] or a fraction like ``1/30``. A ValueError (its message
     names the valid range and the value given) lets every boundary say where the value came from:
-    argparse, pydantic and pytest each add the option or the field."""
+    argparse, pydantic and pytest each add the option or the field. Anything else (another type,
+    a value too large for a float) gets the same message."""
     try:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise TypeError(value)
         scale = float(Fraction(value)) if isinstance(value, str) else float(value)
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError, TypeError):
         scale = 0.0
     if not 0 < scale <= 1:
         raise ValueError(f"must be a number in (0, 1] or a fraction like 1/30, got {value!r}")
     return scale
+
+
+def scale_text(scale: float) -> str:
+    """A time scale as people write it: 1, 1/30, 1/2000, else the number (0.4, 30)."""
+    fraction = Fraction(scale).limit_denominator(1_000_000)
+    if math.isclose(fraction, scale, rel_tol=1e-9) and fraction.numerator == 1:
+        return "1" if fraction.denominator == 1 else f"1/{fraction.denominator}"
+    return f"{scale:g}"
 
 
 def profile(name: str, user: Mapping[str, Profile] | None = None) -> Profile:

@@ -9,8 +9,10 @@ written to stdout as one JSON line:
 
 Attempts start on a fixed schedule (the service's interval) whatever happened to earlier
 attempts, so a lost TCP SYN never delays the next attempt: the probe resolution is the
-interval. UDP echo datagrams carry a sequence number; TCP attempts are fresh connections that
-run the service's login dialogue (POP3 USER/PASS, IMAP LOGIN, HTTP GET).
+interval. On SIGTERM no new attempt starts and the ones in flight are reported when they end
+(at most one timeout later), so the last second before a recovery is never missing. UDP echo
+datagrams carry a sequence number; TCP attempts are fresh connections that run the service's
+login dialogue (POP3 USER/PASS, IMAP LOGIN, HTTP GET).
 
 Owns: sending, timing and reporting attempts. Not: outage math (harness.probe does that).
 """
@@ -98,15 +100,21 @@ async def tcp_attempt(service: str, target: str, speak: Speaker, timeout: float)
 
 
 async def tcp_stream(service: str, target: str, speak: Speaker, interval: float, timeout: float) -> None:
+    """Attempts on the schedule until cancelled; then the attempts in flight end (answered or
+    timed out, at most ``timeout`` later) and are reported before it returns."""
     tasks: set[asyncio.Task[None]] = set()
     start = time.monotonic()
     n = 0
-    while True:
-        task = asyncio.create_task(tcp_attempt(service, target, speak, timeout))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        n += 1
-        await asyncio.sleep(max(0.0, start + n * interval - time.monotonic()))
+    try:
+        while True:
+            task = asyncio.create_task(tcp_attempt(service, target, speak, timeout))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            n += 1
+            await asyncio.sleep(max(0.0, start + n * interval - time.monotonic()))
+    finally:
+        if tasks:
+            await asyncio.wait(set(tasks))
 
 
 class EchoClient(asyncio.DatagramProtocol):
@@ -131,12 +139,23 @@ class EchoClient(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         pass
 
-    def send(self, sequence: int) -> None:
+    def expire(self) -> None:
+        """Report the echoes that have waited longer than the timeout as failed."""
         now = time.monotonic()
         for old, t0 in list(self.pending.items()):
             if now - t0 > self.timeout:
                 del self.pending[old]
                 emit("udp", t0, error="timeout")
+
+    async def drain(self) -> None:
+        """Wait until every echo in flight is answered or has timed out, and report it."""
+        while self.pending:
+            await asyncio.sleep(max(0.001, min(self.pending.values()) + self.timeout - time.monotonic()))
+            self.expire()
+
+    def send(self, sequence: int) -> None:
+        self.expire()
+        now = time.monotonic()
         self.pending[sequence] = now
         if self.transport is not None:
             self.transport.sendto(str(sequence).encode())
@@ -149,10 +168,13 @@ async def udp_stream(target: str, interval: float, timeout: float) -> None:
     )
     start = time.monotonic()
     n = 0
-    while True:
-        client.send(n)
-        n += 1
-        await asyncio.sleep(max(0.0, start + n * interval - time.monotonic()))
+    try:
+        while True:
+            client.send(n)
+            n += 1
+            await asyncio.sleep(max(0.0, start + n * interval - time.monotonic()))
+    finally:
+        await client.drain()
 
 
 async def main(arguments: argparse.Namespace) -> None:
@@ -169,8 +191,9 @@ async def main(arguments: argparse.Namespace) -> None:
         ),
     ]
     await stop.wait()
-    for stream in streams:
+    for stream in streams:  # no new attempts; those in flight end and are reported
         stream.cancel()
+    await asyncio.gather(*streams, return_exceptions=True)
 
 
 if __name__ == "__main__":

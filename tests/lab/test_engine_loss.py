@@ -104,7 +104,7 @@ def test_an_engine_that_stops_mid_run(engine: Engine) -> None:
         found = re.search(r"on lab (\w+)", announced)
         assert found, announced
         qualified = f"flab-{found.group(1)}"
-        assert "crash / strongswan-default:" in run.stdout.readline()  # mid-run: the fault struck
+        assert "fault: crash of be1" in run.stdout.readline()  # mid-run: the fault struck
         stopped = time.monotonic()
         engine.stop()
         _, err = run.communicate(timeout=120)

@@ -40,8 +40,8 @@ def mid_run(backend_name: str) -> Iterator[tuple[subprocess.Popen[str], registry
         announced = process.stdout.readline()
         found = re.search(r"on lab (\w+)", announced)
         assert found, announced + (process.stderr.read() if process.stderr else "")
-        progress = process.stdout.readline()  # the first progress line comes after the fault
-        assert "crash / strongswan-default:" in progress, progress
+        progress = process.stdout.readline()  # the first live line says the fault struck
+        assert "fault: crash of be1" in progress, progress
         [state] = [s for s in registry.registered() if s.name == found.group(1)]
         yield process, state
     finally:

@@ -61,7 +61,7 @@ def test_scenario_items_and_their_failures(pytester: pytest.Pytester, backend_na
     run.assert_outcomes(failed=1, errors=1)
     output = run.stdout.str()
     assert re.search(
-        r"strict\[fast\]: outage 1\.\d{3} s is more than the expected 0\.500 s \(predicted 0\.99-1\.11 s", output
+        r"strict\[fast\]: outage 1\.\d{3} s is more than the expected 0\.500 s \(predicted 0\.98-1\.12 s", output
     )
     assert "broken.yaml: fault.kind: 'crsh' is not one of graceful, graceful-noblock, crash" in output
     assert "Traceback" not in output

@@ -1,5 +1,5 @@
-"""Golden files for error messages: <case>.yaml gives the one-line error in <case>.txt (with the
-file shown as FILE). Regenerate after an intended change with UPDATE_GOLDEN=1."""
+"""Golden files for error messages: <case>.yaml gives the error in <case>.txt (with the file shown
+as FILE), one line per problem. Regenerate after an intended change with UPDATE_GOLDEN=1."""
 
 import os
 from collections.abc import Callable
@@ -14,7 +14,7 @@ def assert_golden_error(case: Path, load: Callable[[Path], object]) -> None:
     with pytest.raises(UsageError) as error:
         load(case)
     message = str(error.value).replace(str(case), "FILE")
-    assert "\n" not in message
+    assert all(line.startswith("FILE: ") for line in message.splitlines()), message
     golden = case.with_suffix(".txt")
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.write_text(message + "\n")

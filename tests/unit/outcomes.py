@@ -45,7 +45,6 @@ def synthetic_outcome(
         old_owner="be1",
         new_owner="be2",
         outages=outages,
-        predicted=timers.predict(fault, profile, params, 0.01),
         phases=breakdown(T_FAULT, T_FAULT, T_FAULT + gap + 0.002, events, log, "be2"),
         events=events,
         log_events=log,

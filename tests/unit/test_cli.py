@@ -1,13 +1,15 @@
-"""Bad input and unfit environments: one line, exit 2, nothing built."""
+"""Bad input and unfit environments: one line (a file's problems: one line each), exit 2, nothing
+built; every option of `run` honoured or refused, with a scenario file too."""
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from harness import cli, measure, registry, result, strongswan, timers
+from harness import cli, live, measure, registry, report, result, scenario, strongswan, timers
 from harness.backends.netns import NetnsBackend
 
 from .outcomes import synthetic_outcome
@@ -31,27 +33,83 @@ def nothing_built(root: Path) -> bool:
     return not root.exists() or not any(root.glob("flab-*"))
 
 
+FAULTS = "graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce"
+
+
 def test_unknown_fault(capsys: pytest.CaptureFixture[str], lab_root: Path) -> None:
-    assert cli.main(["run", "--fault", "crsh"]) == 2
+    assert argument_error(["run", "--fault", "crsh"], capsys) == (
+        f"failover-lab run: error: argument --fault: 'crsh' is not one of {FAULTS} (see --help)"
+    )
+    assert argument_error(["run", "--fault", "crash,frz,x"], capsys) == (
+        f"failover-lab run: error: argument --fault: 'frz', 'x' are not one of {FAULTS} (see --help)"
+    )
+    assert argument_error(["run", "--fault", ","], capsys).endswith(f"',' is not one of {FAULTS} (see --help)")
+    assert nothing_built(lab_root)
+
+
+def test_unknown_profile(capsys: pytest.CaptureFixture[str], lab_root: Path, tmp_path: Path) -> None:
+    assert cli.main(["run", "--fault", "crash", "--profile", "slow"]) == 2
     assert one_error_line(capsys) == (
-        "failover-lab: error: unknown fault 'crsh': "
-        "choose one of graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce"
+        "failover-lab: error: argument --profile: 'slow' is not one of strongswan-default, fast, win2000, "
+        "win2003-nlbsflags (or one of your own with --profiles FILE)"
+    )
+    assert cli.main(["up", "--profile", "slow"]) == 2
+    assert "argument --profile: 'slow' is not one of" in one_error_line(capsys)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("profiles:\n  cautious: {dpd_delay: 10}\n")
+    assert cli.main(["run", "--fault", "crash", "--profiles", str(mine), "--profile", "slow"]) == 2
+    assert one_error_line(capsys) == (
+        "failover-lab: error: argument --profile: 'slow' is not one of strongswan-default, fast, win2000, "
+        "win2003-nlbsflags, cautious"
     )
     assert nothing_built(lab_root)
 
 
-def test_unknown_profile(capsys: pytest.CaptureFixture[str], lab_root: Path) -> None:
-    assert cli.main(["run", "--fault", "crash", "--profile", "slow"]) == 2
-    line = one_error_line(capsys)
-    assert "unknown profile 'slow'" in line and "strongswan-default, fast, win2000, win2003-nlbsflags" in line
-    assert cli.main(["up", "--profile", "slow"]) == 2
-    one_error_line(capsys)
+def test_a_profiles_file_without_profile_is_refused(
+    capsys: pytest.CaptureFixture[str], lab_root: Path, tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("profiles:\n  cautious: {dpd_delay: 10}\n  slow: {dpd_delay: 60}\n")
+    for command in (["run", "--fault", "crash"], ["up"]):
+        assert cli.main([*command, "--profiles", str(mine)]) == 2
+        assert one_error_line(capsys) == (
+            f"failover-lab: error: --profiles {mine} needs --profile naming one of its profiles: cautious, slow"
+        )
+    assert nothing_built(lab_root)
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["--fault", "graceful,reboot", "--freeze", "2"],
+            "--freeze applies only to --fault freeze: add it to --fault, or drop --freeze",
+        ),
+        (
+            ["--fault", "freeze", "--cluster-delay", "0"],
+            "--cluster-delay applies only to --fault crash and link-cut: add one of them to --fault, "
+            "or drop --cluster-delay",
+        ),
+    ],
+)
+def test_a_fault_option_without_its_fault_is_refused(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str], lab_root: Path
+) -> None:
+    assert cli.main(["run", *argv]) == 2
+    assert one_error_line(capsys) == f"failover-lab: error: {line}"
     assert nothing_built(lab_root)
 
 
 def test_unknown_backend(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["up", "--backend", "vmware"]) == 2
-    assert "unknown backend 'vmware': choose one of auto, netns, docker, docker:bookworm" in one_error_line(capsys)
+    choices = "auto, netns, docker, docker:bookworm"
+    for command in ("up", "run", "demo"):
+        assert argument_error([command, "--backend", "vmware"], capsys) == (
+            f"failover-lab {command}: error: argument --backend: 'vmware' is not one of {choices} (see --help)"
+        )
+    for command in ("status", "clean"):
+        assert argument_error([command, "--backend", "auto"], capsys).endswith(
+            "argument --backend: 'auto' is not one of netns, docker, docker:bookworm (see --help)"
+        )
 
 
 def test_not_root(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, lab_root: Path) -> None:
@@ -108,14 +166,21 @@ def argument_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         ("--time-scale", "2", "must be a number in (0, 1] or a fraction like 1/30, got '2'"),
         ("--time-scale", "1/0", "must be a number in (0, 1] or a fraction like 1/30, got '1/0'"),
         ("--time-scale", "fast", "must be a number in (0, 1] or a fraction like 1/30, got 'fast'"),
-        ("--freeze", "x", "must be a number > 0, got 'x'"),
-        ("--freeze", "0", "must be a number > 0, got '0'"),
-        ("--freeze", "inf", "must be a number > 0, got 'inf'"),
-        ("--cluster-delay", "-1", "must be a number >= 0, got '-1'"),
-        ("--cluster-delay", "nan", "must be a number >= 0, got 'nan'"),
-        ("--repeat", "0", "must be a whole number >= 1, got '0'"),
-        ("--repeat", "many", "must be a whole number >= 1, got 'many'"),
-        ("--repeat", "1.5", "must be a whole number >= 1, got '1.5'"),
+        ("--time-scale", "1e999", "must be a number in (0, 1] or a fraction like 1/30, got '1e999'"),
+        ("--freeze", "x", "must be a number of seconds in (0, 3600], got 'x'"),
+        ("--freeze", "0", "must be a number of seconds in (0, 3600], got '0'"),
+        ("--freeze", "-1", "must be a number of seconds in (0, 3600], got '-1'"),
+        ("--freeze", "inf", "must be a number of seconds in (0, 3600], got 'inf'"),
+        ("--cluster-delay", "-1", "must be a number of seconds in [0, 3600], got '-1'"),
+        ("--cluster-delay", "nan", "must be a number of seconds in [0, 3600], got 'nan'"),
+        ("--cluster-delay", "3601", "must be a number of seconds in [0, 3600], got '3601'"),
+        ("--repeat", "0", "must be a whole number from 1 to 100, got '0'"),
+        ("--repeat", "101", "must be a whole number from 1 to 100, got '101'"),
+        ("--repeat", "many", "must be a whole number from 1 to 100, got 'many'"),
+        ("--repeat", "1.5", "must be a whole number from 1 to 100, got '1.5'"),
+        ("--policy", "nope", "'nope' is not one of none, mail-passwords, mail-all, all-traffic"),
+        ("--backend", "nope", "'nope' is not one of auto, netns, docker, docker:bookworm"),
+        ("--fault", "nope", f"'nope' is not one of {FAULTS}"),
     ],
 )
 def test_a_bad_option_value_is_one_line_naming_the_option_and_the_range(
@@ -140,7 +205,32 @@ def test_good_option_values_are_parsed() -> None:
     )
     assert arguments.time_scale == pytest.approx(1 / 30)
     assert (arguments.cluster_delay, arguments.freeze, arguments.repeat) == (0.0, 0.5, 3)
-    assert cli.parser().parse_args(["demo"]).time_scale == pytest.approx(1 / 30)
+    assert cli.parser().parse_args(["run", "--fault", "crash,freeze", "--fault", "reboot"]).fault == [
+        ["crash", "freeze"],
+        ["reboot"],
+    ]
+    assert cli.parser().parse_args(["demo"]).time_scale is None  # 1/30 unless given: not with --policies
+
+
+def test_demo_policies_refuses_a_time_scale_and_demo_has_no_freeze(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo", "--policies", "--time-scale", "1/30"]) == 2
+    assert one_error_line(capsys) == (
+        "failover-lab: error: --time-scale does not apply to demo --policies (profile fast at real time): drop it"
+    )
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--freeze", "2"])  # the demo runs graceful moves and crashes only
+
+
+def test_run_leaves_what_was_not_typed_none_and_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    arguments = cli.parser().parse_args(["run", "x.yaml"])
+    for option in ("fault", "profile", "profiles", "policy", "repeat", "time_scale", "cluster_delay", "freeze"):
+        assert getattr(arguments, option) is None, option
+    assert arguments.backend is None
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for default in ("(default fast)", "(default all-traffic)", "(default 1)", "(default 3)", "else netns)"):
+        assert default in shown, default
 
 
 def test_a_profile_the_timer_model_refuses_is_refused_before_anything(
@@ -213,20 +303,72 @@ def test_broken_profiles_file_is_one_line(capsys: pytest.CaptureFixture[str], tm
     assert nothing_built(lab_root)
 
 
-@pytest.mark.parametrize("terminal", [True, False])
-def test_progress_reporter_on_and_off_a_terminal(
-    terminal: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+BAND = timers.Bounds(3.98, 6.12)
+LIVE = (
+    live.Progress(0.1, BAND, news=((0.0, "fault: crash of be1; the VIP moves to be2"),)),
+    live.Progress(2.2, BAND, news=((2.137, "DPD request sent"),), dpd_requests=1),
+    live.Progress(
+        4.3,
+        BAND,
+        news=(
+            (3.138, "retransmission 1 of the request"),
+            (4.139, "retransmission 2 of the request"),
+            (4.214, "retransmissions gave up: fe declares the peer dead"),
+            (4.231, "CHILD_SA established"),
+        ),
+        detected_at=4.215,  # both boundaries in one report: both lines still appear, in order
+        installed_at=4.231,
+        dpd_requests=1,
+        retransmits=2,
+    ),
+    live.Progress(4.4, BAND, detected_at=4.215, installed_at=4.231, dpd_requests=1, retransmits=2),
+)
+
+
+def test_live_lines_off_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every IKE event once, as it happens, and every phase change at the moment fe's SA events
+    put it, in seconds since the fault."""
     buffer = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=buffer, force_terminal=terminal, width=120))
-    bounds = timers.Bounds(4.0, 6.1)
-    with cli.progress_reporter("crash / fast", bounds.hi) as report:
-        for elapsed, phase in ((0.1, "detection"), (4.8, "negotiation"), (4.9, "data")):
-            report(measure.Progress(elapsed, bounds, phase))
-    shown = buffer.getvalue() + capsys.readouterr().out
-    assert "data" in shown
-    if not terminal:
-        assert shown.count("crash / fast:") == 3  # one plain line per phase
+    monkeypatch.setattr(cli, "console", Console(file=buffer, force_terminal=False, width=120))
+    with cli.progress_reporter("crash / fast", 6.12) as report:
+        for state in LIVE:
+            report(state)
+    assert buffer.getvalue().splitlines() == [
+        "     0.000 s  fault: crash of be1; the VIP moves to be2",
+        "     2.137 s  DPD request sent",
+        "     3.138 s  retransmission 1 of the request",
+        "     4.139 s  retransmission 2 of the request",
+        "     4.214 s  retransmissions gave up: fe declares the peer dead",
+        "     4.215 s  fe's IKE SA with the failed peer is down: detection over, negotiating",
+        "     4.231 s  CHILD_SA established",
+        "     4.231 s  the CHILD_SA that carries traffic again is installed: waiting for every service",
+    ]
+
+
+def test_live_bar_on_a_terminal_shows_the_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    buffer = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=buffer, force_terminal=True, width=160))
+    with cli.progress_reporter("crash / fast", 6.12) as report:
+        for state in LIVE:
+            report(state)
+    shown = buffer.getvalue()
+    assert "DPD request sent" in shown and "DPD 1, retransmissions 2, DELETE 0" in shown
+
+
+def test_every_problem_of_a_scenario_file_is_a_line_of_its_own(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, lab_root: Path
+) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("profiles: [fastt]\nfault: {kind: crash, freeze: 5}\nrepeat: 0\n")
+    assert cli.main(["run", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"failover-lab: error: {path}: fault.freeze: unknown key for kind crash (only kind freeze takes it); "
+        "allowed are kind, cluster_delay",
+        f"failover-lab: error: {path}: profiles[0]: 'fastt' is not one of strongswan-default, fast, win2000, "
+        "win2003-nlbsflags",
+        f"failover-lab: error: {path}: repeat: must be >= 1, got 0",
+    ]
+    assert nothing_built(lab_root)
 
 
 def test_a_broken_scenario_file_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, lab_root: Path) -> None:
@@ -241,6 +383,197 @@ def test_a_broken_scenario_file_is_one_line(capsys: pytest.CaptureFixture[str], 
 
 
 def test_unknown_policy(capsys: pytest.CaptureFixture[str], lab_root: Path) -> None:
-    assert cli.main(["run", "--fault", "crash", "--policy", "mail", "--backend", "netns"]) == 2
-    assert "unknown policy 'mail': choose one of none, mail-passwords, mail-all, all-traffic" in one_error_line(capsys)
+    assert argument_error(["run", "--fault", "crash", "--policy", "mail", "--backend", "netns"], capsys) == (
+        "failover-lab run: error: argument --policy: 'mail' is not one of none, mail-passwords, mail-all, "
+        "all-traffic (see --help)"
+    )
+    assert argument_error(["up", "--policy", "mail"], capsys).startswith("failover-lab up: error: argument --policy")
     assert nothing_built(lab_root)
+
+
+CRASH = Path(__file__).resolve().parents[2] / "scenarios" / "crash.yaml"
+
+
+@pytest.mark.parametrize(
+    ("options", "line"),
+    [
+        (
+            ["--profile", "win2000", "--repeat", "2"],
+            "--profile cannot be combined with a scenario file: the file's profiles are the runs; "
+            "edit the file or drop --profile",
+        ),
+        (
+            ["--fault", "freeze"],
+            "--fault cannot be combined with a scenario file: the file's fault is the run's; "
+            "edit the file or drop --fault",
+        ),
+        (
+            ["--profiles", "mine.yaml"],
+            "--profiles cannot be combined with a scenario file: the file's profiles are the runs; "
+            "edit the file or drop --profiles",
+        ),
+        (
+            ["--cluster-delay", "2"],
+            "--cluster-delay cannot be combined with a scenario file: the file's fault sets the cluster delay; "
+            "edit the file or drop --cluster-delay",
+        ),
+        (
+            ["--freeze", "2"],
+            "--freeze cannot be combined with a scenario file: the file's fault sets the freeze; "
+            "edit the file or drop --freeze",
+        ),
+        (
+            ["--profile", "fast", "--profiles", "mine.yaml", "--freeze", "2"],
+            "--profile, --profiles and --freeze cannot be combined with a scenario file: the file's profiles "
+            "are the runs and the file's fault sets the freeze; edit the file or drop --profile, --profiles "
+            "and --freeze",
+        ),
+    ],
+)
+def test_options_a_scenario_file_defines_are_refused_in_one_line(
+    options: list[str], line: str, capsys: pytest.CaptureFixture[str], lab_root: Path
+) -> None:
+    assert cli.main(["run", str(CRASH), *options]) == 2
+    assert one_error_line(capsys) == f"failover-lab: error: {line}"
+    assert nothing_built(lab_root)
+
+
+class ScenarioRuns:
+    """scenario.run without a lab: a synthetic outcome per run, and what it was asked to run."""
+
+    def __init__(self, gap: float) -> None:
+        self.gap = gap
+        self.calls: list[tuple[scenario.Scenario, timers.Profile, str]] = []
+        self.checked: list[str] = []
+
+    def run(
+        self, loaded: scenario.Scenario, profile: timers.Profile, backend_name: str, report: object = None
+    ) -> list[measure.Outcome]:
+        self.calls.append((loaded, profile, backend_name))
+        return [synthetic_outcome(self.gap, profile) for _ in range(loaded.model.repeat)]
+
+
+@pytest.fixture
+def scenario_runs(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], tuple[ScenarioRuns, io.StringIO]]:
+    def prepare(gap: float) -> tuple[ScenarioRuns, io.StringIO]:
+        runs = ScenarioRuns(gap)
+        shown = io.StringIO()
+        monkeypatch.setattr(scenario, "run", runs.run)
+        monkeypatch.setattr(cli, "backend", runs.checked.append)
+        monkeypatch.setattr(report, "write_folder", lambda results, out: out)
+        monkeypatch.setattr(cli, "console", Console(file=shown, width=200))
+        return runs, shown
+
+    return prepare
+
+
+def test_scenario_options_override_the_file_and_say_so(
+    tmp_path: Path, scenario_runs: Callable[[float], tuple[ScenarioRuns, io.StringIO]]
+) -> None:
+    runs, shown = scenario_runs(5.0)
+    path = tmp_path / "x.yaml"
+    path.write_text("profiles: [fast]\nfault: {kind: crash}\npolicy: mail-passwords\nbackend: docker\n")
+    options = ["--repeat", "2", "--time-scale", "1/2", "--policy", "none", "--backend", "netns"]
+    assert cli.main(["run", str(path), *options, "--out", str(tmp_path / "out")]) == 0
+    assert shown.getvalue().splitlines()[:4] == [
+        "overriding the scenario's repeat 1 with --repeat 2",
+        "overriding the scenario's time_scale 1 with --time-scale 1/2",
+        "overriding the scenario's policy mail-passwords with --policy none",
+        "overriding the scenario's backend docker with --backend netns",
+    ]
+    ((loaded, profile, backend_name),) = runs.calls
+    assert (loaded.model.repeat, loaded.model.policy, loaded.model.backend, backend_name) == (
+        2,
+        "none",
+        "netns",
+        "netns",
+    )
+    assert profile.time_scale == 0.5 and runs.checked == ["netns"]
+
+
+def test_the_brief_example_runs_twice_on_the_scenarios_own_profiles(
+    scenario_runs: Callable[[float], tuple[ScenarioRuns, io.StringIO]], tmp_path: Path
+) -> None:
+    runs, shown = scenario_runs(5.0)
+    assert cli.main(["run", str(CRASH), "--repeat", "2", "--out", str(tmp_path)]) == 0
+    assert shown.getvalue().splitlines()[0] == "overriding the scenario's repeat 1 with --repeat 2"
+    ((loaded, profile, _),) = runs.calls
+    assert loaded.model.repeat == 2 and profile.name == "fast"
+
+
+def test_options_the_file_leaves_open_or_agrees_with_are_applied_silently(
+    tmp_path: Path, scenario_runs: Callable[[float], tuple[ScenarioRuns, io.StringIO]]
+) -> None:
+    runs, shown = scenario_runs(5.0)
+    path = tmp_path / "x.yaml"
+    path.write_text("profiles: [fast]\nfault: {kind: crash}\n")
+    assert cli.main(["run", str(path), "--repeat", "1", "--backend", "netns", "--out", str(tmp_path)]) == 0
+    assert "overriding" not in shown.getvalue()
+    assert runs.calls[0][2] == "netns" and runs.checked == ["netns"]
+    path.write_text("profiles: [fast]\nfault: {kind: crash}\nbackend: docker:bookworm\n")
+    assert cli.main(["run", str(path), "--out", str(tmp_path)]) == 0
+    assert runs.calls[1][2] == "docker:bookworm" and runs.checked[1] == "docker:bookworm"  # the file's, said by it
+
+
+def test_a_failed_expectation_names_the_scenario_and_the_profile(
+    tmp_path: Path, scenario_runs: Callable[[float], tuple[ScenarioRuns, io.StringIO]]
+) -> None:
+    """Item names like fail2[ours] are text: rich took [ours] for markup and printed `fail2:`."""
+    _, shown = scenario_runs(5.0)
+    path = tmp_path / "fail2.yaml"
+    path.write_text("profiles: [{name: ours, dpd_delay: 2}]\nfault: {kind: crash}\nexpect: {outage_max_s: 1}\n")
+    assert cli.main(["run", str(path), "--out", str(tmp_path)]) == 1
+    lines = shown.getvalue().splitlines()
+    assert any(
+        line.startswith("not met: fail2[ours]: outage 5.020 s is more than the expected 1.000 s (predicted ")
+        for line in lines
+    ), lines
+    assert "every expectation met" not in shown.getvalue()
+
+
+def test_a_scenario_without_expect_is_measured_only(
+    tmp_path: Path, scenario_runs: Callable[[float], tuple[ScenarioRuns, io.StringIO]]
+) -> None:
+    _, shown = scenario_runs(9.0)  # far outside the predicted band: judged by nothing
+    path = tmp_path / "measure.yaml"
+    path.write_text("profiles: [fast]\nfault: {kind: crash}\n")
+    results = tmp_path / "results.json"
+    assert cli.main(["run", str(path), "--out", str(tmp_path), "--json", str(results)]) == 0
+    lines = shown.getvalue().splitlines()
+    assert lines[-1] == "measure: no expectations: measured only"
+    assert "every expectation met" not in shown.getvalue() and "not met" not in shown.getvalue()
+    assert f"results written to {results}" in lines  # --json is honoured with a scenario file too
+    assert [record["profile"] for record in json.loads(results.read_text())] == ["fast"]
+
+
+def test_every_expectation_met(
+    tmp_path: Path, scenario_runs: Callable[[float], tuple[ScenarioRuns, io.StringIO]]
+) -> None:
+    _, shown = scenario_runs(5.0)
+    assert cli.main(["run", str(CRASH), "--out", str(tmp_path)]) == 0
+    assert shown.getvalue().splitlines()[-1] == "crash: every expectation met"
+
+
+def test_exec_needs_a_node_and_a_command_after_two_dashes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["exec", "fe", "swanctl"]) == 2
+    assert one_error_line(capsys) == (
+        "failover-lab: error: exec needs `--` before the command: use failover-lab exec [LAB] NODE -- COMMAND "
+        "[ARGUMENTS...]"
+    )
+    assert cli.main(["exec", "lab0", "fe", "extra", "--", "true"]) == 2
+    assert "exec needs a node and a command" in one_error_line(capsys)
+
+
+def test_status_says_what_is_wrong_with_the_vip() -> None:
+    def entry(*holders: str, owner: int | None = None) -> dict[str, object]:
+        nodes = {name: {"vip": name in holders} for name in ("be1", "be2")}
+        return {"name": "lab0", "vip": "198.18.0.100", "owner": owner, "nodes": {"fe": {}, **nodes}}
+
+    assert cli.vip_warning(entry("be1")) is None
+    assert cli.vip_warning(entry("be1", "be2", owner=4242)) == (
+        "both be1 and be2 hold the VIP 198.18.0.100: a failover was interrupted (a killed run?) and the lab is "
+        "unusable; `failover-lab clean` removes it"
+    )
+    assert cli.vip_warning(entry()) == (
+        "no back-end holds the VIP 198.18.0.100: the lab is broken; `failover-lab down lab0` removes it"
+    )

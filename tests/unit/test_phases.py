@@ -136,3 +136,22 @@ def test_retransmission_gaps_per_request_from_charon_s_log() -> None:
     ]
     events = parse_log("\n".join(lines), 0.0, since=0.0)
     assert retransmission_gaps(events) == [[2.0, 2.001], [1.0]]
+
+
+def test_only_the_vip_connection_s_lines_count() -> None:
+    """charon names the IKE SA of each line (ike_name = yes); fe's SA with dc sends DPDs of its own
+    while the probes keep the VIP's SA busy: they are not part of the failover."""
+    lines = "\n".join(
+        [
+            "1000.100 08[IKE] <dc|2> sending DPD request",
+            "1000.200 08[IKE] <vip|1> sending DPD request",
+            "1000.300 08[CFG] vici client 4 connected",
+            "1001.200 13[IKE] <vip|1> retransmit 1 of request with message ID 2",
+        ]
+    )
+    events = parse_log(lines, WALL_TO_MONO, since=0.0, connection="vip")
+    assert [(e.kind, e.connection, round(e.t, 3)) for e in events] == [
+        ("dpd", "vip", 100.2),
+        ("retransmit", "vip", 101.2),
+    ]
+    assert len(parse_log(lines, WALL_TO_MONO, since=0.0)) == 3  # every connection when none is named

@@ -1,12 +1,14 @@
 """Everything drawn from results (tables, report.md, the report folder), filled from synthetic
 outcomes (no lab)."""
 
+import io
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from harness import report, result, timers
+from harness import cli, policy, report, result, timers
+from harness.policy import DC_PORTS, SERVICE_PORTS
 
 from .outcomes import synthetic_outcome
 
@@ -17,15 +19,46 @@ def render(table: object) -> str:
     return console.export_text()
 
 
-def test_runs_table_has_runs_phases_and_a_summary() -> None:
+def test_runs_table_numbers_the_runs_and_says_in_band() -> None:
     rows = [result.to_json(synthetic_outcome(gap)) for gap in (4.8, 5.0, 5.2)]
-    text = render(report.runs_table(rows))
-    assert "be1 -> be2" in text and "(DPD)" in text
-    assert "3 runs" in text and "median" in text and "p95" in text
+    table = report.runs_table(rows)
+    text = render(table)
+    assert "be1 -> be2" in text and "(detected by DPD)" in text
+    assert [c.header for c in table.columns][:7] == ["#", "fault", "profile", "VIP", "outage", "predicted", "in band"]
+    assert list(table.columns[0].cells) == ["1", "2", "3"] and list(table.columns[6].cells) == ["yes"] * 3
+    assert "unscaled" not in text  # only when a run was time-scaled
+
+
+def test_a_scaled_run_shows_its_unscaled_outage_and_band() -> None:
+    profile = timers.profile("win2000").scaled(1 / 30)
+    table = report.runs_table([result.to_json(synthetic_outcome(12.2, profile))])
+    cells = {c.header: next(iter(c.cells)) for c in table.columns}
+    assert (cells["scale"], cells["outage unscaled"]) == ("1/30", "366.6")  # 12.22 s x 30
+    assert cells["predicted unscaled"] == "329.4-393.6"
+
+
+def test_repeated_runs_get_statistics_per_service_with_n_and_no_p95_from_three() -> None:
+    rows = [result.to_json(synthetic_outcome(gap)) for gap in (4.8, 5.0, 5.2)]
+    statistics = report.statistics_rows(rows)
+    overall = next(row for row in statistics if row[2] == "overall")
+    assert overall[:4] == ["crash", "fast", "overall", "3"]
+    assert overall[7] == "-" and overall[8] == "3 of 3" and overall[9] == "0"  # no p95 from 3 runs
+    assert {row[2] for row in statistics} == {"overall", "udp", "http", "pop3", "imap"}
+    assert report.statistics_table(rows[:1]) is None  # nothing repeated, no table
+
+
+def test_one_run_in_one_sentence() -> None:
+    line = report.outcome_line(result.to_json(synthetic_outcome(5.0)))
+    assert line == ("outage 5.020 s, predicted 3.98-6.12 s: inside the band; 0 protected packets in clear")
+    assert report.phases_text(result.to_json(synthetic_outcome(5.0))) == (
+        "detection 4.98 + negotiation 0.01 + data 0.01 (detected by DPD)"
+    )
+    assert report.plural(1, "run") == "1 run" and report.plural(2, "DPD request") == "2 DPD requests"
 
 
 def test_p95() -> None:
-    assert report.p95([1.0]) == 1.0
+    assert report.p95([1.0]) is None  # fewer than 20 runs: no p95, it would restate the maximum
+    assert report.p95([float(v) for v in range(1, 20)]) is None
     assert report.p95([float(v) for v in range(1, 21)]) == pytest.approx(19.05)
 
 
@@ -57,3 +90,81 @@ def test_the_required_keys_are_all_a_report_needs(tmp_path: Path) -> None:
     assert (tmp_path / "report.md").read_text().startswith("# failover-lab report")
     for table in (report.runs_table, report.kb_table, report.policy_table):
         render(table([bare]))
+
+
+def policies_demo(crash_gaps: tuple[float, ...] = (5.0,)) -> list[result.Result]:
+    """What `demo --policies` measures: a graceful move and a crash (repeated once per gap) under
+    every design, profile fast."""
+    return [
+        result.to_json(synthetic_outcome(gap, fault=fault, design=name))
+        for name in policy.POLICIES
+        for fault, gaps in (("graceful", (1.0,)), ("crash", crash_gaps))
+        for gap in gaps
+    ]
+
+
+def test_policy_table_has_one_row_per_design_with_its_runs_in_band() -> None:
+    results = policies_demo()
+    dc_ports = [f"{proto}/{port}" for proto, port in DC_PORTS]
+    vip_ports = [f"{proto}/{port}" for proto, port in SERVICE_PORTS.values()]
+    for record in results:
+        record["within_prediction"] = not (record["policy"] == "mail-all" and record["fault"] == "crash")
+        record["coverage"] = {"fe": dict.fromkeys(dc_ports, True)}
+        clear = {"none": vip_ports + dc_ports, "mail-passwords": ["udp/7", "tcp/80", *dc_ports[1:]]}
+        seen = clear.get(record["policy"], [])
+        record["clear_by_port"] = {port: 3 if port in seen else 0 for port in vip_ports + dc_ports}
+    rows = {row[0]: dict(zip(report.POLICY_COLUMNS, row, strict=True)) for row in report.policy_rows(results)}
+    assert list(rows) == list(policy.POLICIES)
+    assert rows["mail-all"]["in band"] == "1 of 2" and rows["none"]["in band"] == "2 of 2"
+    assert rows["none"]["protected"] == "nothing" and rows["all-traffic"]["protected"] == "everything"
+    assert rows["mail-passwords"]["protected"] == "tcp/110, tcp/143"
+    assert rows["none"]["seen in clear"] == "udp/7, tcp/80, tcp/110, tcp/143, all of dc's ports"
+    assert rows["mail-passwords"]["seen in clear"] == "udp/7, tcp/80, " + ", ".join(dc_ports[1:])
+    assert rows["all-traffic"]["seen in clear"] == "nothing"
+    assert rows["none"]["crash: protected / clear"].startswith("- / ")  # nothing protected
+    assert rows["all-traffic"]["crash: protected / clear"].endswith(" / -")  # nothing in clear
+    text = render(report.policy_table(results))
+    assert all(name in text for name in policy.POLICIES) and "in band" in text
+
+
+def test_repeated_policy_runs_all_count() -> None:
+    """The worst outage over every repetition, credentials and clear packets summed over all runs
+    (a repeat used to replace the earlier runs of its fault)."""
+    results = policies_demo(crash_gaps=(5.0, 5.5))
+    for record in results:
+        if record["policy"] == "none":
+            record["credentials_in_clear"] = {"pop3 PASS": 3, "imap LOGIN": 2}
+    rows = {row[0]: dict(zip(report.POLICY_COLUMNS, row, strict=True)) for row in report.policy_rows(results)}
+    worst = max(r["outage_s"] for r in results if r["policy"] == "all-traffic" and r["fault"] == "crash")
+    assert rows["all-traffic"]["crash: protected / clear"] == f"{worst:.2f} / -"
+    assert rows["none"]["passwords readable"] == "pop3 PASS x9, imap LOGIN x6"
+    assert rows["none"]["in band"].endswith(" of 3")
+
+
+def test_report_md_names_the_policy_of_every_run() -> None:
+    text = report.markdown(policies_demo(), {}, None)
+    assert "## Policy designs" in text
+    headings = [line for line in text.splitlines() if line.startswith("### ")]
+    assert headings == [
+        f"### {index:02d}-fast-{fault}" + ("" if name == policy.DEFAULT else f"-{name}")
+        for index, (name, fault) in enumerate(
+            ((name, fault) for name in policy.POLICIES for fault in ("graceful", "crash")), 1
+        )
+    ]
+    default_only = report.markdown([result.to_json(synthetic_outcome(5.0))], {}, None)
+    assert "### 01-fast-crash\n" in default_only
+
+
+def test_demo_policies_writes_its_own_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`demo --policies` no longer overwrites the KB demo's results/demo: its default is
+    results/policies, and its console table is the report's policy table."""
+    results = policies_demo()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "measure_runs", lambda *args: results)
+    monkeypatch.setattr(cli, "console", Console(file=io.StringIO(), width=250, record=True))
+    cli.main(["demo", "--policies", "--backend", "netns"])
+    assert not (tmp_path / "results" / "demo").exists()
+    assert result.load(tmp_path / "results" / "policies") == results
+    printed = cli.console.export_text()
+    assert render(report.policy_table(results)) in printed
+    assert "results/policies/report.md" in printed

@@ -1,8 +1,10 @@
-"""Scenario files: the shipped ones load, broken ones give their golden one-line error, the JSON
-schema is current, expectations are judged in one sentence each, and no document crashes the
-loader with anything but that one line."""
+"""Scenario files: the shipped ones load, broken ones give their golden error (every problem, one
+line each), the JSON schema is current, expectations are judged in one sentence each, and no
+document crashes the loader with anything but those lines."""
 
+import dataclasses
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import yaml
@@ -27,6 +29,16 @@ def test_the_models_know_every_fault_service_and_backend() -> None:
     assert set(scenario.Service.__args__) == set(SERVICES)  # type: ignore[attr-defined]
     assert set(scenario.Backend.__args__) == {AUTO, *BACKENDS}  # type: ignore[attr-defined]
     assert set(scenario.PolicyName.__args__) == set(policy.POLICIES)  # type: ignore[attr-defined]
+    kinds = [get_args(model.model_fields["kind"].annotation)[0] for model in scenario.FAULT_MODELS]
+    assert kinds == list(get_args(scenario.FaultKind)) == list(faults.FAULTS)  # one model per kind, same order
+
+
+def test_each_fault_kind_takes_only_its_own_parameters() -> None:
+    assert {kind: p for kind, p in scenario.FAULT_PARAMETERS.items() if p} == {
+        "crash": ("cluster_delay",),
+        "freeze": ("freeze",),
+        "link-cut": ("cluster_delay",),
+    }
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
@@ -54,7 +66,68 @@ def test_inline_profiles_and_time_scale(tmp_path: Path) -> None:
     assert (fast.dpd_delay, cautious.dpd_delay, cautious.retransmit_timeout) == (1, 5, 1.0)
     assert loaded.params.cluster_delay == 1.0
     assert loaded.item_name(cautious) == "mine[cautious]"
-    assert loaded.model.expect.plaintext_packets == 0  # expected unless said otherwise
+    assert loaded.model.expect is None  # measured only
+
+
+def test_an_expectation_of_no_plaintext_is_implied_once_expect_is_there(tmp_path: Path) -> None:
+    loaded = loaded_crash(tmp_path, "{outage_max_s: 6}")
+    assert loaded.model.expect is not None and loaded.model.expect.plaintext_packets == 0
+    leaked = dataclasses.replace(synthetic_outcome(5.0), plaintext_packets=1)
+    assert scenario.judge(loaded, leaked) == [
+        "crash[fast]: 1 packet of protected traffic crossed the wire in clear, expected 0 (netns, strongSwan 5.9.8)"
+    ]
+    leaked = dataclasses.replace(leaked, plaintext_packets=3)
+    assert "crash[fast]: 3 packets of protected traffic" in scenario.judge(loaded, leaked)[0]
+
+
+def test_without_expect_nothing_is_judged_but_recovery(tmp_path: Path) -> None:
+    path = tmp_path / "measure.yaml"
+    path.write_text("profiles: [fast]\nfault: {kind: crash}\n")
+    loaded = scenario.load(path)
+    late_and_leaking = dataclasses.replace(synthetic_outcome(9.0), plaintext_packets=4)
+    assert scenario.judge(loaded, late_and_leaking) == []  # outside the band, in clear: not judged
+    outcome = synthetic_outcome(5.0)
+    silent = {**outcome.outages, "pop3": dataclasses.replace(outcome.outages["pop3"], first_after=None, new_owner=None)}
+    never = scenario.judge(loaded, dataclasses.replace(outcome, outages=silent))
+    assert len(never) == 1 and never[0].startswith("measure[fast]: pop3 never answered again after the crash")
+
+
+def test_a_failed_expectation_names_the_inline_profile(tmp_path: Path) -> None:
+    path = tmp_path / "fail2.yaml"
+    path.write_text("profiles: [{name: ours, dpd_delay: 2}]\nfault: {kind: crash}\nexpect: {outage_max_s: 1}\n")
+    loaded = scenario.load(path)
+    (ours,) = loaded.profiles
+    (problem,) = [p for p in scenario.judge(loaded, synthetic_outcome(1.0, ours)) if "outage" in p]
+    assert problem.startswith("fail2[ours]: outage 1.0")
+
+
+def test_a_fault_parameter_its_kind_does_not_take_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    for fault, line in [
+        ("{kind: crash, freeze: 5}", "fault.freeze: unknown key for kind crash (only kind freeze takes it)"),
+        ("{kind: reboot, cluster_delay: 0}", "fault.cluster_delay: unknown key for kind reboot (only kind crash"),
+        ("{kind: freeze, cluster_delay: 1}", "fault.cluster_delay: unknown key for kind freeze (only kind crash"),
+    ]:
+        path.write_text(f"profiles: [fast]\nfault: {fault}\n")
+        with pytest.raises(UsageError) as error:
+            scenario.load(path)
+        assert str(error.value).startswith(f"{path}: {line}")
+    path.write_text("profiles: [fast]\nfault: {kind: link-cut, cluster_delay: 0}\n")
+    assert scenario.load(path).params.cluster_delay == 0
+    path.write_text("profiles: [fast]\nfault: {kind: freeze, freeze: 2}\ntime_scale: 1/2\n")
+    assert scenario.load(path).params == timers.FaultParams(cluster_delay=0.5, freeze=1.0)
+
+
+def test_the_command_line_may_override_repeat_time_scale_policy_and_backend(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("profiles: [fast, {name: ours, dpd_delay: 4}]\nfault: {kind: crash}\nbackend: netns\n")
+    loaded = scenario.load(path)
+    changed = scenario.override(loaded, {"repeat": 3, "time_scale": 0.5, "policy": "none", "backend": "docker"})
+    assert (changed.model.repeat, changed.model.policy, changed.model.backend) == (3, "none", "docker")
+    assert [p.dpd_delay for p in changed.profiles] == [1, 2] and changed.params.cluster_delay == 0.5
+    assert changed.model.profiles == loaded.model.profiles and changed.model.fault == loaded.model.fault
+    with pytest.raises(ValueError, match="not overridable: fault"):
+        scenario.override(loaded, {"fault": {"kind": "freeze"}})
 
 
 @pytest.mark.parametrize("case", BROKEN, ids=[case.stem for case in BROKEN])
@@ -101,7 +174,8 @@ def test_a_service_outside_its_band_is_told_its_own_band(tmp_path: Path) -> None
         "(predicted 0.99-1.11 s; netns, strongSwan 5.9.8)"
     )
     assert pop3_over.endswith("(predicted 3.98-6.12 s; netns, strongSwan 5.9.8)")
-    assert f"{outcome.predicted.lo:.2f}" == "3.99"  # the overall band, which none of them is told
+    # the overall band spans them all: the first service may come back at 0.98 s, the last at 6.12 s
+    assert (f"{outcome.predicted.lo:.2f}", f"{outcome.predicted.hi:.2f}") == ("0.98", "6.12")
 
 
 def test_a_profile_the_timer_model_refuses_fails_at_load(tmp_path: Path) -> None:
@@ -124,14 +198,17 @@ VALID: dict[str, object] = {"profiles": ["fast"], "fault": {"kind": "crash"}, "e
 KEYS = st.sampled_from(["profiles", "fault", "expect", "repeat", "time_scale", "backend", "description", "kind", "x"])
 
 
-def loads_or_says_why(tmp_path: Path, document: object) -> None:
+def loads_or_says_why(tmp_path: Path, document: object) -> scenario.Scenario | list[str]:
+    """The loaded scenario, or the error's lines, each checked to name the file."""
     path = tmp_path / "fuzz.yaml"
     path.write_text(yaml.safe_dump(document))
     try:
-        scenario.load(path)
+        return scenario.load(path)
     except UsageError as error:
-        message = str(error)
-        assert message.startswith(f"{path}: ") and "\n" not in message
+        lines = str(error).split("\n")
+        assert all(line.startswith(f"{path}: ") for line in lines), lines
+        assert len(lines) == len(set(lines)), lines
+        return lines
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -147,3 +224,23 @@ def test_mutated_scenarios_never_crash_the_loader(tmp_path: Path, key: str, valu
     if not drop:
         document[key] = value
     loads_or_says_why(tmp_path, document)
+
+
+FAULT_VALUES = st.one_of(st.floats(-1, 4000), st.integers(-1, 4000), st.text(max_size=4), st.none())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    kind=st.sampled_from(list(faults.FAULTS)),
+    parameters=st.dictionaries(st.sampled_from(["cluster_delay", "freeze"]), FAULT_VALUES, max_size=2),
+)
+def test_a_fault_loads_exactly_when_its_kind_takes_its_parameters(
+    tmp_path: Path, kind: str, parameters: dict[str, object]
+) -> None:
+    loaded = loads_or_says_why(tmp_path, {"profiles": ["fast"], "fault": {"kind": kind, **parameters}})
+    foreign = sorted(set(parameters) - set(scenario.FAULT_PARAMETERS[kind]))
+    if isinstance(loaded, scenario.Scenario):
+        assert not foreign
+    for name in foreign:
+        assert isinstance(loaded, list)
+        assert any(f": fault.{name}: unknown key for kind {kind} (only kind " in line for line in loaded), loaded

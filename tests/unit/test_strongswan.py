@@ -103,7 +103,7 @@ PROFILES = st.builds(
     timers.Profile,
     name=st.just("p"),
     description=st.just(""),
-    retransmit_timeout=st.floats(min_value=0.001, max_value=3600, allow_nan=False),
+    retransmit_timeout=st.floats(min_value=0.031, max_value=3600, allow_nan=False),  # x 1/30: >= 1 ms
     retransmit_base=st.floats(min_value=1, max_value=10, allow_nan=False),
     retransmit_tries=st.integers(0, 30),
     retransmit_jitter=st.integers(0, timers.JITTER_MAX),

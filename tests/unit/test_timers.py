@@ -193,10 +193,15 @@ def test_check_accepts_no_dpd_where_dpd_plays_no_part(fault: str) -> None:
     timers.check(Profile("nodpd", "", dpd_delay=0), fault, timers.FaultParams())
 
 
-def test_check_refuses_retransmissions_that_take_no_time() -> None:
+def test_a_timeout_charon_cannot_count_is_refused() -> None:
+    """charon truncates timeouts to whole milliseconds: less than one is no timeout at all."""
     with pytest.raises(UsageError) as error:
-        timers.check(Profile("instant", "", retransmit_timeout=0.0), "graceful", timers.FaultParams())
-    assert str(error.value) == "the retransmissions take no time; set retransmit_timeout > 0"
+        Profile("instant", "", retransmit_timeout=0.0)
+    assert str(error.value) == (
+        "profile instant: retransmit_timeout must be at least 0.001 s (charon counts whole milliseconds), got 0"
+    )
+    with pytest.raises(UsageError, match="got 4e-06"):
+        timers.profile("win2000").scaled(1e-6)
 
 
 def test_check_accepts_every_built_in_profile_for_every_fault() -> None:
@@ -210,11 +215,11 @@ def test_check_accepts_every_built_in_profile_for_every_fault() -> None:
 def test_a_tiny_retransmission_cycle_is_predicted_at_once() -> None:
     """The first send that reaches a VIP moved long after the fault, with a cycle a billion
     times shorter, is found by arithmetic, not by walking every cycle."""
-    tiny = timers.Profile("tiny", "", retransmit_timeout=1e-9, retransmit_base=1.0, retransmit_tries=1)
+    tiny = timers.Profile("tiny", "", retransmit_timeout=0.001, retransmit_base=1.0, retransmit_tries=1)
     started = time.monotonic()
-    bounds = timers.graceful(tiny, 0.0, vip_moved=10.0)
+    bounds = timers.graceful(tiny, 0.0, vip_moved=1e6)  # a billion cycles of 2 ms later
     assert time.monotonic() - started < 0.1
-    assert 10.0 <= bounds.hi - timers.SETUP_ALLOWANCE_S <= 10.0 + 1e-6
+    assert 1e6 <= bounds.hi - timers.SETUP_ALLOWANCE_S <= 1e6 + 0.001
 
 
 def test_charon_s_whole_number_settings_are_refused_in_any_other_form() -> None:
