@@ -14,24 +14,16 @@ import json
 import math
 import signal
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from harness import faults, lab, live, measure, policy, registry, report, result, scenario, timers, userfiles
+from harness import faults, lab, policy, registry, report, result, runs, scenario, timers, userfiles
 from harness.backends import AUTO, BACKENDS, backend
 from harness.errors import LabError, UsageError
-
-console = Console()
-if not console.is_terminal:
-    console = Console(width=160)
 
 DEMO_PROFILES = (("win2000", True), ("win2003-nlbsflags", True), ("strongswan-default", True), ("fast", False))
 """The demo's profiles and whether the time scale applies (fast runs at its real speed)."""
@@ -271,136 +263,13 @@ def parser() -> Parser:
     return top
 
 
-PHASE_NEWS = {
-    "negotiation": "fe's IKE SA with the failed peer is down: detection over, negotiating",
-    "data": "the CHILD_SA that carries traffic again is installed: waiting for every service",
-}
-
-
-@contextmanager
-def progress_reporter(title: str, predicted: float) -> Iterator[live.Reporter]:
-    """While a run waits for recovery: every IKE event as a line the moment fe's charon logs it
-    (DPD requests, retransmissions, DELETE, INITIAL_CONTACT, new SAs) and every phase change, in
-    seconds since the fault; on a terminal also a bar of elapsed vs predicted time with the
-    counts so far. Phases follow the result's rules, so the lines and the result agree."""
-    shown: set[str] = set()
-
-    def lines(state: live.Progress) -> None:
-        news = list(state.news)
-        for phase, at in (("negotiation", state.detected_at), ("data", state.installed_at)):
-            if at is not None and phase not in shown:
-                shown.add(phase)
-                news.append((at, PHASE_NEWS[phase]))
-        for at, what in sorted(news, key=lambda item: item[0]):
-            console.print(f"  {at:8.3f} s  {what}", highlight=False)
-
-    if not console.is_terminal:
-        yield lines
-        return
-    with Progress(
-        TextColumn("{task.description}", markup=False),
-        BarColumn(),
-        TextColumn("{task.fields[phase]:<12} {task.completed:6.1f} s of {task.total:.1f} s predicted"),
-        TextColumn("{task.fields[counts]}"),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(title, total=predicted, phase="detection", counts="")
-
-        def on_terminal(state: live.Progress) -> None:
-            lines(state)
-            counts = f"DPD {state.dpd_requests}, retransmissions {state.retransmits}, DELETE {state.deletes}"
-            bar.update(task, total=state.predicted.hi, completed=state.elapsed, phase=state.phase, counts=counts)
-
-        yield on_terminal
-
-
-Plan = Sequence[tuple[timers.Profile, str, str]]
-"""(profile, fault, policy) per measurement."""
-
-
-def _check_plan(plan: Plan, params: timers.FaultParams) -> None:
+def _check_plan(plan: runs.Plan, params: timers.FaultParams) -> None:
     """The timer model accepts every (profile, fault) of ``plan``: refused before any lab exists."""
     for profile, fault, _ in plan:
         try:
             timers.check(profile, fault, params.scaled(profile.time_scale))
         except UsageError as error:
             raise UsageError(f"--profile {profile.name} with --fault {fault}: {error}") from None
-
-
-def say_rounded(profile: timers.Profile) -> None:
-    """The scaled settings charon runs rounded to whole seconds: the prediction uses what runs."""
-    for rounded in profile.rounded:
-        console.print(f"  note: {rounded.describe()}", highlight=False)
-
-
-def measure_runs(plan: Plan, params: timers.FaultParams, repeat: int, backend_name: str) -> list[result.Result]:
-    """Each (profile, fault, policy) ``repeat`` times, every run on a fresh lab."""
-    results = []
-    for profile, fault, policy_name in plan:
-        scaled_params = params.scaled(profile.time_scale)
-        for number in range(1, repeat + 1):
-            started = time.monotonic()
-            with lab.running(profile, backend_name, policy_name=policy_name) as running:
-                title = f"{fault} / {profile.name}" + (f" / {policy_name}" if policy_name != policy.DEFAULT else "")
-                title += f" (run {number} of {repeat})" if repeat > 1 else ""
-                outcome, before = measure_one(running, title, fault, scaled_params)
-            record = result.to_json(outcome)
-            record["run_wall_s"] = round(time.monotonic() - started, 3)
-            results.append(record)
-            say_outcome(record, before)
-    return results
-
-
-MEASURED_LATER = {"reboot-announce": " plus the back-end's restart, measured during the run"}
-"""Faults whose prediction needs a time the run measures: the result's band includes it."""
-
-
-def measure_one(
-    running: lab.Lab, title: str, fault: str, params: timers.FaultParams
-) -> tuple[measure.Outcome, timers.Bounds]:
-    """One run with its header (the prediction before it, returned too) and its live lines."""
-    bounds = measure.expected(running, fault, params)
-    later = MEASURED_LATER.get(fault, "")
-    console.print(
-        f"{title} on lab {running.topology.name}: predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s{later} "
-        "(times below: seconds after the fault)",
-        highlight=False,
-        markup=False,
-    )
-    say_rounded(running.profile)
-    with progress_reporter(title, bounds.hi) as reporter:
-        return measure.run(running, fault, params, reporter), bounds
-
-
-def show_summary(results: Sequence[result.Result]) -> None:
-    """The table a set of results is about: the policy designs side by side, the KB comparison
-    for runs with KB figures, else every run."""
-    if len({r["policy"] for r in results}) > 1:
-        console.print(report.policy_table(results))
-    elif any(r["kb_outage_s"] is not None for r in results):
-        console.print(report.kb_table(results))
-    else:
-        show_runs(results)
-
-
-def show_runs(results: Sequence[result.Result]) -> None:
-    """The run table, and the statistics of repeated runs."""
-    console.print(report.runs_table(results))
-    repeated = report.statistics_table(results)
-    if repeated is not None:
-        console.print(repeated)
-
-
-def say_outcome(record: result.Result, before: timers.Bounds) -> None:
-    """The run's result in one line, with the numbers of the table and the JSON; when the band
-    moved from the one announced before the run, what moved it."""
-    console.print(f"  {report.outcome_line(record)}", highlight=False)
-    band = (round(record["predicted"]["lo_s"], 2), round(record["predicted"]["hi_s"], 2))
-    if band != (round(before.lo, 2), round(before.hi, 2)):
-        console.print(f"  (the band counts {report.what_was_measured(record)})", highlight=False)
-    if record["outage_s"] is not None:
-        console.print(f"  phases: {report.phases_text(record)}", highlight=False)
 
 
 def _profile(arguments: argparse.Namespace) -> timers.Profile:
@@ -428,13 +297,13 @@ def cmd_up(arguments: argparse.Namespace) -> int:
         profile, arguments.backend, keep=True, policy_name=policy.policy(arguments.policy).name
     ) as running:
         topology = running.topology
-        console.print(
+        runs.console.print(
             f"lab [bold]{topology.name}[/] is up ({running.backend.name}, profile {profile.name}, "
             f"strongSwan {running.strongswan_version}): fe {topology.address('fe')}, "
             f"be1 {topology.address('be1')}, be2 {topology.address('be2')}, "
             f"VIP {topology.vip} on {running.vip_owner()}"
         )
-        console.print(
+        runs.console.print(
             f"look inside: `failover-lab exec {topology.name} fe -- swanctl --list-sas` (any node: fe, be1, be2, "
             f"dc, sw; any command); `failover-lab status` shows it, `failover-lab down {topology.name}` removes it",
             highlight=False,
@@ -457,11 +326,11 @@ def cmd_status(arguments: argparse.Namespace) -> int:
         print(json.dumps(reports, indent=2))
         return 0
     if not reports:
-        console.print("no lab is running")
+        runs.console.print("no lab is running")
     for entry in reports:
         owner = _owner(entry)
         if "problem" in entry:
-            console.print(f"lab {entry['name']} ({owner}): {entry['problem']}", highlight=False)
+            runs.console.print(f"lab {entry['name']} ({owner}): {entry['problem']}", highlight=False)
             continue
         view = Table(
             title=f"lab {entry['name']} (profile {entry['profile']}, VIP {entry['vip']}, {owner})",
@@ -475,10 +344,10 @@ def cmd_status(arguments: argparse.Namespace) -> int:
             )
             vip = {True: "owner", False: "-"}.get(node.get("vip"), "")
             view.add_row(name, node["address"], node["charon"], vip, sas or "none")
-        console.print(view)
+        runs.console.print(view)
         warning = vip_warning(entry)
         if warning:
-            console.print(f"[bold red]warning:[/] {warning}", highlight=False)
+            runs.console.print(f"[bold red]warning:[/] {warning}", highlight=False)
     return 0
 
 
@@ -515,12 +384,12 @@ def cmd_run(arguments: argparse.Namespace) -> int:
     plan = [(profile, fault, chosen) for fault in names]
     _check_plan(plan, _params(arguments))
     backend(arguments.backend)
-    results = measure_runs(plan, _params(arguments), arguments.repeat, arguments.backend)
-    show_runs(results)
+    results = runs.measure_runs(plan, _params(arguments), arguments.repeat, arguments.backend)
+    runs.show_runs(results)
     if arguments.json:
         write_json(results, arguments.json)
     if arguments.out:
-        console.print(f"report written to {report.write_folder(results, arguments.out)}")
+        runs.console.print(f"report written to {report.write_folder(results, arguments.out)}")
     return 0 if all(r["recovered"] for r in results) else 1
 
 
@@ -552,7 +421,7 @@ def write_json(results: Sequence[result.Result], path: Path) -> None:
     """--json: the results as one JSON list."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(list(results), indent=1) + "\n")
-    console.print(f"results written to {path}", highlight=False, markup=False)
+    runs.console.print(f"results written to {path}", highlight=False, markup=False)
 
 
 SCENARIO_DEFINES = {
@@ -584,27 +453,12 @@ def _scenario_with_options(arguments: argparse.Namespace) -> scenario.Scenario:
         if was is None or was == value:
             continue  # the file leaves it to the command line (backend), or says the same
         shown = (timers.scale_text(was), timers.scale_text(value)) if field == "time_scale" else (was, value)
-        console.print(
+        runs.console.print(
             f"overriding the scenario's {field} {shown[0]} with {SCENARIO_OVERRIDES[field]} {shown[1]}",
             highlight=False,
             markup=False,
         )
     return scenario.override(loaded, changes) if changes else loaded
-
-
-def _numbered_runs(title: str, repeat: int) -> scenario.MeasureOn:
-    """Each of a scenario's runs as `run --fault` shows one: its header, live lines and result."""
-    numbers = iter(range(1, repeat + 1))
-
-    def measured(running: lab.Lab, fault: str, params: timers.FaultParams) -> measure.Outcome:
-        number = next(numbers)
-        outcome, before = measure_one(
-            running, f"{title} (run {number} of {repeat})" if repeat > 1 else title, fault, params
-        )
-        say_outcome(result.to_json(outcome), before)
-        return outcome
-
-    return measured
 
 
 def run_scenario(arguments: argparse.Namespace) -> int:
@@ -614,21 +468,23 @@ def run_scenario(arguments: argparse.Namespace) -> int:
     backend(chosen)
     results, problems = [], []
     for profile in loaded.profiles:
-        outcomes = scenario.run(loaded, profile, chosen, _numbered_runs(loaded.item_name(profile), loaded.model.repeat))
+        outcomes = scenario.run(
+            loaded, profile, chosen, runs.numbered_runs(loaded.item_name(profile), loaded.model.repeat)
+        )
         results += [result.to_json(outcome) for outcome in outcomes]
         problems += scenario.judge_all(loaded, outcomes)
-    show_runs(results)
+    runs.show_runs(results)
     if arguments.json:
         write_json(results, arguments.json)
     out = arguments.out or Path("results") / loaded.name
-    console.print(f"report written to {report.write_folder(results, out)}", highlight=False, markup=False)
+    runs.console.print(f"report written to {report.write_folder(results, out)}", highlight=False, markup=False)
     judged = loaded.model.expect is not None
     for problem in problems:  # item names like crash[ours] are text, not markup
-        console.print(f"[bold red]{'not met' if judged else 'failed'}:[/] {escape(problem)}", highlight=False)
+        runs.console.print(f"[bold red]{'not met' if judged else 'failed'}:[/] {escape(problem)}", highlight=False)
     if not judged:
-        console.print(f"{loaded.name}: no expectations: measured only", highlight=False, markup=False)
+        runs.console.print(f"{loaded.name}: no expectations: measured only", highlight=False, markup=False)
     elif not problems:
-        console.print(f"{loaded.name}: every expectation met", highlight=False, markup=False)
+        runs.console.print(f"{loaded.name}: every expectation met", highlight=False, markup=False)
     return 1 if problems else 0
 
 
@@ -639,7 +495,7 @@ def cmd_demo(arguments: argparse.Namespace) -> int:
     scale = arguments.time_scale if arguments.time_scale is not None else timers.parse_scale(DEFAULT_DEMO_SCALE)
     if arguments.policies:
         fast = timers.profile("fast")
-        plan: Plan = [(fast, fault, name) for name in policy.POLICIES for fault in DEMO_FAULTS]
+        plan: runs.Plan = [(fast, fault, name) for name in policy.POLICIES for fault in DEMO_FAULTS]
     else:
         plan = [
             (timers.profile(name).scaled(scale if scaled else 1.0), fault, policy.DEFAULT)
@@ -647,9 +503,9 @@ def cmd_demo(arguments: argparse.Namespace) -> int:
             for fault in DEMO_FAULTS
         ]
     out: Path = arguments.out or Path("results/policies" if arguments.policies else "results/demo")
-    results = measure_runs(plan, _params(arguments), arguments.repeat, arguments.backend)
-    console.print(report.policy_table(results) if arguments.policies else report.kb_table(results))
-    console.print(f"report written to {report.write_folder(results, out)}")
+    results = runs.measure_runs(plan, _params(arguments), arguments.repeat, arguments.backend)
+    runs.console.print(report.policy_table(results) if arguments.policies else report.kb_table(results))
+    runs.console.print(f"report written to {report.write_folder(results, out)}")
     return 0 if all(r["recovered"] and r["within_prediction"] for r in results) else 1
 
 
@@ -657,8 +513,8 @@ def cmd_report(arguments: argparse.Namespace) -> int:
     source: Path = arguments.path
     results = result.load(source)
     path = report.redraw(results, source) if source.is_dir() else report.write_folder(results, report_folder_of(source))
-    show_summary(results)
-    console.print(f"report drawn: {path}")
+    runs.show_summary(results)
+    runs.console.print(f"report drawn: {path}")
     return 0
 
 
@@ -724,16 +580,16 @@ def cmd_down(arguments: argparse.Namespace) -> int:
         assert state.owner is not None
         raise UsageError(f"lab {state.name} belongs to process {state.owner.pid}, which removes it when done")
     registry.remove(backend(state.backend), state.topology.qualified)
-    console.print(f"lab {state.name} removed")
+    runs.console.print(f"lab {state.name} removed")
     return 0
 
 
 def cmd_clean(arguments: argparse.Namespace) -> int:
     only = backend(arguments.backend) if arguments.backend else None
     removed, skipped = registry.clean(force=arguments.force, only=only)
-    console.print(f"removed {', '.join(removed)}" if removed else "nothing to clean")
+    runs.console.print(f"removed {', '.join(removed)}" if removed else "nothing to clean")
     if skipped:
-        console.print(f"left {', '.join(skipped)}: in use by a live run or test (--force removes them too)")
+        runs.console.print(f"left {', '.join(skipped)}: in use by a live run or test (--force removes them too)")
     return 0
 
 

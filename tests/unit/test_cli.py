@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness import cli, live, measure, registry, report, result, scenario, strongswan, timers
+from harness import cli, live, measure, registry, report, result, runs, scenario, strongswan, timers
 from harness.backends.netns import NetnsBackend
 
 from .outcomes import synthetic_outcome
@@ -279,7 +279,7 @@ def test_report_of_a_file_that_is_not_a_result(capsys: pytest.CaptureFixture[str
 def test_report_of_a_run_json_file_writes_a_report_folder_next_to_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(cli, "console", Console(file=io.StringIO(), width=200))
+    monkeypatch.setattr(runs, "console", Console(file=io.StringIO(), width=200))
     records = [result.to_json(synthetic_outcome(gap)) for gap in (4.8, 5.2)]
     path = tmp_path / "results.json"
     path.write_text(json.dumps(records, indent=1) + "\n")  # as `run --json` writes it
@@ -329,8 +329,8 @@ def test_live_lines_off_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every IKE event once, as it happens, and every phase change at the moment fe's SA events
     put it, in seconds since the fault."""
     buffer = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=buffer, force_terminal=False, width=120))
-    with cli.progress_reporter("crash / fast", 6.12) as report:
+    monkeypatch.setattr(runs, "console", Console(file=buffer, force_terminal=False, width=120))
+    with runs.progress_reporter("crash / fast", 6.12) as report:
         for state in LIVE:
             report(state)
     assert buffer.getvalue().splitlines() == [
@@ -347,8 +347,8 @@ def test_live_lines_off_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_live_bar_on_a_terminal_shows_the_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     buffer = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=buffer, force_terminal=True, width=160))
-    with cli.progress_reporter("crash / fast", 6.12) as report:
+    monkeypatch.setattr(runs, "console", Console(file=buffer, force_terminal=True, width=160))
+    with runs.progress_reporter("crash / fast", 6.12) as report:
         for state in LIVE:
             report(state)
     shown = buffer.getvalue()
@@ -456,13 +456,13 @@ class ScenarioRuns:
 @pytest.fixture
 def scenario_runs(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], tuple[ScenarioRuns, io.StringIO]]:
     def prepare(gap: float) -> tuple[ScenarioRuns, io.StringIO]:
-        runs = ScenarioRuns(gap)
+        scripted = ScenarioRuns(gap)
         shown = io.StringIO()
-        monkeypatch.setattr(scenario, "run", runs.run)
-        monkeypatch.setattr(cli, "backend", runs.checked.append)
+        monkeypatch.setattr(scenario, "run", scripted.run)
+        monkeypatch.setattr(cli, "backend", scripted.checked.append)
         monkeypatch.setattr(report, "write_folder", lambda results, out: out)
-        monkeypatch.setattr(cli, "console", Console(file=shown, width=200))
-        return runs, shown
+        monkeypatch.setattr(runs, "console", Console(file=shown, width=200))
+        return scripted, shown
 
     return prepare
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from harness import cli, faults, lab, policy, scenario, timers
+from harness import cli, faults, lab, policy, runs, scenario, timers
 from harness.backends import AUTO, BACKENDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,7 +85,7 @@ def no_lab(*args: object, **kwargs: object) -> None:
 def patched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     monkeypatch.setattr(lab, "running", no_lab)
     monkeypatch.setattr(cli, "backend", lambda name: None)  # the host's fitness is not under test
-    monkeypatch.setattr(cli, "console", Console(file=io.StringIO(), width=200))
+    monkeypatch.setattr(runs, "console", Console(file=io.StringIO(), width=200))
     monkeypatch.chdir(tmp_path)
     (tmp_path / OWN_PROFILES).write_text("profiles:\n  cautious: {dpd_delay: 3, retransmit_timeout: 1}\n")
     yield tmp_path

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from harness import cli, effective, lab, measure, policy, result, timers, wire
+from harness import effective, lab, measure, policy, result, runs, timers, wire
 from harness.measure import Outcome
 from harness.policy import DC_PEERS, DC_PORTS
 from harness.topology import NODES
@@ -107,9 +107,9 @@ def as_the_cli_writes_it(outcome: Outcome, monkeypatch: pytest.MonkeyPatch) -> r
 
     monkeypatch.setattr(lab, "running", running)
     monkeypatch.setattr(measure, "run", lambda *args, **kwargs: outcome)
-    monkeypatch.setattr(cli, "console", Console(file=io.StringIO(), width=200))
+    monkeypatch.setattr(runs, "console", Console(file=io.StringIO(), width=200))
     plan = [(timers.profile("fast"), outcome.fault, policy.DEFAULT)]
-    (record,) = cli.measure_runs(plan, timers.FaultParams(), 1, "netns")
+    (record,) = runs.measure_runs(plan, timers.FaultParams(), 1, "netns")
     return record
 
 

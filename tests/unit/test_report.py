@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness import cli, policy, report, result, timers
+from harness import cli, policy, report, result, runs, timers
 from harness.policy import DC_PORTS, SERVICE_PORTS
 
 from .outcomes import synthetic_outcome
@@ -160,11 +160,11 @@ def test_demo_policies_writes_its_own_folder(monkeypatch: pytest.MonkeyPatch, tm
     results/policies, and its console table is the report's policy table."""
     results = policies_demo()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "measure_runs", lambda *args: results)
-    monkeypatch.setattr(cli, "console", Console(file=io.StringIO(), width=250, record=True))
+    monkeypatch.setattr(runs, "measure_runs", lambda *args: results)
+    monkeypatch.setattr(runs, "console", Console(file=io.StringIO(), width=250, record=True))
     cli.main(["demo", "--policies", "--backend", "netns"])
     assert not (tmp_path / "results" / "demo").exists()
     assert result.load(tmp_path / "results" / "policies") == results
-    printed = cli.console.export_text()
+    printed = runs.console.export_text()
     assert render(report.policy_table(results)) in printed
     assert "results/policies/report.md" in printed

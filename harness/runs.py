@@ -1,0 +1,160 @@
+"""What a person sees of runs on the command line, and the runs it shows: the line before each
+run (its prediction), the live lines and bar while it waits (every IKE event, every phase
+change), its result in a line, and the tables after. The numbers are the result's own
+(harness.result, harness.report): nothing here computes an outage or a band.
+
+Owns: running a plan of measurements for the CLI and printing them. Not: argument parsing or
+commands (harness.cli), the measurement (harness.measure).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+
+from harness import lab, live, measure, policy, report, result, scenario, timers
+
+console = Console()
+if not console.is_terminal:
+    console = Console(width=160)
+
+Plan = Sequence[tuple[timers.Profile, str, str]]
+"""(profile, fault, policy) per measurement."""
+
+
+PHASE_NEWS = {
+    "negotiation": "fe's IKE SA with the failed peer is down: detection over, negotiating",
+    "data": "the CHILD_SA that carries traffic again is installed: waiting for every service",
+}
+
+
+@contextmanager
+def progress_reporter(title: str, predicted: float) -> Iterator[live.Reporter]:
+    """While a run waits for recovery: every IKE event as a line the moment fe's charon logs it
+    (DPD requests, retransmissions, DELETE, INITIAL_CONTACT, new SAs) and every phase change, in
+    seconds since the fault; on a terminal also a bar of elapsed vs predicted time with the
+    counts so far. Phases follow the result's rules, so the lines and the result agree."""
+    shown: set[str] = set()
+
+    def lines(state: live.Progress) -> None:
+        news = list(state.news)
+        for phase, at in (("negotiation", state.detected_at), ("data", state.installed_at)):
+            if at is not None and phase not in shown:
+                shown.add(phase)
+                news.append((at, PHASE_NEWS[phase]))
+        for at, what in sorted(news, key=lambda item: item[0]):
+            console.print(f"  {at:8.3f} s  {what}", highlight=False)
+
+    if not console.is_terminal:
+        yield lines
+        return
+    with Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        TextColumn("{task.fields[phase]:<12} {task.completed:6.1f} s of {task.total:.1f} s predicted"),
+        TextColumn("{task.fields[counts]}"),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(title, total=predicted, phase="detection", counts="")
+
+        def on_terminal(state: live.Progress) -> None:
+            lines(state)
+            counts = f"DPD {state.dpd_requests}, retransmissions {state.retransmits}, DELETE {state.deletes}"
+            bar.update(task, total=state.predicted.hi, completed=state.elapsed, phase=state.phase, counts=counts)
+
+        yield on_terminal
+
+
+def say_rounded(profile: timers.Profile) -> None:
+    """The scaled settings charon runs rounded to whole seconds: the prediction uses what runs."""
+    for rounded in profile.rounded:
+        console.print(f"  note: {rounded.describe()}", highlight=False)
+
+
+def measure_runs(plan: Plan, params: timers.FaultParams, repeat: int, backend_name: str) -> list[result.Result]:
+    """Each (profile, fault, policy) ``repeat`` times, every run on a fresh lab."""
+    results = []
+    for profile, fault, policy_name in plan:
+        scaled_params = params.scaled(profile.time_scale)
+        for number in range(1, repeat + 1):
+            started = time.monotonic()
+            with lab.running(profile, backend_name, policy_name=policy_name) as running:
+                title = f"{fault} / {profile.name}" + (f" / {policy_name}" if policy_name != policy.DEFAULT else "")
+                title += f" (run {number} of {repeat})" if repeat > 1 else ""
+                outcome, before = measure_one(running, title, fault, scaled_params)
+            record = result.to_json(outcome)
+            record["run_wall_s"] = round(time.monotonic() - started, 3)
+            results.append(record)
+            say_outcome(record, before)
+    return results
+
+
+MEASURED_LATER = {"reboot-announce": " plus the back-end's restart, measured during the run"}
+"""Faults whose prediction needs a time the run measures: the result's band includes it."""
+
+
+def measure_one(
+    running: lab.Lab, title: str, fault: str, params: timers.FaultParams
+) -> tuple[measure.Outcome, timers.Bounds]:
+    """One run with its header (the prediction before it, returned too) and its live lines."""
+    bounds = measure.expected(running, fault, params)
+    later = MEASURED_LATER.get(fault, "")
+    console.print(
+        f"{title} on lab {running.topology.name}: predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s{later} "
+        "(times below: seconds after the fault)",
+        highlight=False,
+        markup=False,
+    )
+    say_rounded(running.profile)
+    with progress_reporter(title, bounds.hi) as reporter:
+        return measure.run(running, fault, params, reporter), bounds
+
+
+def show_summary(results: Sequence[result.Result]) -> None:
+    """The table a set of results is about: the policy designs side by side, the KB comparison
+    for runs with KB figures, else every run."""
+    if len({r["policy"] for r in results}) > 1:
+        console.print(report.policy_table(results))
+    elif any(r["kb_outage_s"] is not None for r in results):
+        console.print(report.kb_table(results))
+    else:
+        show_runs(results)
+
+
+def show_runs(results: Sequence[result.Result]) -> None:
+    """The run table, and the statistics of repeated runs."""
+    console.print(report.runs_table(results))
+    repeated = report.statistics_table(results)
+    if repeated is not None:
+        console.print(repeated)
+
+
+def say_outcome(record: result.Result, before: timers.Bounds) -> None:
+    """The run's result in one line, with the numbers of the table and the JSON; when the band
+    moved from the one announced before the run, what moved it."""
+    console.print(f"  {report.outcome_line(record)}", highlight=False)
+    band = (round(record["predicted"]["lo_s"], 2), round(record["predicted"]["hi_s"], 2))
+    if band != (round(before.lo, 2), round(before.hi, 2)):
+        console.print(f"  (the band counts {report.what_was_measured(record)})", highlight=False)
+    if record["outage_s"] is not None:
+        console.print(f"  phases: {report.phases_text(record)}", highlight=False)
+
+
+def numbered_runs(title: str, repeat: int) -> scenario.MeasureOn:
+    """Each of a scenario's runs as `run --fault` shows one: its header, live lines and result."""
+    numbers = iter(range(1, repeat + 1))
+
+    def measured(running: lab.Lab, fault: str, params: timers.FaultParams) -> measure.Outcome:
+        number = next(numbers)
+        outcome, before = measure_one(
+            running, f"{title} (run {number} of {repeat})" if repeat > 1 else title, fault, params
+        )
+        say_outcome(result.to_json(outcome), before)
+        return outcome
+
+    return measured
