@@ -2,8 +2,9 @@
 # Install what failover-lab needs on a Debian machine (as root) and run it.
 #   ./quickstart.sh demo   reproduce KB 821839: graceful move and crash per timer profile, report folder
 #   ./quickstart.sh test   lint, type checks, unit tests and the real lab tests, on network
-#                          namespaces and on Docker (FAILOVER_LAB_DOCKER=0: namespaces only),
-#                          then the shipped scenarios (netns, 4 labs side by side)
+#                          namespaces, on Docker (FAILOVER_LAB_DOCKER=0: not) and on User-mode
+#                          Linux VMs (FAILOVER_LAB_UML=0: not), then the shipped scenarios
+#                          (netns, 4 labs side by side)
 # Idempotent: apt packages are installed only when missing, the venv (.venv) is reused.
 # Without a running Docker engine, `test` starts one by hand (leaving the host's firewall and
 # sysctls alone), builds the Debian base images from the apt mirror (no registry needed) and
@@ -14,6 +15,7 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
   libstrongswan-extra-plugins libcharon-extra-plugins iproute2 iputils-arping nftables tcpdump)
 DOCKER_PACKAGES=(docker.io docker-compose debootstrap)
+UML_PACKAGES=(user-mode-linux uml-utilities kmod python3 iptables)
 DOCKER_STATE=/var/lib/failover-lab-docker
 
 die() { echo "quickstart: $*" >&2; exit 2; }
@@ -77,12 +79,14 @@ start_docker() {
 }
 
 docker_tests=${FAILOVER_LAB_DOCKER:-1}
+uml_tests=${FAILOVER_LAB_UML:-1}
 command=${1:-demo}
-if [ "$command" = test ] && [ "$docker_tests" = 1 ]; then
-  install_system "${DOCKER_PACKAGES[@]}"
-else
-  install_system
+extra=()
+if [ "$command" = test ]; then
+  [ "$docker_tests" = 1 ] && extra+=("${DOCKER_PACKAGES[@]}")
+  [ "$uml_tests" = 1 ] && extra+=("${UML_PACKAGES[@]}")
 fi
+install_system "${extra[@]}"
 install_python
 
 case "$command" in
@@ -102,6 +106,7 @@ case "$command" in
       cp /usr/local/share/ca-certificates/*.crt lab/ca-certificates/ 2>/dev/null || true
       backends+=(--lab-backend docker --lab-backend docker:bookworm)
     fi
+    [ "$uml_tests" = 1 ] && backends+=(--lab-backend uml)
     FAILOVER_LAB_REQUIRE_LAB=1 .venv/bin/pytest tests "${backends[@]}"
     .venv/bin/pytest scenarios --lab-backend netns -n 4
     ;;

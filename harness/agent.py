@@ -19,13 +19,14 @@ import json
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.agents.node_agent import CLOSE, DATA, EOF, HEADER, OPEN, REPLY
 from harness.errors import CharonError, CommandError, CommandTimeout, LabError, NodeLost
-from harness.node import Result, checked
+from harness.node import Clock, Firewall, Machine, Result, checked
 
 if TYPE_CHECKING:
     import vici
@@ -34,6 +35,8 @@ AGENT_SCRIPT = "node_agent.py"
 VICI_SOCKET = "/run/charon.vici"
 REPLY_MARGIN_S = 5.0
 """How much longer than a command's own timeout the harness waits for the agent's answer."""
+CLOCK_SAMPLES = 5
+"""Round trips to a VM's agent when its clocks are mapped (the shortest one counts)."""
 REQUEST_TIMEOUT_S = 10.0
 """How long a short request (signal, put, connect) may take."""
 
@@ -194,8 +197,8 @@ class Link:
         for channel in channels:
             channel.wake()
 
-    def close(self) -> None:
-        self._lose("closed by the harness")
+    def close(self, reason: str = "closed by the harness") -> None:
+        self._lose(reason)
         with contextlib.suppress(OSError):
             self._stream.close()
 
@@ -300,12 +303,18 @@ class AgentNode:
         connect: Callable[[], ByteStream],
         python: Sequence[str],
         agents: PurePosixPath,
+        own_clock: bool = False,
+        machine: Machine | None = None,
+        firewall: Firewall = "nft",
     ) -> None:
         self.name = name
+        self.machine = machine
+        self.firewall: Firewall = firewall
         self.workdir = workdir
         self._connect = connect
         self._python = list(python)
         self._agents = agents
+        self._own_clock = own_clock
         self._link: Link | None = None
         self._lock = threading.Lock()
 
@@ -368,3 +377,32 @@ class AgentNode:
         with self._lock:
             if self._link is not None:
                 self._link.close()
+
+    def lose(self, reason: str) -> None:
+        """The node is gone (its VM died): everything waiting on it, and every later call, gets
+        NodeLost with ``reason``."""
+        with self._lock:
+            if self._link is not None:
+                self._link.close(reason)
+
+    def reset(self) -> None:
+        """Forget the connection (a VM that was killed and boots again): the next use opens a new one."""
+        with self._lock:
+            if self._link is not None:
+                self._link.close()
+            self._link = None
+
+    def clock(self) -> Clock:
+        """Same as the harness's on its own kernel; a VM's measured over the agent: of several
+        round trips the shortest, its middle taken as the moment the node read its clocks."""
+        here = time.monotonic() - time.time()
+        if not self._own_clock:
+            return Clock(0.0, here)
+        samples = []
+        for _ in range(CLOCK_SAMPLES):
+            sent = time.monotonic()
+            reply = self.link.request({"op": "clock"})
+            back = time.monotonic()
+            samples.append((back - sent, (sent + back) / 2, reply))
+        _, middle, reply = min(samples, key=lambda sample: sample[0])
+        return Clock(middle - float(reply["monotonic"]), middle - float(reply["time"]))

@@ -21,6 +21,7 @@ from harness.errors import CharonError, LabError, NodeLost, NotRecovered
 from harness.node import Node
 from harness.policy import Policy
 from harness.sa import ChildSa, IkeSa, SaEvent
+from harness.strongswan import Datapath
 from harness.timers import Profile
 from harness.topology import Topology
 
@@ -60,21 +61,25 @@ def version(node: Node) -> str:
         return str(vici_session.version()["version"].decode())
 
 
-def configure(node: Node, topology: Topology, profile: Profile, policy_: Policy, psk: str) -> None:
+def configure(
+    node: Node, topology: Topology, profile: Profile, policy_: Policy, psk: str, datapath: Datapath = "libipsec"
+) -> None:
     """Load the PSK and the node's connections into its running charon."""
     with session(node) as vici_session:
         vici_session.load_shared(strongswan.shared_secret(topology, psk))
-        for name, conn in strongswan.connections(topology, node.name, profile, policy_).items():
+        for name, conn in strongswan.connections(topology, node.name, profile, policy_, datapath).items():
             vici_session.load_conn({name: conn})
 
 
-def announce(node: Node, topology: Topology, profile: Profile, policy_: Policy) -> None:
+def announce(
+    node: Node, topology: Topology, profile: Profile, policy_: Policy, datapath: Datapath = "libipsec"
+) -> None:
     """Give the back-end a connection to fe from the VIP whose CHILD_SAs start as soon as it is
     loaded (``start_action = start``, as a cluster node configured to bring its tunnel up at
     boot): charon initiates on its own. Having no IKE SA with fe, it sends INITIAL_CONTACT, and
     fe deletes the IKE SAs it still holds with the VIP's identity (unless fe's ``unique = never``)."""
     with session(node) as vici_session:
-        conn = strongswan.announce_connection(topology, node.name, profile, policy_)
+        conn = strongswan.announce_connection(topology, node.name, profile, policy_, datapath)
         vici_session.load_conn({strongswan.ANNOUNCE: conn})
 
 
@@ -131,10 +136,10 @@ def connection_settings(node: Node, connection: str) -> dict[str, Any]:
 
 def ike_spis(node: Node) -> set[tuple[str, str]]:
     """(initiator SPI, responder SPI) of every established IKE SA of the node; none when its
-    charon does not answer (a crashed node)."""
+    charon does not answer (a crashed node) or the node itself is down (a crashed VM)."""
     try:
         return {sa.spis for sa in sas(node) if sa.established}
-    except CharonError:
+    except (CharonError, NodeLost):
         return set()
 
 

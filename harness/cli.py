@@ -2,9 +2,11 @@
 
 Every user-facing problem prints one line `failover-lab: error: ...` and exits 2 for bad input or
 an unfit environment (nothing built), 1 when a lab failed or did not recover; Ctrl-C and SIGTERM
-tear the lab down and exit 130.
+tear the lab down and exit 130; a reader that goes away (`| head -1`) ends the command quietly
+with 141, as a shell tool killed by SIGPIPE.
 
-Owns: argument parsing, output and exit codes. Not: any lab logic.
+Owns: argument parsing, the output and exit codes of run, demo and report. Not: any lab logic,
+the lab commands' output (harness.lab_commands: up's lines, status, exec, down, clean).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -19,9 +22,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.markup import escape
-from rich.table import Table
 
-from harness import faults, lab, policy, registry, report, result, runs, scenario, timers, userfiles
+from harness import faults, lab, lab_commands, policy, report, result, runs, scenario, timers, userfiles
 from harness.backends import AUTO, BACKENDS, backend
 from harness.errors import LabError, UsageError
 
@@ -71,6 +73,14 @@ def _faults(text: str) -> list[str]:
         given = ", ".join(repr(name) for name in unknown)
         verb = "is" if len(unknown) == 1 else "are"
         raise argparse.ArgumentTypeError(f"{given} {verb} not one of {', '.join(faults.FAULTS)}")
+    return names
+
+
+def _names(text: str) -> list[str]:
+    """--profile: one or more names, comma-separated (checked once the profiles file is read)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names no profile")
     return names
 
 
@@ -159,8 +169,14 @@ def parser() -> Parser:
                 help=f"seconds a frozen charon stays stopped, before scaling (default {params.freeze:g})",
             )
 
-    def profile_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--profile", help=f"timer profile: {profiles} (default {DEFAULT_PROFILE})")
+    def profile_options(command: argparse.ArgumentParser, several: bool) -> None:
+        command.add_argument(
+            "--profile",
+            action="append",
+            type=_names,
+            help=f"timer profile{'(s), repeatable or comma-separated, each run with every fault' if several else ''}: "
+            f"{profiles} (default {DEFAULT_PROFILE})",
+        )
         command.add_argument(
             "--profiles", type=Path, help="a YAML file of your own profiles (see README), used with --profile"
         )
@@ -174,7 +190,7 @@ def parser() -> Parser:
         )
 
     up = commands.add_parser("up", help="bring a lab up and leave it running")
-    profile_options(up)
+    profile_options(up, several=False)
     policy_option(up)
     common(up)
     status = commands.add_parser("status", help="nodes, VIP owner and SAs of every running lab")
@@ -195,7 +211,7 @@ def parser() -> Parser:
         type=_faults,
         help=f"fault(s) to inject, repeatable or comma-separated: {', '.join(faults.FAULTS)}",
     )
-    profile_options(run)
+    profile_options(run, several=True)
     policy_option(run, None)
     run.add_argument(
         "--repeat",
@@ -272,19 +288,24 @@ def _check_plan(plan: runs.Plan, params: timers.FaultParams) -> None:
             raise UsageError(f"--profile {profile.name} with --fault {fault}: {error}") from None
 
 
-def _profile(arguments: argparse.Namespace) -> timers.Profile:
-    """--profile (default fast), a built-in one or one of --profiles FILE, which needs --profile."""
+def _profiles(arguments: argparse.Namespace) -> list[timers.Profile]:
+    """Every --profile (default fast), each a built-in one or one of --profiles FILE, which needs
+    --profile; a profile named twice is refused (it would be run twice, or dropped)."""
     user = userfiles.load_profiles(arguments.profiles) if arguments.profiles else {}
     if user and arguments.profile is None:
         raise UsageError(
             f"--profiles {arguments.profiles} needs --profile naming one of its profiles: {', '.join(user)}"
         )
     known = {**timers.PROFILES, **user}
-    name = DEFAULT_PROFILE if arguments.profile is None else arguments.profile
-    if name not in known:
-        yours = "" if user else " (or one of your own with --profiles FILE)"
-        raise UsageError(f"argument --profile: {name!r} is not one of {', '.join(known)}{yours}")
-    return known[name]
+    names = [DEFAULT_PROFILE] if arguments.profile is None else [name for given in arguments.profile for name in given]
+    for name in names:
+        if name not in known:
+            yours = "" if user else " (or one of your own with --profiles FILE)"
+            raise UsageError(f"argument --profile: {name!r} is not one of {', '.join(known)}{yours}")
+    twice = next((name for index, name in enumerate(names) if name in names[:index]), None)
+    if twice is not None:
+        raise UsageError(f"--profile {twice} is named twice: name each profile once")
+    return [known[name] for name in names]
 
 
 def _params(arguments: argparse.Namespace) -> timers.FaultParams:
@@ -292,77 +313,16 @@ def _params(arguments: argparse.Namespace) -> timers.FaultParams:
 
 
 def cmd_up(arguments: argparse.Namespace) -> int:
-    profile = _profile(arguments)
+    chosen = _profiles(arguments)
+    if len(chosen) > 1:
+        names = ", ".join(profile.name for profile in chosen)
+        raise UsageError(f"up brings up one lab with one profile, not {names}: give --profile once")
+    (profile,) = chosen
     with lab.running(
         profile, arguments.backend, keep=True, policy_name=policy.policy(arguments.policy).name
     ) as running:
-        topology = running.topology
-        runs.console.print(
-            f"lab [bold]{topology.name}[/] is up ({running.backend.name}, profile {profile.name}, "
-            f"strongSwan {running.strongswan_version}): fe {topology.address('fe')}, "
-            f"be1 {topology.address('be1')}, be2 {topology.address('be2')}, "
-            f"VIP {topology.vip} on {running.vip_owner()}"
-        )
-        runs.console.print(
-            f"look inside: `failover-lab exec {topology.name} fe -- swanctl --list-sas` (any node: fe, be1, be2, "
-            f"dc, sw; any command); `failover-lab status` shows it, `failover-lab down {topology.name}` removes it",
-            highlight=False,
-        )
+        lab_commands.announce_up(running)
     return 0
-
-
-def _owner(entry: dict[str, Any]) -> str:
-    if entry["owner"] is None:
-        return f"left running by `up`; `failover-lab down {entry['name']}` removes it"
-    if entry["owner_alive"]:
-        return f"used by process {entry['owner']}"
-    return f"its process {entry['owner']} is gone; `failover-lab clean` removes it"
-
-
-def cmd_status(arguments: argparse.Namespace) -> int:
-    states = registry.registered()
-    reports = [lab.status(s) for s in states if arguments.backend in (None, s.backend)]
-    if arguments.json:
-        print(json.dumps(reports, indent=2))
-        return 0
-    if not reports:
-        runs.console.print("no lab is running")
-    for entry in reports:
-        owner = _owner(entry)
-        if "problem" in entry:
-            runs.console.print(f"lab {entry['name']} ({owner}): {entry['problem']}", highlight=False)
-            continue
-        view = Table(
-            title=f"lab {entry['name']} (profile {entry['profile']}, VIP {entry['vip']}, {owner})",
-            title_justify="left",
-        )
-        for column in ("node", "address", "charon", "VIP", "IKE SAs"):
-            view.add_column(column)
-        for name, node in entry["nodes"].items():
-            sas = ", ".join(
-                f"{sa['state']} to {sa['remote']} ({report.plural(sa['children'], 'CHILD_SA')})" for sa in node["sas"]
-            )
-            vip = {True: "owner", False: "-"}.get(node.get("vip"), "")
-            view.add_row(name, node["address"], node["charon"], vip, sas or "none")
-        runs.console.print(view)
-        warning = vip_warning(entry)
-        if warning:
-            runs.console.print(f"[bold red]warning:[/] {warning}", highlight=False)
-    return 0
-
-
-def vip_warning(entry: dict[str, Any]) -> str | None:
-    """What is wrong with the VIP of a lab's status entry, and what to do (None: one owner)."""
-    holders = [name for name, node in entry["nodes"].items() if node.get("vip")]
-    if len(holders) == 1:
-        return None
-    remove = f"`failover-lab down {entry['name']}`" if entry["owner"] is None else "`failover-lab clean`"
-    if not holders:
-        return f"no back-end holds the VIP {entry['vip']}: the lab is broken; {remove} removes it"
-    return (
-        f"both {' and '.join(holders)} hold the VIP {entry['vip']}: a failover was interrupted (a killed run?) "
-        f"and the lab is unusable; {remove} removes it"
-    )
 
 
 FAULT_OPTIONS = {"cluster_delay": "--cluster-delay", "freeze": "--freeze"}
@@ -379,10 +339,11 @@ def cmd_run(arguments: argparse.Namespace) -> int:
     arguments = argparse.Namespace(
         **{**vars(arguments), **{k: v for k, v in RUN_DEFAULTS.items() if getattr(arguments, k) is None}}
     )
-    profile = _scaled(_profile(arguments), arguments.time_scale)
+    profiles = [_scaled(profile, arguments.time_scale) for profile in _profiles(arguments)]
     chosen = policy.policy(arguments.policy).name
-    plan = [(profile, fault, chosen) for fault in names]
+    plan = [(profile, fault, chosen) for profile in profiles for fault in names]
     _check_plan(plan, _params(arguments))
+    _require_writable(arguments.json, arguments.out)
     backend(arguments.backend)
     results = runs.measure_runs(plan, _params(arguments), arguments.repeat, arguments.backend)
     runs.show_runs(results)
@@ -417,10 +378,19 @@ def _and(words: Sequence[str]) -> str:
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
+def _require_writable(json_file: Path | None, out: Path | None) -> None:
+    """--json's folder and --out can be written: checked before any lab exists."""
+    if json_file is not None:
+        report.require_writable(json_file.parent, f"--json {json_file}")
+    if out is not None:
+        report.require_writable(out, f"--out {out}")
+
+
 def write_json(results: Sequence[result.Result], path: Path) -> None:
     """--json: the results as one JSON list."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(list(results), indent=1) + "\n")
+    with report.writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(list(results), indent=1) + "\n")
     runs.console.print(f"results written to {path}", highlight=False, markup=False)
 
 
@@ -464,6 +434,8 @@ def _scenario_with_options(arguments: argparse.Namespace) -> scenario.Scenario:
 def run_scenario(arguments: argparse.Namespace) -> int:
     """A scenario file outside pytest: same runs, same report as the demo, expectations judged."""
     loaded = _scenario_with_options(arguments)
+    out = arguments.out or Path("results") / loaded.name
+    _require_writable(arguments.json, out)
     chosen = loaded.model.backend or AUTO
     backend(chosen)
     results, problems = [], []
@@ -476,7 +448,6 @@ def run_scenario(arguments: argparse.Namespace) -> int:
     runs.show_runs(results)
     if arguments.json:
         write_json(results, arguments.json)
-    out = arguments.out or Path("results") / loaded.name
     runs.console.print(f"report written to {report.write_folder(results, out)}", highlight=False, markup=False)
     judged = loaded.model.expect is not None
     for problem in problems:  # item names like crash[ours] are text, not markup
@@ -503,6 +474,7 @@ def cmd_demo(arguments: argparse.Namespace) -> int:
             for fault in DEMO_FAULTS
         ]
     out: Path = arguments.out or Path("results/policies" if arguments.policies else "results/demo")
+    _require_writable(None, out)
     results = runs.measure_runs(plan, _params(arguments), arguments.repeat, arguments.backend)
     runs.console.print(report.policy_table(results) if arguments.policies else report.kb_table(results))
     runs.console.print(f"report written to {report.write_folder(results, out)}")
@@ -523,85 +495,15 @@ def report_folder_of(results_file: Path) -> Path:
     return results_file.with_name(f"{results_file.stem}-report")
 
 
-def pick_lab(name: str | None) -> registry.State:
-    """The lab called ``name``, or the only one running when no name is given."""
-    states = registry.registered()
-    if not states:
-        raise UsageError("no lab is running: start one with `failover-lab up`")
-    names = ", ".join(state.name for state in states)
-    if name is None:
-        if len(states) > 1:
-            raise UsageError(f"several labs are running ({names}): name one")
-        return states[0]
-    found = next((state for state in states if state.name == name), None)
-    if found is None:
-        raise UsageError(f"no lab named {name!r}; the labs running are {names}")
-    return found
-
-
-def cmd_exec(arguments: argparse.Namespace) -> int:
-    """A command inside a node, through the node's agent, with the node's own environment (its
-    /run, so swanctl finds the node's charon); its output as it comes, its exit code."""
-    where, command = _split_exec(arguments.words)
-    name, node_name = (None, where[0]) if len(where) == 1 else (where[0], where[1])
-    state = pick_lab(name)
-    nodes = backend(state.backend).nodes(state.topology, registry.directory(state.topology.qualified))
-    if node_name not in nodes:
-        raise UsageError(f"no node {node_name!r} in lab {state.name}: choose one of {', '.join(nodes)}")
-    node = nodes[node_name]
-    process = node.spawn(command, capture=True)
-    try:
-        for line in process.lines():
-            sys.stdout.write(line)
-            sys.stdout.flush()
-        return process.wait(5)
-    except KeyboardInterrupt:
-        process.signal(signal.SIGINT)
-        raise
-    finally:
-        process.close()
-        node.close()
-
-
-def _split_exec(words: Sequence[str]) -> tuple[list[str], list[str]]:
-    usage = "use failover-lab exec [LAB] NODE -- COMMAND [ARGUMENTS...]"
-    if "--" not in words:
-        raise UsageError(f"exec needs `--` before the command: {usage}")
-    at = list(words).index("--")
-    where, command = list(words[:at]), list(words[at + 1 :])
-    if not 1 <= len(where) <= 2 or not command:
-        raise UsageError(f"exec needs a node and a command: {usage}")
-    return where, command
-
-
-def cmd_down(arguments: argparse.Namespace) -> int:
-    state = pick_lab(arguments.name)
-    if state.in_use():
-        assert state.owner is not None
-        raise UsageError(f"lab {state.name} belongs to process {state.owner.pid}, which removes it when done")
-    registry.remove(backend(state.backend), state.topology.qualified)
-    runs.console.print(f"lab {state.name} removed")
-    return 0
-
-
-def cmd_clean(arguments: argparse.Namespace) -> int:
-    only = backend(arguments.backend) if arguments.backend else None
-    removed, skipped = registry.clean(force=arguments.force, only=only)
-    runs.console.print(f"removed {', '.join(removed)}" if removed else "nothing to clean")
-    if skipped:
-        runs.console.print(f"left {', '.join(skipped)}: in use by a live run or test (--force removes them too)")
-    return 0
-
-
 COMMANDS = {
-    "exec": cmd_exec,
+    "exec": lab_commands.cmd_exec,
     "up": cmd_up,
-    "status": cmd_status,
+    "status": lab_commands.cmd_status,
     "run": cmd_run,
     "demo": cmd_demo,
     "report": cmd_report,
-    "down": cmd_down,
-    "clean": cmd_clean,
+    "down": lab_commands.cmd_down,
+    "clean": lab_commands.cmd_clean,
 }
 
 
@@ -622,6 +524,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("failover-lab: interrupted; everything it started was torn down\n")
         return 130
+    except BrokenPipeError:  # the reader of our output is gone (`| head -1`): stop quietly, as shell tools do
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail a second time."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,12 @@ graceful-noblock  The same without blocking new IKE first: fe re-initiates withi
 crash             The active back-end falls silent (link down) and its charon is SIGKILLed;
                   after the cluster-detection delay the standby takes the VIP.
 freeze            The active back-end's charon (and with it the userspace ESP datapath) is
-                  SIGSTOPped for a while, then SIGCONTinued; the VIP stays.
-link-cut          The active back-end's data link goes down (charon keeps running, isolated);
-                  the cluster fences it and the standby takes the VIP after the delay.
+                  SIGSTOPped for a while, then SIGCONTinued; a VM is paused whole. The VIP
+                  stays. It is over when the node answers fe on its link again (a VM first
+                  works through what queued up for it).
+link-cut          The active back-end's data link goes down (charon keeps running, isolated;
+                  a VM's tap goes down at the switch, its own link stays up); the cluster
+                  fences it and the standby takes the VIP after the delay.
 reboot            The active back-end's charon is killed and started again at once with no SA
                   state; the node keeps the VIP.
 reboot-announce   The same, but the restarted back-end is configured to bring its tunnel to fe up
@@ -40,18 +43,22 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness import charon, strongswan
 from harness.errors import LabError, UsageError
 from harness.lab import Lab
-from harness.node import Node, Process
+from harness.node import Clock, Node, Process
 from harness.timers import FaultParams
 from harness.topology import Topology
 
 NFT_TABLE = "failover_lab_fault"
 KILL_TIMEOUT_S = 5.0
 """How long a SIGKILLed charon may take to be reaped."""
+RESUME_PROBE_S = 0.01
+"""How often fe asks a node that continued after a freeze whether it answers again."""
+RESUME_DEADLINE_S = 5.0
+"""How long a continued VM may take to answer (what queued up during its pause comes first)."""
 BLOCK_NEW_IKE = f"""\
 table inet {NFT_TABLE} {{
     chain input {{
@@ -74,18 +81,41 @@ class Injected:
     t_vip: float | None = None
     """When the new owner had the VIP configured (None if the VIP did not move)."""
     t_back: float | None = None
-    """When a rebooted back-end's fresh charon was configured and began to initiate to fe."""
+    """When the node was back: a frozen VM answered fe on its link again (a node whose charon
+    alone stopped never went away), a rebooted one was up (its fresh charon configured), an
+    announcing one began to initiate to fe."""
 
     def describe(self) -> str:
         where = f"the VIP moves to {self.new_owner}" if self.new_owner != self.old_owner else "the VIP stays"
         return f"fault: {self.kind} of {self.old_owner}; {where}"
 
 
-def take_vip(node: Node, topology: Topology) -> Process:
-    """Configure the VIP on ``node`` and announce it; returns the announcing arping (it lingers
-    about a second after sending, so it runs in the background)."""
+IPTABLES_BLOCK = [
+    "iptables-legacy", "{}", "INPUT", "-p", "udp", "--dport", "500",
+    "-m", "u32", "--u32", "0>>22&0x3C@16=0 && 0>>22&0x3C@20=0", "-j", "DROP",
+]  # fmt: skip
+"""The same on a node whose kernel has no nftables families (User-mode Linux: iptables-legacy),
+for IKE_SA_INIT only (a zero responder SPI): without NAT, IKE stays on udp/500, and the DELETE's
+answer must still reach the old owner."""
+
+
+def _block_new_ike(node: Node, undo: contextlib.ExitStack) -> None:
+    """Drop IKE_SA_INIT (udp/500) arriving on ``node`` until ``undo`` runs."""
+    if node.firewall == "nft":
+        node.run(["nft", "-f", "-"], input=BLOCK_NEW_IKE)
+        undo.callback(node.run, ["nft", "delete", "table", "inet", NFT_TABLE])
+        return
+    node.run([part.format("-A") for part in IPTABLES_BLOCK])
+    undo.callback(node.run, [part.format("-D") for part in IPTABLES_BLOCK])
+
+
+def take_vip(node: Node, topology: Topology) -> tuple[float, Process]:
+    """Configure the VIP on ``node`` and announce it; returns when the VIP was configured (the
+    moment the node answers on it) and the announcing arping (it lingers about a second after
+    sending, so it runs in the background; starting it costs a VM tens of milliseconds)."""
     node.run(["ip", "addr", "add", f"{topology.vip}/32", "dev", "eth0"])
-    return node.spawn(["arping", "-q", "-U", "-c", "1", "-I", "eth0", "-s", topology.vip, topology.vip])
+    taken = time.monotonic()
+    return taken, node.spawn(["arping", "-q", "-U", "-c", "1", "-I", "eth0", "-s", topology.vip, topology.vip])
 
 
 def release_vip(node: Node, topology: Topology) -> None:
@@ -109,15 +139,14 @@ def _move_vip(lab: Lab, old: str, new: str, block_new_ike: bool, kind: str) -> I
     old_node, new_node = lab.nodes[old], lab.nodes[new]
     with contextlib.ExitStack() as undo:
         if block_new_ike:
-            old_node.run(["nft", "-f", "-"], input=BLOCK_NEW_IKE)
-            undo.callback(old_node.run, ["nft", "delete", "table", "inet", NFT_TABLE])
+            _block_new_ike(old_node, undo)
         t_fault = time.monotonic()
         charon.terminate(old_node, strongswan.CONNECTION)
         undo.callback(charon.terminate, old_node, strongswan.CONNECTION)  # a new SA the old owner won in the race
         release_vip(old_node, lab.topology)
-        announce = take_vip(new_node, lab.topology)
+        taken, announce = take_vip(new_node, lab.topology)
         undo.callback(announce.stop)
-        yield Injected(kind, t_fault, old, new, time.monotonic())
+        yield Injected(kind, t_fault, old, new, taken)
 
 
 @contextlib.contextmanager
@@ -139,9 +168,9 @@ def _standby_takes_over(lab: Lab, kind: str, old: str, t_fault: float, delay: fl
     """After the cluster's detection delay the standby takes the VIP and announces it."""
     new = Topology.other_backend(old)
     _wait_until(t_fault + delay)
-    announce = take_vip(lab.nodes[new], lab.topology)
+    taken, announce = take_vip(lab.nodes[new], lab.topology)
     try:
-        yield Injected(kind, t_fault, old, new, time.monotonic())
+        yield Injected(kind, t_fault, old, new, taken)
     finally:
         announce.stop()
 
@@ -158,17 +187,38 @@ def _kill_charon(lab: Lab, name: str) -> None:
         process.close()
 
 
+def _halt(lab: Lab, name: str, undo: contextlib.ExitStack) -> None:
+    """The node falls silent and dies, and ``undo`` learns how it comes back as a clean standby.
+    A machine (a VM) is killed whole: its kernel vanishes with everything in it. A node on the
+    harness's kernel loses its link and its charon is SIGKILLed."""
+    node = lab.nodes[name]
+    if node.machine is not None:
+        node.machine.kill()
+        undo.callback(_boot, lab, name)
+        return
+    node.run(["ip", "link", "set", "dev", "eth0", "down"])
+    undo.callback(lab.restart_charon, name)
+    undo.callback(node.run, ["ip", "link", "set", "dev", "eth0", "up"])
+    undo.callback(release_vip, node, lab.topology)
+    _kill_charon(lab, name)
+
+
+def _boot(lab: Lab, name: str) -> None:
+    """A killed machine booted again as at bring-up (stand-ins, charon configured), without the VIP."""
+    machine = lab.nodes[name].machine
+    assert machine is not None
+    machine.boot()
+    lab.start_services(name)
+    lab.restart_charon(name)
+    lab.wait_services(name)
+
+
 @contextlib.contextmanager
 def crash(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     old, _ = _pair(lab)
-    old_node = lab.nodes[old]
     with contextlib.ExitStack() as undo:
         t_fault = time.monotonic()
-        old_node.run(["ip", "link", "set", "dev", "eth0", "down"])
-        undo.callback(lab.restart_charon, old)
-        undo.callback(old_node.run, ["ip", "link", "set", "dev", "eth0", "up"])
-        undo.callback(release_vip, old_node, lab.topology)
-        _kill_charon(lab, old)
+        _halt(lab, old, undo)
         with _standby_takes_over(lab, "crash", old, t_fault, params.cluster_delay) as injected:
             yield injected
 
@@ -179,48 +229,106 @@ def link_cut(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     old_node = lab.nodes[old]
     with contextlib.ExitStack() as undo:
         t_fault = time.monotonic()
-        old_node.run(["ip", "link", "set", "dev", "eth0", "down"])
-        undo.callback(old_node.run, ["ip", "link", "set", "dev", "eth0", "up"])
+        if old_node.machine is not None:  # its cable pulled at the switch
+            old_node.machine.unplug()
+            undo.callback(old_node.machine.plug)
+        else:
+            old_node.run(["ip", "link", "set", "dev", "eth0", "down"])
+            undo.callback(old_node.run, ["ip", "link", "set", "dev", "eth0", "up"])
         undo.callback(charon.terminate, old_node, strongswan.CONNECTION)  # its SA with fe died with the link
         release_vip(old_node, lab.topology)  # fenced: an isolated node gives up the cluster's VIP
         with _standby_takes_over(lab, "link-cut", old, t_fault, params.cluster_delay) as injected:
             yield injected
 
 
+def _stop(lab: Lab, name: str) -> Callable[[], None]:
+    """Freeze the node's IPsec, returning how it goes on: a machine stops whole (its kernel's
+    datapath with it); elsewhere charon (and with it the userspace datapath) is SIGSTOPped."""
+    machine = lab.nodes[name].machine
+    if machine is not None:
+        machine.stop()
+        return machine.cont
+    charon_process = lab.charons[name]
+    charon_process.signal(signal.SIGSTOP)
+    return lambda: charon_process.signal(signal.SIGCONT)
+
+
+def _knock(lab: Lab, name: str, at: float) -> tuple[Process, Clock]:
+    """fe knocks on ``name``'s own address from ``at`` (the harness's clock) on, a TCP SYN every
+    RESUME_PROBE_S (harness/agents/knock.py), until its kernel answers: a paused VM first works
+    through the packets that queued up for it. Started while the node is paused, so its own
+    start costs nothing; fe's SYN to the node's own address is no traffic any policy protects.
+    Returns the knocking and fe's clock to read its answer with."""
+    clock = lab.fe.clock()
+    knock = [
+        *lab.fe.agent("knock"),
+        "--target",
+        lab.topology.address(name),
+        "--at",
+        f"{at - clock.monotonic_offset:.6f}",
+    ]
+    argv = [*knock, "--interval", f"{RESUME_PROBE_S:g}", "--within", f"{RESUME_DEADLINE_S:g}"]
+    return lab.fe.spawn(argv, capture=True), clock
+
+
+def _answered(knocking: Process, clock: Clock, name: str) -> float:
+    """When (the harness's clock) the node answered the knocking ``_knock`` started."""
+    moment = next(iter(knocking.lines()), "").strip()
+    if not moment:
+        raise LabError(f"{name} did not answer fe within {RESUME_DEADLINE_S:g} s of continuing after a freeze")
+    return float(moment) + clock.monotonic_offset
+
+
 @contextlib.contextmanager
 def freeze(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     owner, _ = _pair(lab)
-    charon = lab.charons[owner]
-    charon.signal(signal.SIGSTOP)
-    t_fault = time.monotonic()  # once the node confirmed the stop: the freeze lasts at least as long as asked
-    try:
-        _wait_until(t_fault + params.freeze)
-    finally:
-        charon.signal(signal.SIGCONT)
-    yield Injected("freeze", t_fault, owner, owner)
+    whole = lab.nodes[owner].machine is not None
+    with contextlib.ExitStack() as undo:
+        go_on = _stop(lab, owner)
+        t_fault = time.monotonic()  # once the node confirmed the stop: the freeze lasts at least as long as asked
+        try:
+            knocking = _knock(lab, owner, at=t_fault + params.freeze) if whole else None
+            if knocking is not None:
+                undo.callback(knocking[0].stop)
+            _wait_until(t_fault + params.freeze)
+        finally:
+            go_on()
+        back = None if knocking is None else _answered(*knocking, owner)
+        yield Injected("freeze", t_fault, owner, owner, t_back=back)
 
 
-def _reboot(lab: Lab) -> tuple[str, float]:
-    """Kill the active back-end's charon and start a fresh one; returns the node and the fault's stamp."""
+@contextlib.contextmanager
+def _reboot(lab: Lab, kind: str) -> Iterator[Injected]:
+    """The active back-end restarts without IPsec state and keeps the VIP: a machine is killed
+    and booted again (it takes the VIP back once up, as a cluster node that restarted); elsewhere
+    its charon is killed and started afresh. ``t_back``: when it was up again."""
     owner, _ = _pair(lab)
+    node = lab.nodes[owner]
     t_fault = time.monotonic()
-    _kill_charon(lab, owner)
-    lab.restart_charon(owner)
-    return owner, t_fault
+    with contextlib.ExitStack() as undo:
+        if node.machine is not None:
+            node.machine.kill()
+            _boot(lab, owner)
+            back, announce = take_vip(node, lab.topology)
+            undo.callback(announce.stop)
+        else:
+            _kill_charon(lab, owner)
+            lab.restart_charon(owner)
+            back = time.monotonic()
+        yield Injected(kind, t_fault, owner, owner, t_back=back)
 
 
 @contextlib.contextmanager
 def reboot(lab: Lab, params: FaultParams) -> Iterator[Injected]:
-    owner, t_fault = _reboot(lab)
-    yield Injected("reboot", t_fault, owner, owner)
+    with _reboot(lab, "reboot") as injected:
+        yield injected
 
 
 @contextlib.contextmanager
 def reboot_announce(lab: Lab, params: FaultParams) -> Iterator[Injected]:
-    owner, t_fault = _reboot(lab)
-    t_back = time.monotonic()
-    charon.announce(lab.nodes[owner], lab.topology, lab.profile, lab.policy)
-    yield Injected("reboot-announce", t_fault, owner, owner, t_back=t_back)
+    with _reboot(lab, "reboot-announce") as injected:
+        charon.announce(lab.nodes[injected.old_owner], lab.topology, lab.profile, lab.policy, lab.datapath)
+        yield replace(injected, t_back=time.monotonic())  # it begins to initiate now
 
 
 Fault = Callable[[Lab, FaultParams], contextlib.AbstractContextManager[Injected]]

@@ -7,7 +7,11 @@ Without it, the old owner of a graceful move sent the tail of open POP3/IMAP con
 in clear right after deleting its SAs (seen on the wire), and a killed charon takes its routes
 into the TUN with it.
 
-The guard is loaded before charon starts and reloaded (idempotently) at every restart.
+The guard is loaded before charon starts and reloaded (idempotently) at every restart. On a
+node whose kernel lacks nftables' families (User-mode Linux, the kernel datapath), the same
+guard is iptables-legacy, and it tells packets about to be encrypted by their IPsec policy:
+without it, the old owner of a graceful move sent the tail of open connections in clear too
+(its trap policy for the VIP has no local address to install).
 
 The rules follow the node's role (harness.topology): the front-end guards what it sends to the
 VIP, a back-end what it sends from the VIP to the front-end, and under a design that covers dc,
@@ -20,20 +24,49 @@ policy protects (harness.policy).
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 
-from harness.node import Node
+from harness.errors import NodeLost
+from harness.node import Firewall, Node
 from harness.policy import DC_PEERS, IKE_MARK, Policy
 from harness.topology import DOMAIN_CONTROLLER, FRONT_END, Topology, role_of
 
 TABLE = "failover_lab_guard"
+CHAIN = "FLAB_GUARD"
 WIRE = "eth0"
+FILES: dict[Firewall, str] = {"nft": "guard.nft", "iptables-legacy": "guard.sh"}
+"""The guard's file in the node's directory, per firewall."""
+LOAD: dict[Firewall, str] = {"nft": "nft -f {}", "iptables-legacy": "sh {}"}
+"""How the lab loads it (idempotently) before every start of charon."""
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Packets the node must not send on the wire in clear."""
+
+    source: str | None
+    destinations: tuple[str, ...]
+    proto: str | None = None
+    port: int | None = None
+    direction: str | None = None
+    """``sport`` or ``dport``: which of the packet's ports ``port`` is."""
+
+
+def drops(policy_: Policy, topology: Topology, node: str) -> list[Drop]:
+    """What the node's guard drops: what the policy protects that the node sends."""
+    if not policy_.ipsec:
+        return []
+    return [*_vip_drops(policy_, topology, node), *_dc_drops(policy_, topology, node)]
 
 
 def rules(policy_: Policy, topology: Topology, node: str) -> str:
     """nft -f input: drop the node's protected packets that would leave on the wire without
     being charon's own (IKE and ESP-in-UDP carry charon's mark). Loading it twice is harmless."""
-    drops = [*_vip_drops(policy_, topology, node), *_dc_drops(policy_, topology, node)] if policy_.ipsec else []
-    rules = "\n".join(f'        oifname "{WIRE}" {drop} meta mark != {IKE_MARK} counter drop' for drop in drops)
+    rules = "\n".join(
+        f'        oifname "{WIRE}" {_nft(drop)} meta mark != {IKE_MARK} counter drop'
+        for drop in drops(policy_, topology, node)
+    )
     return f"""\
 table inet {TABLE} {{}}
 flush table inet {TABLE}
@@ -46,37 +79,87 @@ table inet {TABLE} {{
 """
 
 
-def _vip_drops(policy_: Policy, topology: Topology, node: str) -> list[str]:
+def iptables_script(policy_: Policy, topology: Topology, node: str) -> str:
+    """The same guard for a kernel datapath node whose nftables lacks the families (User-mode
+    Linux): iptables-legacy drops the node's protected packets that leave on the wire outside
+    any IPsec policy (``-m policy --pol none``: a packet about to be encrypted has one); ESP and
+    IKE themselves pass. Running it twice is harmless."""
+    lines = [
+        f"iptables-legacy -N {CHAIN} 2>/dev/null || iptables-legacy -F {CHAIN}",
+        f"iptables-legacy -C OUTPUT -o {WIRE} -j {CHAIN} 2>/dev/null || iptables-legacy -A OUTPUT -o {WIRE} -j {CHAIN}",
+        f"iptables-legacy -A {CHAIN} -p esp -j RETURN",
+        f"iptables-legacy -A {CHAIN} -p udp --sport 500 -j RETURN",
+        f"iptables-legacy -A {CHAIN} -p udp --sport 4500 -j RETURN",
+    ]
+    for drop in drops(policy_, topology, node):
+        for destination in drop.destinations:
+            match = [*(["-s", drop.source] if drop.source else []), "-d", destination]
+            if drop.proto is not None:
+                match += ["-p", drop.proto, f"--{drop.direction}", str(drop.port)]
+            lines.append(f"iptables-legacy -A {CHAIN} {' '.join(match)} -m policy --dir out --pol none -j DROP")
+    return "set -e\n" + "\n".join(lines) + "\n"
+
+
+def guard_file(policy_: Policy, topology: Topology, node: str, firewall: Firewall) -> str:
+    """The guard for the node's firewall, as its file's content."""
+    return rules(policy_, topology, node) if firewall == "nft" else iptables_script(policy_, topology, node)
+
+
+def _nft(drop: Drop) -> str:
+    parts = [f"ip saddr {drop.source}"] if drop.source else []
+    if len(drop.destinations) == 1:
+        parts.append(f"ip daddr {drop.destinations[0]}")
+    else:
+        parts.append(f"ip daddr {{ {', '.join(drop.destinations)} }}")
+    if drop.proto is not None:
+        parts.append(f"{drop.proto} {drop.direction} {drop.port}")
+    return " ".join(parts)
+
+
+def _vip_drops(policy_: Policy, topology: Topology, node: str) -> list[Drop]:
     """What the node sends between fe and the VIP: fe to the VIP, a back-end from the VIP to fe."""
     fe, vip = topology.address(FRONT_END), topology.vip
     match role_of(node):
         case "front-end":
-            return _selector_drops(policy_, f"ip daddr {vip}", "dport")
+            return _selector_drops(policy_, None, vip, "dport")
         case "back-end":
-            return _selector_drops(policy_, f"ip saddr {vip} ip daddr {fe}", "sport")
+            return _selector_drops(policy_, vip, fe, "sport")
         case "domain-controller":
             return []
 
 
-def _dc_drops(policy_: Policy, topology: Topology, node: str) -> list[str]:
+def _dc_drops(policy_: Policy, topology: Topology, node: str) -> list[Drop]:
     """What the node sends between itself and dc: dc to any of its peers, the others to dc."""
     if not policy_.dc:
         return []
     dc = topology.address(DOMAIN_CONTROLLER)
     if role_of(node) == "domain-controller":
-        peers = [topology.address(peer) for peer in DC_PEERS]
-        return [f"ip saddr {dc} ip daddr {{ {', '.join(peers)} }}"]
-    return [f"ip saddr {topology.address(node)} ip daddr {dc}"]
+        return [Drop(dc, tuple(topology.address(peer) for peer in DC_PEERS))]
+    return [Drop(topology.address(node), (dc,))]
 
 
-def _selector_drops(policy_: Policy, selector: str, direction: str) -> list[str]:
+def _selector_drops(policy_: Policy, source: str | None, destination: str, direction: str) -> list[Drop]:
     if policy_.ports is None:
-        return [selector]
-    return [f"{selector} {proto} {direction} {port}" for proto, port in policy_.ports]
+        return [Drop(source, (destination,))]
+    return [Drop(source, (destination,), proto, port, direction) for proto, port in policy_.ports]
+
+
+DROPPED = re.compile(r"^\s*(\d+)\s+\d+\s+DROP\b")
 
 
 def dropped(node: Node) -> int:
-    """Packets the node's guard has dropped since it was (re)loaded."""
+    """Packets the node's guard has dropped since it was (re)loaded (0 for a crashed VM: its
+    counters died with its kernel)."""
+    try:
+        return _dropped(node)
+    except NodeLost:
+        return 0
+
+
+def _dropped(node: Node) -> int:
+    if node.firewall == "iptables-legacy":
+        listed = node.run(["iptables-legacy", "-L", CHAIN, "-v", "-x", "-n"], check=False)
+        return sum(int(m.group(1)) for line in listed.stdout.splitlines() if (m := DROPPED.match(line)))
     listed = node.run(["nft", "-j", "list", "table", "inet", TABLE], check=False)
     if listed.returncode != 0:
         return 0

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import secrets
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +39,6 @@ from harness.timers import Profile
 from harness.topology import BACKENDS as BACKEND_NODES
 from harness.topology import DOMAIN_CONTROLLER, FRONT_END, NODES, STAND_INS, Topology, role_of
 
-GUARD_FILE = "guard.nft"
 CHARON_STDERR = "charon.stderr"
 START_TIMEOUT_S = 10.0
 """How long charon may take to open its vici socket."""
@@ -67,6 +67,10 @@ class Lab:
     def fe(self) -> Node:
         return self.nodes[FRONT_END]
 
+    @property
+    def datapath(self) -> strongswan.Datapath:
+        return self.backend.datapath
+
     def vip_owner(self) -> str | None:
         """The back-end that has the VIP configured right now (None while it is moving)."""
         for name in BACKEND_NODES:
@@ -75,14 +79,17 @@ class Lab:
         return None
 
     def start_charon(self, name: str) -> None:
-        """(Re)start charon on a node: load the fail-closed guard, remove what a killed charon
-        leaves behind (PID file, socket, its routing rules), then exec charon (its stdout and
-        stderr go to charon.stderr in the node's directory)."""
+        """(Re)start charon on a node with no IPsec state: load the fail-closed guard, remove
+        what a killed charon leaves behind (PID file, socket, its routing rules, kernel SAs and
+        policies), then exec charon (its stdout and stderr go to charon.stderr in the node's
+        directory)."""
         node = self.nodes[name]
         table = strongswan.ROUTING_TABLE
+        guarded = guard.LOAD[node.firewall].format(node.workdir / guard.FILES[node.firewall])
         script = (
-            f"nft -f {node.workdir / GUARD_FILE} && rm -f /run/charon.pid /run/charon.vici "
+            f"{guarded} && rm -f /run/charon.pid /run/charon.vici "
             f"&& {{ ip rule del pref {table}; ip -6 rule del pref {table}; true; }} 2>/dev/null "
+            "&& { ip xfrm state flush; ip xfrm policy flush; true; } 2>/dev/null "
             f"&& exec {strongswan.CHARON} >>{node.workdir / CHARON_STDERR} 2>&1"
         )
         self.charons[name] = node.spawn(
@@ -105,7 +112,35 @@ class Lab:
 
     def configure(self, name: str) -> None:
         """Load the PSK and the node's connection into its charon (fe initiates at once)."""
-        charon.configure(self.nodes[name], self.topology, self.profile, self.policy, self.psk)
+        charon.configure(self.nodes[name], self.topology, self.profile, self.policy, self.psk, self.datapath)
+
+    def start_services(self, name: str) -> None:
+        """Start the node's service stand-ins (the back-ends' and dc's; fe has none)."""
+        stand_ins = STAND_INS.get(role_of(name))
+        if stand_ins is not None:
+            node = self.nodes[name]
+            argv = [*node.agent("services"), "--node", name, "--vip", self.topology.vip, "--role", stand_ins]
+            self.services[name] = node.spawn(argv, capture=True)
+
+    def wait_services(self, name: str) -> None:
+        """Until the node's stand-ins listen (they say ``ready``: a VM's Python takes a while)."""
+        process = self.services.get(name)
+        if process is None:
+            return
+        ready = threading.Event()
+
+        def read() -> None:
+            for line in process.lines():
+                if line.strip() == "ready":
+                    ready.set()
+                    return
+
+        threading.Thread(target=read, name=f"services-{name}", daemon=True).start()
+        try:
+            if not ready.wait(START_TIMEOUT_S):
+                raise LabError(f"{name}: the service stand-ins did not start within {START_TIMEOUT_S:g} s")
+        finally:
+            process.close()  # no more of its output; it keeps running
 
     def restart_charon(self, name: str) -> None:
         """A fresh charon on the node, with no SA state, configured as at bring-up."""
@@ -137,6 +172,7 @@ def running(
     chosen = policy.policy(policy_name)
     lab_backend = backend(backend_name)
     lab_backend.check()
+    refuse_what_the_datapath_cannot_run(profile, lab_backend)
     with contextlib.ExitStack() as undo:
         state = registry.allocate(lab_backend.name, profile.name, chosen.name)
         topology = state.topology
@@ -163,18 +199,18 @@ def _bring_up(
     lab = Lab(topology, lab_backend, profile, nodes, directory, psk=secrets.token_urlsafe(32), policy=chosen)
     for name in NODES:
         node = nodes[name]
-        node.put(node.workdir / "strongswan.conf", strongswan.strongswan_conf(node.workdir, profile, chosen))
-        node.put(node.workdir / GUARD_FILE, guard.rules(chosen, topology, name))
-        _route_protected_ports(node, chosen, topology)
+        conf = strongswan.strongswan_conf(node.workdir, profile, chosen, lab.datapath)
+        node.put(node.workdir / "strongswan.conf", conf)
+        node.put(node.workdir / guard.FILES[node.firewall], guard.guard_file(chosen, topology, name, node.firewall))
+        if lab.datapath == "libipsec":  # the kernel datapath takes ports in its traffic selectors
+            _route_protected_ports(node, chosen, topology)
         lab.start_charon(name)
     for name in NODES:
-        stand_ins = STAND_INS.get(role_of(name))
-        if stand_ins is not None:
-            lab.services[name] = nodes[name].spawn(
-                [*nodes[name].agent("services"), "--node", name, "--vip", topology.vip, "--role", stand_ins]
-            )
+        lab.start_services(name)
     for name in NODES:
         lab.wait_charon(name)
+        lab.wait_services(name)
+    lab.strongswan_version = charon.version(lab.fe)
     for name in (DOMAIN_CONTROLLER, *BACKEND_NODES):  # responders before the initiators that need them
         lab.configure(name)
     lab.events = EventRecorder(lab.fe)
@@ -187,8 +223,14 @@ def _bring_up(
             _wait_children(nodes[name], strongswan.expected_children(chosen, name))
     else:
         lab.t_child_up = time.monotonic()
-    lab.strongswan_version = charon.version(lab.fe)
     return lab
+
+
+def refuse_what_the_datapath_cannot_run(profile: Profile, lab_backend: Backend) -> None:
+    """Before anything is built: a profile this backend's datapath cannot run as it says."""
+    problem = strongswan.datapath_refuses(profile, lab_backend.datapath)
+    if problem:
+        raise UsageError(f"profile {profile.name} on {lab_backend.name}: {problem}")
 
 
 def _route_protected_ports(node: Node, chosen: policy.Policy, topology: Topology) -> None:
@@ -210,9 +252,13 @@ def _wait_children(node: Node, expected: int) -> None:
     """Wait until the node has ``expected`` CHILD_SAs installed."""
     for attempt in Retrying(wait=wait_fixed(0.01), stop=stop_after_delay(START_TIMEOUT_S), reraise=True):
         with attempt:
-            installed = len(sa.installed_children(charon.sas(node)))
-            if installed < expected:
-                raise LabError(f"{node.name}: {installed} of {expected} CHILD_SAs up after {START_TIMEOUT_S:.0f} s")
+            installed = sa.installed_children(charon.sas(node))
+            if len(installed) < expected:
+                names = ", ".join(sorted(child.name for child in installed)) or "none"
+                raise LabError(
+                    f"{node.name}: {len(installed)} of {expected} CHILD_SAs up after {START_TIMEOUT_S:.0f} s "
+                    f"(installed: {names}; see its charon.log in {node.workdir})"
+                )
 
 
 def _close(nodes: Mapping[str, Node]) -> None:
@@ -238,15 +284,17 @@ def status(state: registry.State) -> dict[str, Any]:
     except LabError as error:
         report["problem"] = str(error)
         return report
+    kernel = backend(state.backend).datapath == "kernel"
     try:
         for name in NODES:
-            report["nodes"][name] = _node_status(nodes[name], topology)
+            report["nodes"][name] = _node_status(nodes[name], topology, kernel)
     finally:
         _close(nodes)
     return report
 
 
-def _node_status(node: Node, topology: Topology) -> dict[str, Any]:
+def _node_status(node: Node, topology: Topology, kernel: bool) -> dict[str, Any]:
+    """What a node's charon holds; on the kernel datapath also what its kernel does ESP with."""
     entry: dict[str, Any] = {"address": topology.address(node.name)}
     try:
         held = charon.sas(node)
@@ -256,6 +304,9 @@ def _node_status(node: Node, topology: Topology) -> dict[str, Any]:
     except NodeLost:
         return {**entry, "charon": "node gone", "sas": []}
     entry["sas"] = [{"state": ike.state, "remote": ike.remote_host, "children": len(ike.children)} for ike in held]
+    if kernel:
+        state = sa.parse_xfrm_state(node.run(["ip", "xfrm", "state"]).stdout)
+        entry["kernel_sas"] = [{"src": k.src, "dst": k.dst, "spi": k.spi, "mode": k.mode} for k in state]
     if node.name in BACKEND_NODES:
         entry["vip"] = topology.vip in addresses(node)
     return entry

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from harness import charon, effective, faults, guard, probe, sa, strongswan, timers, wire
@@ -60,7 +60,11 @@ class Outcome:
     vip_moved: float | None = None
     """Seconds from the fault until the new owner had the VIP (None if it did not move)."""
     back: float | None = None
-    """Seconds from the fault until a rebooted back-end announced itself (reboot-announce)."""
+    """Seconds from the fault until the node was back (harness.faults.Injected.t_back)."""
+    allowance: float = timers.SETUP_ALLOWANCE_S
+    """What the timers leave out after the transmission that gets through, on this backend."""
+    catch_up: float = 0.0
+    """What a VM continuing after a freeze takes to work through its backlog, on this backend."""
     events: list[SaEvent] = field(default_factory=list)
     log_events: list[LogEvent] = field(default_factory=list)
     plaintext_packets: int = 0
@@ -69,6 +73,12 @@ class Outcome:
     guard_drops: dict[str, int] = field(default_factory=dict)
     """Packets each node's fail-closed guard stopped from leaving in clear during the run."""
     esp_packets: int = 0
+    raw_esp_packets: int = 0
+    """Of ``esp_packets``, those sent as raw ESP (IP protocol 50); the rest went in UDP."""
+    datapath: str = "libipsec"
+    """Where the nodes did ESP: strongSwan's userspace datapath (libipsec) or the kernel's."""
+    mode: str = "tunnel"
+    """The CHILD_SAs' IPsec mode (transport or tunnel)."""
     clear_by_port: dict[str, int] = field(default_factory=dict)
     """Packets seen in clear per service port ("tcp/110"), protected or not."""
     esp_by_child: dict[str, int] = field(default_factory=dict)
@@ -90,6 +100,11 @@ class Outcome:
         return max(o.resolution for o in self.outages.values())
 
     @property
+    def encapsulation(self) -> str:
+        """How ESP crossed the wire (harness.wire.encapsulation)."""
+        return wire.encapsulation(self.raw_esp_packets, self.esp_packets - self.raw_esp_packets)
+
+    @property
     def recovered(self) -> bool:
         return self.outage_s is not None
 
@@ -101,7 +116,16 @@ class Outcome:
     def predictions(self) -> dict[str, timers.Bounds]:
         """Every service's prediction, with the measured VIP move and restart."""
         return predictions(
-            self.fault, self.profile, self.params, self.policy, self.effective, self.vip_moved, self.back
+            self.fault,
+            self.profile,
+            self.params,
+            self.policy,
+            self.effective,
+            self.vip_moved,
+            self.back,
+            self.allowance,
+            self.catch_up,
+            {service: outage.resolution for service, outage in self.outages.items()},
         )
 
     @property
@@ -123,21 +147,27 @@ def predictions(
     settings: Effective | None,
     vip_moved: float | None = None,
     back: float | None = None,
+    allowance: float = timers.SETUP_ALLOWANCE_S,
+    catch_up: float = 0.0,
+    resolutions: Mapping[str, float] | None = None,
 ) -> dict[str, timers.Bounds]:
     """The predicted outage of every probed service: protected by the policy or in clear, with
-    its own probe resolution as tolerance, for what charon runs (``settings``). The one place a
-    run's predictions come from: the live view, the result, the tables and the plots show these."""
+    its own probe resolution as tolerance (``resolutions``: measured, Outage.resolution; else the
+    probe's interval), for what charon runs (``settings``). The one place a run's predictions
+    come from: the live view, the result, the tables and the plots show these."""
     defers = settings is None or settings.esp_defers_dpd
     return {
         service: timers.predict(
             fault,
             profile,
             params,
-            probe.INTERVALS[service],
+            (resolutions or probe.INTERVALS)[service],
             vip_moved,
             policy.protects_service(service),
             back,
             esp_defers_dpd=defers,
+            allowance=allowance,
+            catch_up=catch_up,
         )
         for service in SERVICES
     }
@@ -159,7 +189,19 @@ def read_settings(lab: Lab) -> Effective | None:
 
 def expected(lab: Lab, fault: str, params: timers.FaultParams) -> timers.Bounds:
     """The overall prediction before the run (without the measured VIP move or restart)."""
-    return overall(predictions(fault, lab.profile, params, lab.policy, read_settings(lab)))
+    settings = read_settings(lab)
+    backend = lab.backend
+    return overall(
+        predictions(
+            fault,
+            lab.profile,
+            params,
+            lab.policy,
+            settings,
+            allowance=backend.setup_allowance_s,
+            catch_up=backend.catch_up_s,
+        )
+    )
 
 
 def coverage(lab: Lab) -> dict[str, dict[str, bool]]:
@@ -230,13 +272,17 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
     inject = faults.fault(fault)
     params = params or timers.FaultParams()
     settings = read_settings(lab)
-    predicted = overall(predictions(fault, lab.profile, params, lab.policy, settings))
+    allowance, catch_up = lab.backend.setup_allowance_s, lab.backend.catch_up_s
+    predicted = overall(
+        predictions(fault, lab.profile, params, lab.policy, settings, allowance=allowance, catch_up=catch_up)
+    )
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    wall_to_monotonic = time.monotonic() - time.time()
+    clock = lab.fe.clock()  # fe's probe stamps and charon log onto the harness's clock
+    wall_to_monotonic = clock.wall_offset
     with contextlib.ExitStack() as running:
         capture = Capture(lab.nodes["sw"], lab.backend.wire_interface(lab.topology))
         running.callback(capture.stop)
-        traffic = Probe(lab.fe, lab.topology.vip)
+        traffic = Probe(lab.fe, lab.topology.vip, clock.monotonic_offset)
         running.callback(traffic.stop)
         require_charons(lab, NODES, "before the fault")
         start = time.monotonic()
@@ -290,6 +336,8 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
         effective=settings,
         vip_moved=vip_moved,
         back=back,
+        allowance=allowance,
+        catch_up=catch_up,
         phases=breakdown(
             injected.t_fault, min(o.last_before for o in outages.values()), t_recovered, sa_events, log_events, peer
         ),
@@ -300,6 +348,9 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
         capture_dropped=capture.dropped,
         guard_drops=guard_drops,
         esp_packets=capture.count(wire.ESP),
+        raw_esp_packets=capture.count(wire.RAW_ESP),
+        datapath=lab.datapath,
+        mode=strongswan.recovery(lab.profile, lab.datapath).mode,
         clear_by_port=wire.clear_by_port(capture.packets(), lab.topology),
         esp_by_child=carried,
         credentials_in_clear=capture.credentials(),

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:  # vici is needed by backends only: compose_node runs this module without it
     import vici
@@ -33,6 +33,20 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
+
+
+Firewall = Literal["nft", "iptables-legacy"]
+
+
+@dataclass(frozen=True)
+class Clock:
+    """How a node's clocks map onto the harness's monotonic clock (one clock for every time of a
+    run): nodes on the harness's own kernel share its clocks; a VM's run on their own."""
+
+    monotonic_offset: float = 0.0
+    """harness monotonic = node monotonic + this (probe attempts are stamped on the node)."""
+    wall_offset: float = 0.0
+    """harness monotonic = node wall clock + this (charon's log is stamped in epoch seconds)."""
 
 
 class Process(Protocol):
@@ -65,12 +79,44 @@ class Process(Protocol):
         ...
 
 
+class Machine(Protocol):
+    """A node that is a whole machine the harness can power (a VM): what a crash, a freeze and
+    a reboot do to a real host. Nodes that share the harness's kernel have none."""
+
+    def kill(self) -> None:
+        """SIGKILL the whole machine: its kernel vanishes (no FIN, no DELETE)."""
+        ...
+
+    def stop(self) -> None:
+        """Freeze the whole machine, kernel included."""
+        ...
+
+    def cont(self) -> None: ...
+
+    def unplug(self) -> None:
+        """Pull its lab cable at the switch: it sees nothing (its link stays up), nothing of it
+        reaches the wire and nothing reaches it."""
+        ...
+
+    def plug(self) -> None: ...
+
+    def boot(self) -> None:
+        """Boot it again after a kill, as fresh as at bring-up (addresses, no VIP, no charon);
+        returns once its agent answers."""
+        ...
+
+
 class Node(Protocol):
     """A lab node as the harness sees it, whatever backend runs it."""
 
     name: str
     workdir: PurePosixPath
     """Directory on the node holding its configuration, logs and the charon run directory."""
+    machine: Machine | None
+    """How to power the node as a whole, when it is a machine of its own (a VM)."""
+    firewall: Firewall
+    """What filters packets on the node: nft, or iptables-legacy where the kernel's nftables
+    lacks the families (User-mode Linux)."""
 
     def run(self, argv: Sequence[str], *, input: str | None = None, check: bool = True, timeout: float = 30) -> Result:
         """Run a command to completion; raises CommandError on a non-zero exit if ``check``."""
@@ -94,6 +140,10 @@ class Node(Protocol):
 
     def close(self) -> None:
         """Release the harness's connection to the node (the node keeps running)."""
+        ...
+
+    def clock(self) -> Clock:
+        """The node's clocks against the harness's monotonic clock, measured now."""
         ...
 
 

@@ -32,6 +32,7 @@ LOG_EVENTS = {
     "gave-up": re.compile(r"^giving up after \d+ retransmits"),
     "delete": re.compile(r"^received DELETE for IKE_SA"),
     "initial-contact": re.compile(r"^destroying duplicate IKE_SA .*received INITIAL_CONTACT"),
+    "acquire": re.compile(r"^creating acquire job for policy"),
     "initiate": re.compile(r"^initiating IKE_SA"),
     "ike-established": re.compile(r"^IKE_SA \S+ established"),
     "child-established": re.compile(r"^CHILD_SA \S+ established"),
@@ -108,6 +109,11 @@ class Phases:
     """"DELETE", "DPD" or "INITIAL_CONTACT"; None if fe never noticed."""
     negotiated_with: str | None
     """The back-end that answered the recovering negotiation."""
+    started_by: str | None
+    """How the recovering negotiation began: "acquire" (a packet met fe's trap policy: the
+    kernel datapath with profile recovery ``trap``), "restart" (fe's charon re-initiated by
+    itself: dpd_action or close_action), "peer" (the restarted back-end initiated and sent
+    INITIAL_CONTACT); None without one."""
     dpd_requests: int
     retransmits: int
 
@@ -132,19 +138,26 @@ def breakdown(
     child_up = _last(sa_events, "child", True, t_fault, end + EVENT_SLACK_S)
     ike_down = _last(sa_events, "ike", False, t_fault, child_up.t if child_up else end)
     detected_by = None
+    noticed = t_fault  # when fe's log said it noticed (vici's event may reach the harness later)
     if ike_down is not None:
         causes = [e for e in log_events if e.kind in DETECTED_BY and e.t <= ike_down.t + LOG_SLACK_S]
         if causes:
-            detected_by = DETECTED_BY[causes[-1].kind]
+            detected_by, noticed = DETECTED_BY[causes[-1].kind], causes[-1].t
     detected = min(max(ike_down.t, t_start), end) if ike_down is not None else t_start
     installed = min(max(child_up.t, detected), end) if child_up is not None else detected
     window = [e for e in log_events if t_fault <= e.t <= end + LOG_SLACK_S]
+    started_by = None
+    if child_up is not None:
+        began = [e for e in window if e.kind in ("acquire", "initiate") and noticed <= e.t <= installed]
+        acquired = bool(began) and began[0].kind == "acquire"  # a restart's initiation may meet the trap too
+        started_by = "peer" if detected_by == "INITIAL_CONTACT" else "acquire" if acquired else "restart"
     return Phases(
         detection=detected - t_start if ike_down is not None else None,
         negotiation=installed - detected if child_up is not None else None,
         data=t_recovered - installed if t_recovered is not None else None,
         detected_by=detected_by,
         negotiated_with=negotiated_with if child_up is not None else None,
+        started_by=started_by,
         dpd_requests=sum(e.kind == "dpd" for e in window),
         retransmits=sum(e.kind == "retransmit" for e in window),
     )

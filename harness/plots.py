@@ -44,7 +44,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from harness import timers
+from harness import report, timers
 from harness.policy import DEFAULT as DEFAULT_POLICY
 from harness.probe import SERVICES
 
@@ -84,6 +84,7 @@ LOG_MARKS = {
     "gave-up": Mark("X", "tab:red", "gave up retransmitting"),
     "delete": Mark("D", "black", "DELETE received for the IKE_SA"),
     "initial-contact": Mark("*", "deeppink", "INITIAL_CONTACT: stale IKE_SA destroyed"),
+    "acquire": Mark("d", "tab:blue", "acquire: a packet met the trap policy"),
     "initiate": Mark("s", "tab:cyan", "initiating IKE_SA"),
     "ike-established": Mark("P", "darkgreen", "IKE_SA established (log)"),
     "child-established": Mark("h", "tab:olive", "CHILD_SA established (log)"),
@@ -213,10 +214,10 @@ def timeline_figure(result: Result) -> Figure:
         axes.axvline(moved, color="0.35", linestyle="--", linewidth=1)
         label = f"VIP moved {result['old_owner']} -> {result['new_owner']}"
         legend.add(Line2D([], [], color="0.35", linestyle="--", label=label), 3.1)
-    announced = result.get("announced_s")
-    if announced is not None and inside(announced):
-        axes.axvline(announced, color="0.35", linestyle=":", linewidth=1.2)
-        legend.add(Line2D([], [], color="0.35", linestyle=":", label="restarted back-end initiates"), 3.2)
+    back = result.get("back_s")
+    if back is not None and inside(back):
+        axes.axvline(back, color="0.35", linestyle=":", linewidth=1.2)
+        legend.add(Line2D([], [], color="0.35", linestyle=":", label=report.BACK[result["fault"]]), 3.2)
 
     band_label = "predicted recovery: outage start + predicted outage"
     side_labels: dict[float, str] = {}
@@ -357,6 +358,43 @@ def _tick_label(profile: str, scale: float, policy: str, name_policy: bool) -> s
     return label + (f"\npolicy {policy}" if name_policy else "")
 
 
+TICK_FONT = 8
+CHAR_IN = 0.075
+"""Width of a character of a tick label (DejaVu Sans at TICK_FONT points) in inches, rounded up."""
+LINE_IN = 0.16
+"""Height of a line of a tick label in inches."""
+FAULT_IN = 1.1
+"""Width a column gives each fault's bar, band and KB figure, in inches."""
+MARGIN_IN = 4.0
+"""The axis label and the legend beside the columns, in inches."""
+MAX_WIDTH_IN = 24.0
+"""Widest comparison figure: beyond it the tick labels are turned upright instead of widening it."""
+
+
+@dataclass(frozen=True)
+class Ticks:
+    """How the comparison's columns are laid out so that no tick label overlaps another."""
+
+    width: float
+    """The figure's width in inches."""
+    rotation: float
+    """0: labels level, each column as wide as its widest label line; 90: upright."""
+
+
+def tick_layout(labels: Sequence[str], faults: int) -> Ticks:
+    """Level labels when they fit the columns the bars need, or the columns can be widened for
+    them within MAX_WIDTH_IN; else upright labels (as many lines side by side as a label has)."""
+    longest = max((len(line) for label in labels for line in label.split("\n")), default=0)
+    bars = FAULT_IN * faults
+    wanted = CHAR_IN * longest + 0.3
+    level = max(bars, wanted)
+    if wanted <= bars or level * len(labels) + MARGIN_IN <= MAX_WIDTH_IN:
+        return Ticks(max(8.0, level * len(labels) + MARGIN_IN), 0)
+    lines = max((label.count("\n") + 1 for label in labels), default=1)
+    upright = max(bars, LINE_IN * lines + 0.15)
+    return Ticks(max(8.0, upright * len(labels) + MARGIN_IN), 90)
+
+
 def comparison_figure(results: Sequence[Result]) -> Figure:
     """Median measured outage per profile, time scale, policy and fault, in unscaled-equivalent
     seconds, in its predicted band (a box), beside the KB figure (a range)."""
@@ -369,7 +407,9 @@ def comparison_figure(results: Sequence[Result]) -> Figure:
     name_policy = {policy for _, _, policy in columns} != {DEFAULT_POLICY}
     slot = 0.8 / len(faults)
     bar = slot * 0.62
-    figure = Figure(figsize=(max(8.0, 1.1 * len(columns) * len(faults) + 4), 5.4))
+    labels = [_tick_label(*column, name_policy) for column in columns]
+    ticks = tick_layout(labels, len(faults))
+    figure = Figure(figsize=(ticks.width, 5.4))
     axes = figure.subplots()
     fault_colour = {fault: f"C{i % 10}" for i, fault in enumerate(faults)}
     values = [
@@ -487,7 +527,7 @@ def comparison_figure(results: Sequence[Result]) -> Figure:
                 legend.add(handle, 3)
     axes.set_yscale("log")
     axes.set_ylim(bottom=floor)
-    axes.set_xticks(range(len(columns)), [_tick_label(*column, name_policy) for column in columns], fontsize=8)
+    axes.set_xticks(range(len(columns)), labels, fontsize=TICK_FONT, rotation=ticks.rotation)
     axes.set_ylabel("outage, unscaled-equivalent seconds (actual / time scale)")
     axes.set_title(
         "Outage per profile and fault, unscaled-equivalent seconds:\n"

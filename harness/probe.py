@@ -41,13 +41,17 @@ class Attempt:
     t1: float
     node: str | None
     error: str | None = None
+    late: float = 0.0
+    """How late it started against the probe's schedule (the probe was not running)."""
 
     @classmethod
-    def parse(cls, line: str) -> Attempt | None:
-        """An attempt from one line of probe output; None for anything else the agent printed."""
+    def parse(cls, line: str, offset: float = 0.0) -> Attempt | None:
+        """An attempt from one line of probe output (its stamps + ``offset``: on the harness's
+        clock); None for anything else the agent printed."""
         try:
             record = json.loads(line)
-            return cls(record["s"], float(record["t0"]), float(record["t1"]), record.get("n"), record.get("e"))
+            t0, t1 = float(record["t0"]) + offset, float(record["t1"]) + offset
+            return cls(record["s"], t0, t1, record.get("n"), record.get("e"), float(record.get("l", 0.0)))
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -64,6 +68,9 @@ class Outage:
     old_owner: str
     new_owner: str | None
     resolution: float
+    """The probe's interval for the service plus how late the probe ran during the outage (its
+    stamps are that uncertain: the answer that ended or resumed the service may have been
+    stamped that much late)."""
 
     @property
     def seconds(self) -> float | None:
@@ -82,7 +89,8 @@ def outage(attempts: Iterable[Attempt], service: str, t_fault: float, resolution
         return Outage(service, window[0].t1, None, _node(window[0]), None, resolution)
     gaps = [(b.t1 - a.t1, a, b) for a, b in itertools.pairwise(window)]
     _, last, first = max(gaps, key=lambda gap: gap[0])
-    return Outage(service, last.t1, first.t1, _node(before[-1]), first.node, resolution)
+    late = max((a.late for a in attempts if a.service == service and last.t0 <= a.t0 <= first.t1), default=0.0)
+    return Outage(service, last.t1, first.t1, _node(before[-1]), first.node, resolution + late)
 
 
 def _node(attempt: Attempt) -> str:
@@ -101,7 +109,9 @@ def overall(outages: Iterable[Outage]) -> float | None:
 class Probe:
     """The probe agent running on fe, its attempts collected by a reader thread."""
 
-    def __init__(self, fe: Node, target: str) -> None:
+    def __init__(self, fe: Node, target: str, offset: float = 0.0) -> None:
+        """``offset``: added to fe's stamps to put them on the harness's clock (Node.clock)."""
+        self.offset = offset
         self.attempts: list[Attempt] = []
         self.other_output: list[str] = []
         self._changed = threading.Condition()
@@ -124,7 +134,7 @@ class Probe:
 
     def _read(self) -> None:
         for line in self.process.lines():
-            attempt = Attempt.parse(line)
+            attempt = Attempt.parse(line, self.offset)
             with self._changed:
                 if attempt is None:
                     self.other_output.append(line.rstrip())

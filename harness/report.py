@@ -7,13 +7,16 @@ saving and loading it (harness.result), measuring, plotting (harness.plots).
 
 from __future__ import annotations
 
+import os
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.table import Table
 
 from harness import timers
+from harness.errors import UsageError
 from harness.probe import SERVICES
 from harness.result import Result, run_name, save
 
@@ -43,7 +46,10 @@ def phases_text(result: Result) -> str:
     ]
     if phases["detection_s"] is None and result["outage_s"] is not None:
         parts.insert(0, "fe never noticed:")
-    cause = f" (detected by {phases['detected_by']})" if phases["detected_by"] else ""
+    said = [f"detected by {phases['detected_by']}"] if phases["detected_by"] else []
+    if phases.get("started_by") == "acquire":  # the trap's way; restart and peer are what detection implies
+        said.append("restarted by an acquire")
+    cause = f" ({', '.join(said)})" if said else ""
     return " + ".join(parts).replace(": +", ":") + cause
 
 
@@ -68,11 +74,19 @@ def outcome_line(result: Result) -> str:
     return f"{text}; {plural(result['plaintext_packets'], 'protected packet')} in clear"
 
 
+BACK = {
+    "freeze": "the frozen VM answering again",
+    "reboot": "the back-end up again",
+    "reboot-announce": "the restarted back-end initiating",
+}
+"""What ``back_s`` is when for each fault that sets it (harness.faults.Injected.t_back)."""
+
+
 def what_was_measured(result: Result) -> str:
     """The times a run measured that its prediction depends on."""
     parts = []
-    if result.get("announced_s") is not None:
-        parts.append(f"the back-end's measured restart of {result['announced_s']:.3f} s")
+    if result.get("back_s") is not None:
+        parts.append(f"{BACK[result['fault']]} after {result['back_s']:.3f} s, as measured")
     if result.get("vip_moved_s") is not None:
         parts.append(f"the measured VIP move of {result['vip_moved_s']:.3f} s")
     return " and ".join(parts) or "what the run measured"
@@ -89,24 +103,40 @@ def p95(values: Sequence[float]) -> float | None:
 P95_SAMPLES = 20
 
 
-def runs_table(results: Iterable[Result]) -> Table:
+def vip_text(result: Result) -> str:
+    """Where the VIP went: ``be1 -> be2``, ``be1 (stays)`` when the services answered from the
+    node that held it (freeze, reboot), ``be1 -> ?`` when they recovered on different nodes or
+    did not recover."""
+    old, new = result["old_owner"], result["new_owner"]
+    return f"{old} (stays)" if new == old else f"{old} -> {new or '?'}"
+
+
+RUNS_TITLE = "Measured outages (s)"
+
+
+def runs_columns(results: Sequence[Result]) -> list[str]:
+    """The run table's columns; the unscaled ones only when a run was time-scaled."""
+    columns = ["#", "fault", "profile", "VIP", "outage", "predicted", "in band"]
+    columns += ["scale", "outage unscaled", "predicted unscaled"] if _scaled(results) else []
+    return [*columns, *SERVICES, "phases", "clear pkts"]
+
+
+def _scaled(results: Sequence[Result]) -> bool:
+    return any(row["time_scale"] != 1 for row in results)
+
+
+def runs_rows(results: Sequence[Result]) -> list[list[str]]:
     """One row per run, numbered as in the report folder: measured vs predicted, in band, per
     service, phases; the unscaled values when a run was time-scaled."""
-    rows = list(results)
-    scaled = any(row["time_scale"] != 1 for row in rows)
-    view = Table(title="Measured outages (s)", title_justify="left")
-    columns = ["#", "fault", "profile", "VIP", "outage", "predicted", "in band"]
-    columns += ["scale", "outage unscaled", "predicted unscaled"] if scaled else []
-    columns += [*SERVICES, "phases", "clear pkts"]
-    for column in columns:
-        view.add_column(column, justify="left" if column in ("fault", "profile", "VIP", "phases") else "right")
-    for number, row in enumerate(rows, 1):
+    scaled = _scaled(results)
+    rows = []
+    for number, row in enumerate(results, 1):
         predicted = row["predicted"]
         cells = [
             str(number),
             row["fault"],
             row["profile"],
-            f"{row['old_owner']} -> {row['new_owner'] or '?'}",
+            vip_text(row),
             _seconds(row["outage_s"]),
             _band(predicted["lo_s"], predicted["hi_s"]),
             _in_band(row),
@@ -120,6 +150,17 @@ def runs_table(results: Iterable[Result]) -> Table:
             ]
         cells += [*(_seconds(row["services"][name]["outage_s"]) for name in SERVICES), phases_text(row)]
         cells.append(str(row["plaintext_packets"]))
+        rows.append(cells)
+    return rows
+
+
+def runs_table(results: Iterable[Result]) -> Table:
+    """The run table (runs_rows) for the terminal."""
+    rows = list(results)
+    view = Table(title=RUNS_TITLE, title_justify="left")
+    for column in runs_columns(rows):
+        view.add_column(column, justify="left" if column in ("fault", "profile", "VIP", "phases") else "right")
+    for cells in runs_rows(rows):
         view.add_row(*cells)
     return view
 
@@ -157,6 +198,7 @@ def statistics_rows(results: Iterable[Result]) -> list[list[str]]:
     return rows
 
 
+STATISTICS_TITLE = f"Repeated runs: outage statistics (s; p95 from {P95_SAMPLES} runs on)"
 STATISTICS_COLUMNS = ("fault", "profile", "service", "n", "min", "median", "max", "p95", "in band", "no recovery")
 
 
@@ -165,7 +207,7 @@ def statistics_table(results: Iterable[Result]) -> Table | None:
     rows = statistics_rows(results)
     if not rows:
         return None
-    view = Table(title=f"Repeated runs: outage statistics (s; p95 from {P95_SAMPLES} runs on)", title_justify="left")
+    view = Table(title=STATISTICS_TITLE, title_justify="left")
     for column in STATISTICS_COLUMNS:
         view.add_column(column, justify="left" if column in ("fault", "profile", "service") else "right")
     for row in rows:
@@ -210,8 +252,11 @@ KB_COLUMNS = (
 )
 
 
+KB_TITLE = "KB 821839 reproduced: outage in seconds"
+
+
 def kb_table(results: Iterable[Result]) -> Table:
-    view = Table(title="KB 821839 reproduced: outage in seconds", title_justify="left")
+    view = Table(title=KB_TITLE, title_justify="left")
     for column in KB_COLUMNS:
         view.add_column(column, justify="left" if column in ("profile", "fault") else "right")
     for row in kb_rows(results):
@@ -289,7 +334,9 @@ def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str
 
 
 def markdown(results: Sequence[Result], plots: dict[str, str], comparison: str | None) -> str:
-    """report.md: the KB table, one section per run with its phases and timeline."""
+    """report.md: the tables the terminal shows (every run numbered, the statistics of repeated
+    runs, the KB comparison when a run has a KB figure, the policy designs side by side when
+    several ran), the comparison plot, then one section per run with its phases and timeline."""
     versions = sorted({r["strongswan_version"] for r in results})
     backends = sorted({r["backend"] for r in results})
     parts = [
@@ -300,10 +347,15 @@ def markdown(results: Sequence[Result], plots: dict[str, str], comparison: str |
         "At a small scale the harness's own fixed costs (probe resolution, IKE round trips, DPD's "
         "whole-second granularity) weigh more in unscaled terms, which widens the predicted band.",
         "",
-        "## KB 821839 comparison",
+        f"## {RUNS_TITLE}",
         "",
-        _markdown_table(KB_COLUMNS, kb_rows(results)),
+        _markdown_table(runs_columns(results), runs_rows(results)),
     ]
+    repeated = statistics_rows(results)
+    if repeated:
+        parts += ["", f"## {STATISTICS_TITLE}", "", _markdown_table(STATISTICS_COLUMNS, repeated)]
+    if any(r["kb_outage_s"] is not None for r in results):
+        parts += ["", f"## {KB_TITLE}", "", _markdown_table(KB_COLUMNS, kb_rows(results))]
     if comparison:
         parts += ["", f"![measured vs predicted]({comparison})"]
     if len({r["policy"] for r in results}) > 1:
@@ -328,7 +380,7 @@ def markdown(results: Sequence[Result], plots: dict[str, str], comparison: str |
             f"### {title}",
             "",
             f"{result['profile_description']} (scale {timers.scale_text(result['time_scale'])}). "
-            f"VIP {result['old_owner']} -> {result['new_owner']}; outage {_seconds(result['outage_s'])} s "
+            f"VIP {vip_text(result)}; outage {_seconds(result['outage_s'])} s "
             f"(predicted {_band(result['predicted']['lo_s'], result['predicted']['hi_s'])} s, "
             f"{'every service' if result['within_prediction'] else 'NOT every service'} inside its band); "
             f"phases: {phases_text(result) or 'none'}; negotiated with {phases['negotiated_with'] or '-'}; "
@@ -341,16 +393,49 @@ def markdown(results: Sequence[Result], plots: dict[str, str], comparison: str |
     return "\n".join(parts) + "\n"
 
 
+@contextmanager
+def writing(where: Path) -> Iterator[None]:
+    """Files written under ``where``: one that cannot be written (permissions, a read-only file
+    system, a file where a folder should be) is one UsageError line naming it."""
+    try:
+        yield
+    except OSError as error:
+        path = error.filename or where
+        reason = error.strerror or str(error)
+        raise UsageError(
+            f"cannot write {path}: {reason}; fix its permissions or use a folder you can write to"
+        ) from None
+
+
+def require_writable(folder: Path, asked: str) -> None:
+    """Refuse ``folder`` (a report folder, or the folder of a results file; ``asked`` names the
+    option and value, ``--out results/demo``) before any lab exists when it cannot be created or
+    written: a run's results are not lost at its end."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{asked}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{asked}: cannot write in {existing}; fix its permissions or choose another path")
+
+
 def write_folder(results: Sequence[Result], directory: Path) -> Path:
     """A report folder: runs/*.json, plots/*.png (one timeline per run), comparison.png and
     report.md; returns the path of report.md."""
-    save(results, directory)
+    with writing(directory):
+        save(results, directory)
     return redraw(results, directory)
 
 
 def redraw(results: Sequence[Result], directory: Path) -> Path:
     """report.md and every plot of ``results`` in ``directory`` (its runs/*.json untouched);
     returns the path of report.md."""
+    with writing(directory):
+        return _draw(results, directory)
+
+
+def _draw(results: Sequence[Result], directory: Path) -> Path:
     from harness import plots  # matplotlib is slow to import; only reports need it
 
     (directory / "plots").mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ from harness.measure import Outcome
 from harness.phases import retransmission_gaps
 from harness.policy import DEFAULT as DEFAULT_POLICY
 from harness.probe import SERVICES
+from harness.scenario import FAULT_PARAMETERS
 
 SCHEMA = "failover-lab/run/1"
 REQUIRED_KEYS = (
@@ -84,6 +85,13 @@ def _unscaled(value: float | None, scale: float) -> float | None:
     return None if value is None else round(value / scale, 3)
 
 
+def fault_params(outcome: Outcome) -> dict[str, float]:
+    """The parameters of the fault that ran, scaled (harness.scenario.FAULT_PARAMETERS: a crash's
+    and a link cut's cluster_delay, a freeze's freeze; none for the others)."""
+    taken = FAULT_PARAMETERS.get(outcome.fault, ())
+    return {name: value for name, value in outcome.params.values().items() if name in taken}
+
+
 def to_json(outcome: Outcome) -> Result:
     """The record of one run (README.md's "The JSON result" documents every field): what
     `failover-lab run --json`, a report folder and the pytest plugin save. The CLI's `demo` and
@@ -123,8 +131,10 @@ def to_json(outcome: Outcome) -> Result:
         "policy": outcome.policy.name,
         "protected_ports": "all" if outcome.policy.ports is None else [f"{p}/{n}" for p, n in outcome.policy.ports],
         "time_scale": outcome.profile.time_scale,
-        "fault_params": outcome.params.values(),
+        "fault_params": fault_params(outcome),
         "strongswan_version": outcome.strongswan_version,
+        "datapath": outcome.datapath,
+        "mode": outcome.mode,
         "lab": outcome.lab,
         "started_at": outcome.started_at,
         "t_fault": outcome.t_fault_mono,
@@ -137,13 +147,15 @@ def to_json(outcome: Outcome) -> Result:
             "hi_s": _r(outcome.predicted.hi),
             "lo_unscaled_s": _unscaled(outcome.predicted.lo, scale),
             "hi_unscaled_s": _unscaled(outcome.predicted.hi, scale),
+            "allowance_s": outcome.allowance,
+            "catch_up_s": outcome.catch_up,
         },
         "within_prediction": outcome.within_prediction,
         "kb_outage_s": None if kb is None else list(kb),
         "old_owner": outcome.old_owner,
         "new_owner": outcome.new_owner,
         "vip_moved_s": _r(outcome.vip_moved),
-        "announced_s": _r(outcome.back),
+        "back_s": _r(outcome.back),
         "phases": {
             "start_s": _r(min(o.last_before for o in outcome.outages.values()) - t0),
             "detection_s": _r(phases.detection),
@@ -151,6 +163,7 @@ def to_json(outcome: Outcome) -> Result:
             "data_s": _r(phases.data),
             "detected_by": phases.detected_by,
             "negotiated_with": phases.negotiated_with,
+            "started_by": phases.started_by,
             "dpd_requests": phases.dpd_requests,
             "retransmits": phases.retransmits,
         },
@@ -165,6 +178,7 @@ def to_json(outcome: Outcome) -> Result:
         "capture_dropped": outcome.capture_dropped,
         "guard_drops": outcome.guard_drops,
         "esp_packets": outcome.esp_packets,
+        "encapsulation": outcome.encapsulation,
         "clear_by_port": outcome.clear_by_port,
         "esp_by_child": outcome.esp_by_child,
         "credentials_in_clear": outcome.credentials_in_clear,

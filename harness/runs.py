@@ -1,6 +1,7 @@
 """What a person sees of runs on the command line, and the runs it shows: the line before each
-run (its prediction), the live lines and bar while it waits (every IKE event, every phase
-change), its result in a line, and the tables after. The numbers are the result's own
+run (its prediction, the lab's backend and policy), the live lines and bar while it waits
+(every IKE event and SA change in time order, the phase on the bar), its result in a line, and
+the tables after. The numbers are the result's own
 (harness.result, harness.report): nothing here computes an outage or a band.
 
 Owns: running a plan of measurements for the CLI and printing them. Not: argument parsing or
@@ -14,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from harness import lab, live, measure, policy, report, result, scenario, timers
 
@@ -26,31 +27,51 @@ Plan = Sequence[tuple[timers.Profile, str, str]]
 """(profile, fault, policy) per measurement."""
 
 
-PHASE_NEWS = {
-    "negotiation": "fe's IKE SA with the failed peer is down: detection over, negotiating",
-    "data": "the CHILD_SA that carries traffic again is installed: waiting for every service",
-}
+class LiveLines:
+    """The live view of one run: its lines in time order (live.InOrder), printed while it waits,
+    completed from the run's whole log and SA events when it is over (``finish``); on a terminal
+    also a bar of elapsed vs predicted time with the phase and the counts so far."""
+
+    def __init__(self, bar: Progress | None = None, task: TaskID | None = None) -> None:
+        self._order = live.InOrder()
+        self._bar, self._task = bar, task
+
+    def __call__(self, state: live.Progress) -> None:
+        self._order.add(state.news)
+        self._print(self._order.due(state.elapsed))
+        if self._bar is not None and self._task is not None:
+            counts = f"DPD {state.dpd_requests}, retransmissions {state.retransmits}, DELETE {state.deletes}"
+            self._bar.update(
+                self._task, total=state.predicted.hi, completed=state.elapsed, phase=state.phase, counts=counts
+            )
+
+    def finish(self, outcome: measure.Outcome) -> None:
+        """Every line not printed yet, the ones the follower missed included, in time order."""
+        self._order.add(live.news_of(outcome.t_fault_mono, outcome.log_events, outcome.events))
+        self.flush()
+
+    def flush(self) -> None:
+        """Every line still held (a run that failed has no outcome to complete them from)."""
+        self._print(self._order.rest())
+
+    @staticmethod
+    def _print(news: Sequence[live.News]) -> None:
+        for at, what in news:
+            console.print(f"  {at:8.3f} s  {what}", highlight=False, markup=False)
 
 
 @contextmanager
-def progress_reporter(title: str, predicted: float) -> Iterator[live.Reporter]:
-    """While a run waits for recovery: every IKE event as a line the moment fe's charon logs it
-    (DPD requests, retransmissions, DELETE, INITIAL_CONTACT, new SAs) and every phase change, in
-    seconds since the fault; on a terminal also a bar of elapsed vs predicted time with the
-    counts so far. Phases follow the result's rules, so the lines and the result agree."""
-    shown: set[str] = set()
-
-    def lines(state: live.Progress) -> None:
-        news = list(state.news)
-        for phase, at in (("negotiation", state.detected_at), ("data", state.installed_at)):
-            if at is not None and phase not in shown:
-                shown.add(phase)
-                news.append((at, PHASE_NEWS[phase]))
-        for at, what in sorted(news, key=lambda item: item[0]):
-            console.print(f"  {at:8.3f} s  {what}", highlight=False)
-
+def progress_reporter(title: str, predicted: float) -> Iterator[LiveLines]:
+    """While a run waits for recovery: every IKE event fe's charon logs (DPD requests,
+    retransmissions, DELETE, INITIAL_CONTACT, new SAs) and every SA of fe's with the VIP going
+    down or installed, as a line, in seconds since the fault and in time order; on a terminal
+    also the bar. The phase on the bar follows the result's rules, so it and the result agree."""
     if not console.is_terminal:
-        yield lines
+        lines = LiveLines()
+        try:
+            yield lines
+        finally:
+            lines.flush()
         return
     with Progress(
         TextColumn("{task.description}", markup=False),
@@ -60,14 +81,11 @@ def progress_reporter(title: str, predicted: float) -> Iterator[live.Reporter]:
         console=console,
         transient=True,
     ) as bar:
-        task = bar.add_task(title, total=predicted, phase="detection", counts="")
-
-        def on_terminal(state: live.Progress) -> None:
-            lines(state)
-            counts = f"DPD {state.dpd_requests}, retransmissions {state.retransmits}, DELETE {state.deletes}"
-            bar.update(task, total=state.predicted.hi, completed=state.elapsed, phase=state.phase, counts=counts)
-
-        yield on_terminal
+        lines = LiveLines(bar, bar.add_task(title, total=predicted, phase="detection", counts=""))
+        try:
+            yield lines
+        finally:
+            lines.flush()
 
 
 def say_rounded(profile: timers.Profile) -> None:
@@ -104,15 +122,18 @@ def measure_one(
     """One run with its header (the prediction before it, returned too) and its live lines."""
     bounds = measure.expected(running, fault, params)
     later = MEASURED_LATER.get(fault, "")
+    where = f"lab {running.topology.name} (backend {running.backend.name}, policy {running.policy.name})"
     console.print(
-        f"{title} on lab {running.topology.name}: predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s{later} "
+        f"{title} on {where}: predicted outage {bounds.lo:.2f}-{bounds.hi:.2f} s{later} "
         "(times below: seconds after the fault)",
         highlight=False,
         markup=False,
     )
     say_rounded(running.profile)
     with progress_reporter(title, bounds.hi) as reporter:
-        return measure.run(running, fault, params, reporter), bounds
+        outcome = measure.run(running, fault, params, reporter)
+        reporter.finish(outcome)
+    return outcome, bounds
 
 
 def show_summary(results: Sequence[result.Result]) -> None:

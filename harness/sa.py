@@ -8,6 +8,7 @@ Owns: the SA value types. Not: reading them from charon (harness.charon).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 INSTALLED = "INSTALLED"
@@ -71,3 +72,43 @@ class SaEvent:
     """charon's unique id of the IKE SA (the CHILD SA's parent for child events)."""
     remote: str
     """Address of the peer."""
+
+
+@dataclass(frozen=True)
+class KernelSa:
+    """One SA in a node's kernel (``ip xfrm state``): the kernel datapath's view, one per
+    direction of each CHILD_SA."""
+
+    src: str
+    dst: str
+    proto: str
+    spi: str
+    mode: str
+    selector: str = ""
+    """Its traffic selector (``sel`` line): e.g. ``src 198.18.0.10/32 dst 198.18.0.100/32 proto tcp dport 110``."""
+
+
+XFRM_SA = re.compile(r"^src (\S+) dst (\S+)$")
+XFRM_ID = re.compile(r"^proto (\S+) spi (\S+)(?: reqid \d+)? mode (\S+)")
+
+
+def parse_xfrm_state(text: str) -> list[KernelSa]:
+    """The SAs in ``ip xfrm state`` output (a ``src .. dst ..`` line opens each)."""
+    found: list[KernelSa] = []
+    current: dict[str, str] = {}
+
+    def close() -> None:
+        if {"src", "dst", "proto", "spi", "mode"} <= current.keys():
+            found.append(KernelSa(**current))
+
+    for line in text.splitlines():
+        stripped = line.strip()
+        if (opened := XFRM_SA.match(stripped)) is not None and not line[:1].isspace():
+            close()
+            current = {"src": opened.group(1), "dst": opened.group(2)}
+        elif (ident := XFRM_ID.match(stripped)) is not None:
+            current.update(proto=ident.group(1), spi=ident.group(2), mode=ident.group(3))
+        elif stripped.startswith("sel "):
+            current["selector"] = stripped.removeprefix("sel ")
+    close()
+    return found

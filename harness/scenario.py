@@ -43,7 +43,7 @@ from pydantic import (
     Tag,
 )
 
-from harness import lab, measure, timers
+from harness import lab, measure, policy, probe, timers
 from harness.backends import AUTO
 from harness.errors import UsageError
 from harness.measure import Outcome
@@ -51,7 +51,7 @@ from harness.userfiles import ProfileModel, ProfileName, parse, validate
 
 FaultKind = Literal["graceful", "graceful-noblock", "crash", "freeze", "link-cut", "reboot", "reboot-announce"]
 Service = Literal["udp", "http", "pop3", "imap"]
-Backend = Literal["auto", "netns", "docker", "docker:bookworm"]
+Backend = Literal["auto", "netns", "docker", "docker:bookworm", "uml"]
 PolicyName = Literal["none", "mail-passwords", "mail-all", "all-traffic"]
 
 SECONDS_MAX = 3600.0
@@ -251,6 +251,8 @@ def _checked(scenario: Scenario) -> Scenario:
     problems = _unfit_when_scaled(scenario)
     if not problems:
         problems = _duplicates(scenario) + _refused_by_the_model(scenario)
+    if not problems:
+        problems = never_met(scenario)
     if problems:
         raise UsageError("\n".join(problems))
     return scenario
@@ -279,6 +281,54 @@ def _refused_by_the_model(scenario: Scenario) -> list[str]:
             timers.check(profile, scenario.model.fault.kind, scenario.params)
         except UsageError as error:
             problems.append(f"{scenario.path}: profiles[{index}] ({profile.name}): {error}")
+    return problems
+
+
+def lowest_bands(scenario: Scenario, profile: timers.Profile) -> dict[str, timers.Bounds]:
+    """Every service's predicted band for ``profile`` before any run, as low as a run could make
+    it: the cluster acting at once or after exactly its delay and the node back at once (what a
+    run measures only widens the band upwards), and ESP from the peer postponing DPD or not (the
+    strongSwan version and datapath decide, unknown until a lab runs)."""
+    protects = policy.policy(scenario.model.policy).protects_service
+    bands = {}
+    for service, resolution in probe.INTERVALS.items():
+        both = [
+            timers.predict(
+                scenario.model.fault.kind,
+                profile,
+                scenario.params,
+                resolution,
+                protected=protects(service),
+                esp_defers_dpd=defers,
+            )
+            for defers in (True, False)
+        ]
+        bands[service] = timers.Bounds(min(b.lo for b in both), max(b.hi for b in both))
+    return bands
+
+
+def never_met(scenario: Scenario) -> list[str]:
+    """One line per outage_max_s below the lowest predicted band of a profile (lowest_bands): no
+    run can meet it, so load refuses the file."""
+    expect = scenario.model.expect
+    if expect is None:
+        return []
+    problems = []
+    for index, profile in enumerate(scenario.profiles):
+        bands = lowest_bands(scenario, profile)
+        limits = [("expect.outage_max_s", expect.outage_max_s, measure.overall(bands))]
+        limits += [
+            (f"expect.services.{service}.outage_max_s", wanted.outage_max_s, bands[service])
+            for service, wanted in expect.services.items()
+        ]
+        for field, limit, band in limits:
+            if limit is not None and limit < band.lo:
+                shown = f"{band.lo:.2f}-{band.hi:.2f} s"
+                problems.append(
+                    f"{scenario.path}: {field}: {limit:g} s lies below the lowest predicted band {shown} "
+                    f"of profiles[{index}] ({profile.name}) for {scenario.model.fault.kind}: no run can meet it; "
+                    f"raise it to at least {band.lo:.2f} or change the profile"
+                )
     return problems
 
 

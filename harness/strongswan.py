@@ -14,8 +14,9 @@ Owns: configuration content. Not: talking to charon (harness.charon), starting i
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from harness.errors import UsageError
 from harness.policy import DC_PEERS, IKE_MARK, IP_PROTOCOLS, Policy
@@ -31,10 +32,19 @@ PACKAGES = (
 )
 """Debian's packages that bring charon and every plugin in PLUGINS."""
 CONNECTION = "vip"
-PLUGINS = (
-    "random nonce openssl aes sha1 sha2 hmac kdf gmp curve25519 pem pkcs1 x509 pubkey "
-    "kernel-libipsec kernel-netlink socket-default vici"
-)
+Datapath = Literal["libipsec", "kernel"]
+"""Where ESP happens: strongSwan's userspace datapath (kernel-libipsec: a TUN device in charon,
+tunnel mode, ESP in UDP; netns and Docker, whose host kernel has no ESP) or the kernel's XFRM
+(kernel-netlink: transport mode, raw ESP, trap policies; User-mode Linux and real hosts)."""
+MODES = {"libipsec": "tunnel", "kernel": "transport"}
+"""Each datapath's IPsec mode unless a profile asks for another (libipsec knows only tunnel)."""
+COMMON_PLUGINS = "random nonce openssl aes sha1 sha2 hmac kdf gmp curve25519 pem pkcs1 x509 pubkey"
+DATAPATH_PLUGINS = {
+    "libipsec": "kernel-libipsec kernel-netlink socket-default vici",
+    "kernel": "kernel-netlink socket-default vici",
+}
+PLUGINS = f"{COMMON_PLUGINS} {DATAPATH_PLUGINS['libipsec']}"
+"""Every plugin any datapath loads (what check_installed looks for)."""
 ROUTING_TABLE = 220
 """charon's default routing table (and rule priority) for routes into the TUN device."""
 
@@ -57,12 +67,12 @@ def check_installed() -> None:
         raise UsageError(f"strongSwan plugins {', '.join(missing)} are missing: apt-get install {PACKAGES}")
 
 
-def strongswan_conf(workdir: PurePosixPath, profile: Profile, policy_: Policy) -> str:
+def strongswan_conf(workdir: PurePosixPath, profile: Profile, policy_: Policy, datapath: Datapath = "libipsec") -> str:
     """A self-contained strongswan.conf for one node (nothing read from /etc)."""
     return f"""\
 charon {{
     load_modular = no
-    load = {PLUGINS}
+    load = {COMMON_PLUGINS} {DATAPATH_PLUGINS[datapath]}
     retransmit_timeout = {profile.retransmit_timeout!r}
     retransmit_base = {profile.retransmit_base!r}
     retransmit_tries = {profile.retransmit_tries:d}
@@ -88,6 +98,20 @@ charon {{
         }}
     }}
     plugins {{
+{_datapath_plugins(policy_, datapath)}        vici {{
+            socket = unix:///run/charon.vici
+        }}
+    }}
+}}
+"""
+
+
+def _datapath_plugins(policy_: Policy, datapath: Datapath) -> str:
+    """libipsec needs host-to-host tunnels allowed and the fwmark split (see the module's
+    docstring); the kernel datapath needs nothing of the kind."""
+    if datapath == "kernel":
+        return ""
+    return f"""\
         kernel-libipsec {{
             allow_peer_ts = yes
         }}
@@ -97,11 +121,6 @@ charon {{
         socket-default {{
             fwmark = {IKE_MARK}
         }}
-        vici {{
-            socket = unix:///run/charon.vici
-        }}
-    }}
-}}
 """
 
 
@@ -135,14 +154,49 @@ def retransmission_as_charon_reads(conf: str) -> dict[str, float | int]:
     return read
 
 
-def _child(local_ts: list[str], remote_ts: list[str], initiator: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Recovery:
+    """How a node's CHILD_SAs start and come back, per datapath, initiator or responder."""
+
+    mode: str
+    initiator: dict[str, str]
+    responder: dict[str, str]
+
+
+def recovery(profile: Profile, datapath: Datapath) -> Recovery:
+    """libipsec: fe installs a trap (which keeps its route into the TUN: nothing leaks) and
+    starts at once, also after a DELETE or DPD (5.9.8's userspace traps never start a
+    negotiation); the responders do nothing. kernel: every node installs trap policies at load
+    (protected selectors never leave in clear, also while no SA exists or with charon killed),
+    the initiators also start at once; after a DELETE or DPD fe re-initiates at once (profile
+    recovery ``restart``) or on the next packet, through the trap's acquire (``trap``)."""
+    mode = profile.mode or MODES[datapath]
+    if datapath == "libipsec":
+        initiator = {"start_action": "trap|start", "close_action": "trap|start", "dpd_action": "restart"}
+        return Recovery(mode, initiator, {"start_action": "none", "close_action": "none", "dpd_action": "clear"})
+    actions = {"restart": ("start", "restart"), "trap": ("trap", "trap")}[profile.recovery]
+    initiator = {"start_action": "trap|start", "close_action": actions[0], "dpd_action": actions[1]}
+    return Recovery(mode, initiator, {"start_action": "trap", "close_action": "none", "dpd_action": "clear"})
+
+
+def datapath_refuses(profile: Profile, datapath: Datapath) -> str | None:
+    """Why this datapath cannot run the profile as it says (None: it can)."""
+    if datapath == "libipsec" and profile.mode == "transport":
+        return "mode transport needs the kernel datapath (kernel-libipsec runs tunnel mode only): use --backend uml"
+    if datapath == "libipsec" and profile.recovery == "trap":
+        return (
+            "recovery trap is measured on the kernel datapath only (libipsec's traps start no negotiation "
+            "before strongSwan 5.9.11, and the lab keeps libipsec on trap|start): use --backend uml"
+        )
+    return None
+
+
+def _child(local_ts: list[str], remote_ts: list[str], initiator: bool, how: Recovery) -> dict[str, Any]:
     return {
         "local_ts": local_ts,
         "remote_ts": remote_ts,
-        "mode": "tunnel",
-        "start_action": "trap|start" if initiator else "none",
-        "close_action": "trap|start" if initiator else "none",
-        "dpd_action": "restart" if initiator else "clear",
+        "mode": how.mode,
+        **(how.initiator if initiator else how.responder),
     }
 
 
@@ -167,51 +221,55 @@ def _conn(
     }
 
 
-def connections(topology: Topology, node: str, profile: Profile, policy_: Policy) -> dict[str, Any]:
+def connections(
+    topology: Topology, node: str, profile: Profile, policy_: Policy, datapath: Datapath = "libipsec"
+) -> dict[str, Any]:
     """The vici `load-conn` messages for ``node`` under ``policy_``: fe initiates to the VIP (one
     CHILD_SA per protected port, or one for everything), the back-ends answer on the VIP with the
     VIP's shared identity, and under all-traffic fe and both back-ends initiate to dc."""
+    how = recovery(profile, datapath)
     conns: dict[str, Any] = {}
     match role_of(node):
         case "front-end" if policy_.ipsec:
-            conns[CONNECTION] = _fe_to_vip(topology, profile, policy_)
+            conns[CONNECTION] = _fe_to_vip(topology, profile, policy_, how)
         case "back-end" if policy_.ipsec:
-            conns[CONNECTION] = _vip_to_fe(topology, profile, policy_)
+            conns[CONNECTION] = _vip_to_fe(topology, profile, policy_, how)
         case "domain-controller" if policy_.dc:
-            conns["peers"] = _dc_from_peers(topology, profile)
+            conns["peers"] = _dc_from_peers(topology, profile, how)
     if policy_.has_sa_with_dc(node):
-        conns[DOMAIN_CONTROLLER] = _to_dc(topology, node, profile)
+        conns[DOMAIN_CONTROLLER] = _to_dc(topology, node, profile, how)
     return conns
 
 
-def _fe_to_vip(topology: Topology, profile: Profile, policy_: Policy) -> dict[str, Any]:
+def _fe_to_vip(topology: Topology, profile: Profile, policy_: Policy, how: Recovery) -> dict[str, Any]:
     """fe initiates to the VIP, whichever back-end owns it."""
     fe, ids = topology.address(FRONT_END), (topology.identity(FRONT_END), topology.identity(VIP_PEER))
-    return _conn(profile, fe, [topology.vip], ids, _vip_children(policy_, topology, on_vip=False))
+    return _conn(profile, fe, [topology.vip], ids, _vip_children(policy_, topology, how, on_vip=False))
 
 
-def _vip_to_fe(topology: Topology, profile: Profile, policy_: Policy) -> dict[str, Any]:
+def _vip_to_fe(topology: Topology, profile: Profile, policy_: Policy, how: Recovery) -> dict[str, Any]:
     """A back-end answers fe on the VIP (on any address: the VIP moves) with the VIP's identity."""
     fe, ids = topology.address(FRONT_END), (topology.identity(VIP_PEER), topology.identity(FRONT_END))
-    return _conn(profile, "%any", [fe], ids, _vip_children(policy_, topology, on_vip=True))
+    return _conn(profile, "%any", [fe], ids, _vip_children(policy_, topology, how, on_vip=True))
 
 
-def _to_dc(topology: Topology, node: str, profile: Profile) -> dict[str, Any]:
+def _to_dc(topology: Topology, node: str, profile: Profile, how: Recovery) -> dict[str, Any]:
     """fe or a back-end initiates its own SA with dc."""
     own, dc = topology.address(node), topology.address(DOMAIN_CONTROLLER)
-    children = {"all": _child([f"{own}/32"], [f"{dc}/32"], initiator=True)}
+    children = {"all": _child([f"{own}/32"], [f"{dc}/32"], True, how)}
     return _conn(profile, own, [dc], (topology.identity(node), topology.identity(DOMAIN_CONTROLLER)), children)
 
 
-def _dc_from_peers(topology: Topology, profile: Profile) -> dict[str, Any]:
-    """dc answers each of its peers, whatever their identity."""
+def _dc_from_peers(topology: Topology, profile: Profile, how: Recovery) -> dict[str, Any]:
+    """dc answers each of its peers, whatever their identity (no trap: its peers are dynamic)."""
     dc = topology.address(DOMAIN_CONTROLLER)
-    children = {"all": _child([f"{dc}/32"], ["dynamic"], initiator=False)}
+    answering = Recovery(how.mode, how.initiator, {**how.responder, "start_action": "none"})
+    children = {"all": _child([f"{dc}/32"], ["dynamic"], False, answering)}
     peers = [topology.address(peer) for peer in DC_PEERS]
     return _conn(profile, dc, peers, (topology.identity(DOMAIN_CONTROLLER), "%any"), children)
 
 
-def _vip_children(policy_: Policy, topology: Topology, on_vip: bool) -> dict[str, Any]:
+def _vip_children(policy_: Policy, topology: Topology, how: Recovery, on_vip: bool) -> dict[str, Any]:
     """The CHILD_SAs between fe and the VIP (one per protected port, or one for everything), as fe
     (initiating) or the VIP's side (``on_vip``: answering) sees them."""
     fe_ts, vip = f"{topology.address(FRONT_END)}/32", topology.vip
@@ -222,7 +280,7 @@ def _vip_children(policy_: Policy, topology: Topology, on_vip: bool) -> dict[str
             child_name(proto, port): [f"{vip}/32[{IP_PROTOCOLS[proto]}/{port}]"] for proto, port in policy_.ports
         }
     return {
-        name: _child(vip_ts, [fe_ts], initiator=False) if on_vip else _child([fe_ts], vip_ts, initiator=True)
+        name: _child(vip_ts, [fe_ts], False, how) if on_vip else _child([fe_ts], vip_ts, True, how)
         for name, vip_ts in selectors.items()
     }
 
@@ -271,9 +329,11 @@ ANNOUNCE = "announce"
 """A rebooted back-end's connection to fe from the VIP (reboot-announce)."""
 
 
-def announce_connection(topology: Topology, node: str, profile: Profile, policy_: Policy) -> dict[str, Any]:
+def announce_connection(
+    topology: Topology, node: str, profile: Profile, policy_: Policy, datapath: Datapath = "libipsec"
+) -> dict[str, Any]:
     """A back-end's connection to fe from the VIP whose CHILD_SAs start as soon as it is loaded
     (``start_action = start``, as a cluster node configured to bring its tunnel up at boot)."""
-    conn = connections(topology, node, profile, policy_)[CONNECTION]
+    conn = connections(topology, node, profile, policy_, datapath)[CONNECTION]
     children = {name: dict(child, start_action="start") for name, child in conn["children"].items()}
     return dict(conn, local_addrs=[topology.vip], children=children)

@@ -31,14 +31,20 @@ from harness.errors import UsageError
 
 DPD_GRANULARITY_S = 1.0
 """charon decides about DPD on use times truncated to whole seconds: +-1 s around dpd_delay."""
+MAX_CYCLES = 1000
+"""Beyond this many retransmission cycles between a restart and the standby's readiness, every
+gap of the schedule is taken to be able to straddle it (a bound, computed without the loop)."""
 SETUP_ALLOWANCE_S = 0.1
 """What the timers do not model, after the transmission that gets through: the IKE_SA_INIT and
-IKE_AUTH round trips, installing the CHILD_SA in the userspace datapath and the probe's own
-dialogue through it (a TCP handshake and a login, four round trips). Measured 15-45 ms on a
-2-core machine; the allowance leaves room for a loaded one."""
+IKE_AUTH round trips, installing the CHILD_SA in the datapath and the probe's own dialogue
+through it (a TCP handshake and a login, four round trips). Measured 15-45 ms on a 2-core
+machine with nodes on its own kernel; the allowance leaves room for a loaded one. A backend
+whose nodes are slower (VMs) declares its own (Backend.setup_allowance_s)."""
 
 
 Unique = Literal["no", "never", "replace", "keep"]
+Recovery = Literal["restart", "trap"]
+Mode = Literal["transport", "tunnel"]
 
 
 JITTER_MAX = 20
@@ -82,6 +88,13 @@ class Profile:
     """The uniqueness policy of every node's connections (swanctl.conf ``unique``); fe's decides a
     reboot: with no, replace and keep a rebooted peer's INITIAL_CONTACT removes the stale IKE SA
     at once (measured), never ignores it. Not a timer, but it decides how a reboot ends."""
+    recovery: Recovery = "restart"
+    """After a DELETE or a dead peer: fe re-initiates at once (restart), or on the next packet
+    through the trap policy's acquire (trap: the kernel datapath only). The
+    probes send every 10 ms, so both recover within the setup allowance."""
+    mode: Mode | None = None
+    """IPsec mode: None for the datapath's own (transport on the kernel, tunnel on libipsec,
+    which knows no other)."""
     time_scale: float = 1.0
     """Factor every timer was multiplied by (1/30: a 6-minute outage takes 12 s)."""
     rounded: tuple[Rounded, ...] = ()
@@ -287,14 +300,41 @@ def _first_send_reaching(start: float, ready: float, profile: Profile, jitter: b
         start += cycle
 
 
-def graceful(profile: Profile, resolution: float, vip_moved: float = 0.0) -> Bounds:
+def _latest_send_reaching(restarts: tuple[float, float], ready: float, profile: Profile) -> float:
+    """The latest the first transmission at or after ``ready`` can go out when the initiation
+    begins anywhere in ``restarts`` (earliest, latest): at the latest restart, or, when
+    ``ready`` falls inside the schedule, right after a transmission that just missed it: one
+    gap of the schedule after ``ready`` (the gap after the last transmission runs to the next
+    cycle's first). Jitter only brings transmissions earlier, so it widens which gaps can
+    straddle ``ready`` but not the gaps."""
+    latest = _first_send_reaching(restarts[1], ready, profile, jitter=False)
+    offsets, shortest = send_times(profile), send_times(profile, jitter=True)
+    cycle, short_cycle = give_up_after(profile), give_up_after(profile, jitter=True)
+    gaps = [b - a for a, b in itertools.pairwise([*offsets, cycle])]
+    if ready - restarts[0] > MAX_CYCLES * short_cycle:  # so many cycles before ready: any gap may straddle it
+        return max(latest, ready + max(gaps))
+    candidates = [latest]
+    for k in range(max(0, math.floor((ready - restarts[1]) / cycle) - 1), MAX_CYCLES + 2):
+        for i, gap in enumerate(gaps):
+            # restarting in (ready - latest offset, ready - earliest offset] misses ready by a hair
+            missed_from, missed_to = ready - (k * cycle + offsets[i]), ready - (k * short_cycle + shortest[i])
+            if missed_from <= restarts[1] and missed_to > restarts[0]:
+                candidates.append(ready + gap)
+        if ready - k * short_cycle < restarts[0]:
+            break
+    return max(candidates)
+
+
+def graceful(
+    profile: Profile, resolution: float, vip_moved: float = 0.0, allowance: float = SETUP_ALLOWANCE_S
+) -> Bounds:
     """The old owner deletes its SAs after it stopped accepting IKE: fe re-initiates at once,
     that IKE_SA_INIT is dropped, and the first retransmission that goes out once the VIP is on
     the new owner (``vip_moved`` seconds after the fault at most) reaches it."""
     ready = max(vip_moved, 1e-9)  # the first send always meets the old owner
     first_lo = retransmit_timeouts(profile, jitter=True)[0]
     reaching = _first_send_reaching(0.0, ready, profile, jitter=False)
-    return Bounds(first_lo - resolution, reaching + SETUP_ALLOWANCE_S + resolution)
+    return Bounds(first_lo - resolution, reaching + allowance + resolution)
 
 
 def esp_defers_dpd(version: str, nat: bool) -> bool:
@@ -317,7 +357,13 @@ def version_numbers(version: str) -> tuple[int, ...]:
     return tuple(numbers)
 
 
-def crash(profile: Profile, cluster_delay: float, resolution: float, esp_defers_dpd: bool = True) -> Bounds:
+def crash(
+    profile: Profile,
+    cluster_delay: float,
+    resolution: float,
+    esp_defers_dpd: bool = True,
+    allowance: float = SETUP_ALLOWANCE_S,
+) -> Bounds:
     """The active node dies: fe sends DPD ``dpd_delay`` (+-1 s) after the last packet (with
     ``esp_defers_dpd``: the probes' ESP until the crash; without, fe's DPDs go out every
     ``dpd_delay`` whatever arrives, so the next one comes (0, dpd_delay + 1] after the crash),
@@ -325,50 +371,71 @@ def crash(profile: Profile, cluster_delay: float, resolution: float, esp_defers_
     the VIP reached the standby (``cluster_delay``) gets through."""
     if profile.dpd_delay <= 0:
         raise UsageError(f"dpd_delay {profile.dpd_delay} never detects a crash; set dpd_delay >= 1")
-    ends = []
     earliest = max(0.0, profile.dpd_delay - DPD_GRANULARITY_S) if esp_defers_dpd else 0.0
     latest = profile.dpd_delay + DPD_GRANULARITY_S
-    for dpd_at, jitter in ((earliest, True), (latest, False)):
-        restart = dpd_at + give_up_after(profile, jitter)
-        ends.append(_first_send_reaching(restart, cluster_delay, profile, jitter))
-    return Bounds(ends[0] - resolution, ends[1] + SETUP_ALLOWANCE_S + resolution)
+    restarts = (earliest + give_up_after(profile, jitter=True), latest + give_up_after(profile))
+    return Bounds(
+        max(restarts[0], cluster_delay) - resolution,
+        _latest_send_reaching(restarts, cluster_delay, profile) + allowance + resolution,
+    )
 
 
-def freeze(profile: Profile, duration: float, resolution: float) -> Bounds:
-    """The owner's charon, and with it the userspace ESP datapath, stops for ``duration``;
-    everything queued in its sockets is answered when it continues."""
-    return Bounds(duration - resolution, duration + SETUP_ALLOWANCE_S + resolution)
+def freeze(
+    duration: float,
+    resolution: float,
+    back: float | None = None,
+    allowance: float = SETUP_ALLOWANCE_S,
+    catch_up: float = 0.0,
+) -> Bounds:
+    """The owner's charon, and with it the userspace ESP datapath, stops for ``duration`` (a VM
+    stops whole); everything queued for it is answered when it continues. ``back``: seconds
+    until a VM answered on its link again, as measured (its kernel first works through its
+    backlog); ``catch_up``: what its services and fe's probe then take to work through theirs."""
+    return Bounds(duration - resolution, max(duration, back or 0.0) + catch_up + allowance + resolution)
 
 
 def graceful_noblock(
-    profile: Profile, resolution: float, vip_moved: float = 0.0, esp_defers_dpd: bool = True
+    profile: Profile,
+    resolution: float,
+    vip_moved: float = 0.0,
+    esp_defers_dpd: bool = True,
+    allowance: float = SETUP_ALLOWANCE_S,
 ) -> Bounds:
     """A race: if fe's immediate re-initiation reaches the new owner it costs a retransmit
     (graceful); if the old owner answers it first, fe builds an SA that the VIP move strands
     ``vip_moved`` seconds later, and only DPD gets it out (a crash from then on)."""
-    stranded = crash(profile, 0.0, resolution, esp_defers_dpd)
-    return Bounds(graceful(profile, resolution, vip_moved).lo, vip_moved + stranded.hi)
+    stranded = crash(profile, 0.0, resolution, esp_defers_dpd, allowance)
+    return Bounds(graceful(profile, resolution, vip_moved, allowance).lo, vip_moved + stranded.hi)
 
 
-def reboot_announce(resolution: float, back: float) -> Bounds:
+def reboot_announce(resolution: float, back: float, allowance: float = SETUP_ALLOWANCE_S) -> Bounds:
     """The rebooted back-end initiates to fe ``back`` seconds after the fault (its charon killed,
     restarted and configured); fe takes the INITIAL_CONTACT at once, so only the new SA's setup
     remains. No timer of the profile is involved: without the announcement this is a crash."""
-    return Bounds(0.0, back + SETUP_ALLOWANCE_S + resolution)
+    return Bounds(0.0, back + allowance + resolution)
 
 
-def unprotected(fault: str, params: FaultParams, resolution: float, vip_moved: float | None) -> Bounds:
+def unprotected(
+    fault: str,
+    params: FaultParams,
+    resolution: float,
+    vip_moved: float | None,
+    back: float | None = None,
+    allowance: float = SETUP_ALLOWANCE_S,
+    catch_up: float = 0.0,
+) -> Bounds:
     """Traffic outside IPsec only waits for the VIP: a crash or link cut for the cluster to move
-    it, a graceful move for the move itself; a frozen or restarted charon does not touch it."""
+    it, a graceful move for the move itself; a frozen or restarted charon does not touch it, a VM
+    frozen or rebooted whole holds it until it is back (``back``, as measured)."""
     moved = vip_moved or 0.0
     if fault in ("crash", "link-cut"):
-        return Bounds(
-            params.cluster_delay - resolution, max(moved, params.cluster_delay) + SETUP_ALLOWANCE_S + resolution
-        )
+        return Bounds(params.cluster_delay - resolution, max(moved, params.cluster_delay) + allowance + resolution)
     if fault in ("graceful", "graceful-noblock"):
-        return Bounds(0.0, moved + SETUP_ALLOWANCE_S + resolution)
+        return Bounds(0.0, moved + allowance + resolution)
+    if fault == "freeze" and back is not None:  # a VM stopped whole, and everything in it
+        return freeze(params.freeze, resolution, back, allowance, catch_up)
     if fault in ("freeze", "reboot", "reboot-announce"):
-        return Bounds(0.0, SETUP_ALLOWANCE_S + resolution)
+        return Bounds(0.0, (back or 0.0) + allowance + resolution)
     raise ValueError(f"no prediction for fault {fault!r}")
 
 
@@ -381,27 +448,35 @@ def predict(
     protected: bool = True,
     back: float | None = None,
     esp_defers_dpd: bool = True,
+    allowance: float = SETUP_ALLOWANCE_S,
+    catch_up: float = 0.0,
 ) -> Bounds:
     """Predicted outage of ``fault`` (a name from harness.faults.FAULTS) for traffic the policy
     protects (or, with ``protected=False``, for traffic in clear). ``vip_moved``: seconds from the
     fault until the new owner had the VIP, as measured; without it the cluster is taken to act at
-    once (graceful) or after exactly its delay (crash, link cut). ``back``: seconds until a
-    rebooted back-end announced itself (reboot-announce), as measured. ``esp_defers_dpd``: what
-    the strongSwan version and datapath do with inbound ESP (``esp_defers_dpd()``)."""
+    once (graceful) or after exactly its delay (crash, link cut). ``back``: seconds until the
+    node was back (a frozen VM answered again, a rebooted back-end was up or announced itself),
+    as measured. ``esp_defers_dpd``: what the strongSwan version and datapath do with inbound
+    ESP (``esp_defers_dpd()``). ``allowance``: what the timers leave out after the transmission
+    that gets through (SETUP_ALLOWANCE_S; a backend whose nodes are slower declares more).
+    ``catch_up``: what a VM that continues after a freeze takes to work through the packets that
+    queued up for it and for its peers (a backend of VMs declares it; nodes on the harness's
+    kernel never stop whole)."""
     if not protected:
-        return unprotected(fault, params, resolution, vip_moved)
+        return unprotected(fault, params, resolution, vip_moved, back, allowance, catch_up)
     if fault == "graceful":
-        return graceful(profile, resolution, vip_moved or 0.0)
+        return graceful(profile, resolution, vip_moved or 0.0, allowance)
     if fault == "graceful-noblock":
-        return graceful_noblock(profile, resolution, vip_moved or 0.0, esp_defers_dpd)
+        return graceful_noblock(profile, resolution, vip_moved or 0.0, esp_defers_dpd, allowance)
     if fault in ("crash", "link-cut"):
-        return crash(profile, max(params.cluster_delay, vip_moved or 0.0), resolution, esp_defers_dpd)
-    if fault == "reboot":
-        return crash(profile, 0.0, resolution, esp_defers_dpd)
+        moved = max(params.cluster_delay, vip_moved or 0.0)
+        return crash(profile, moved, resolution, esp_defers_dpd, allowance)
+    if fault == "reboot":  # fe's re-initiation reaches the back-end once it is up again
+        return crash(profile, back or 0.0, resolution, esp_defers_dpd, allowance)
     if fault == "reboot-announce":
-        return reboot_announce(resolution, back or 0.0)
+        return reboot_announce(resolution, back or 0.0, allowance)
     if fault == "freeze":
-        return freeze(profile, params.freeze, resolution)
+        return freeze(params.freeze, resolution, back, allowance, catch_up)
     raise ValueError(f"no prediction for fault {fault!r}")
 
 

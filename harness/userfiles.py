@@ -28,7 +28,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from pydantic_core import ErrorDetails
 
 from harness.errors import UsageError
-from harness.timers import JITTER_MAX, MILLISECOND, PROFILES, Profile, Unique
+from harness.timers import JITTER_MAX, MILLISECOND, PROFILES, Mode, Profile, Recovery, Unique
 
 ProfileName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 
@@ -52,6 +52,8 @@ class ProfileModel(BaseModel):
     retransmit_limit: int = Field(_default("retransmit_limit"), ge=0, le=86400)
     dpd_delay: int = Field(_default("dpd_delay"), ge=0, le=86400)
     unique: Unique = Field(_default("unique"))
+    recovery: Recovery = Field(_default("recovery"))
+    mode: Mode | None = Field(_default("mode"))
 
     def to_profile(self, name: str, source: Path) -> Profile:
         values = self.model_dump(exclude={"description", "name"})

@@ -29,8 +29,20 @@ from harness.topology import DOMAIN_CONTROLLER, FRONT_END, Topology
 
 KEYING = "udp port 500 or udp port 4500 or ip proto 50"
 """IKE, ESP in UDP and raw ESP: what charon itself puts on the wire."""
-ESP = "(udp port 4500 and udp[8:4] != 0) or ip proto 50"
-"""ESP packets: in UDP (a non-zero SPI where IKE on 4500 has its zero marker) or raw."""
+ESP_IN_UDP = "udp port 4500 and udp[8:4] != 0"
+"""ESP in UDP: a non-zero SPI where IKE on 4500 has its zero marker (the userspace datapath)."""
+RAW_ESP = "ip proto 50"
+"""ESP as its own IP protocol (the kernel datapath without NAT)."""
+ESP = f"({ESP_IN_UDP}) or {RAW_ESP}"
+"""ESP packets, either way."""
+
+
+def encapsulation(raw: int, in_udp: int) -> str:
+    """How ESP crossed the wire: "raw", "udp", "raw+udp" (both, e.g. the kernel datapath with
+    NAT on one SA) or "none"."""
+    return "+".join(name for name, count in (("raw", raw), ("udp", in_udp)) if count) or "none"
+
+
 CREDENTIALS = {"pop3 PASS": "PASS probe-password", "imap LOGIN": 'LOGIN probe "probe-password"'}
 """What the probe's logins put on the wire (harness/agents/probe.py defaults)."""
 PACKET = re.compile(r"^IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+): (tcp|UDP)")

@@ -22,9 +22,10 @@ EOF frame where a stream ends:
     spawn    {"argv", "env", "capture"}          -> REPLY {"pid"}, DATA (stdout+stderr) ..., EOF, REPLY {"exit"}
     signal   {"pid", "signal"}                   -> REPLY {"ok": true}: only processes this agent started
     put      {"path", "data", "mode"}            -> REPLY {"ok": true}
-    connect  {"path"}                            -> REPLY {"ok": true}, then DATA both ways (a unix socket:
-                                                    charon's vici), EOF when either side ends
+    connect  {"path"} or {"tcp": "HOST:PORT"}   -> REPLY {"ok": true}, then DATA both ways (a unix socket:
+                                                    charon's vici; or TCP: a VM's agent), EOF when either ends
     ping     {}                                  -> REPLY {"pid", "python"}
+    clock    {}                                  -> REPLY {"monotonic", "time"}: the node's clocks
 
 A failed request gets REPLY {"error": "..."}. The harness sends DATA (bytes for a connected socket),
 EOF (half-close) and CLOSE (it has no further interest in the channel: stop relaying; a spawned
@@ -282,14 +283,25 @@ class Connected:
 
 
 def connect(stream: Stream, channel: int, request: dict[str, Any]) -> Connected | None:
-    path = str(request["path"])
-    sock = socket.socket(socket.AF_UNIX)
+    """A unix socket on the node (``path``: charon's vici) or a TCP address (``tcp``:
+    ``HOST:PORT``: the agent of a VM on the switch's management network), joined to a channel."""
+    if "tcp" in request:
+        host, _, port = str(request["tcp"]).rpartition(":")
+        where: Any = (host, int(port))
+        sock = socket.socket(socket.AF_INET)
+        sock.settimeout(float(request.get("timeout", 5)))
+    else:
+        where = str(request["path"])
+        sock = socket.socket(socket.AF_UNIX)
     try:
-        sock.connect(path)
+        sock.connect(where)
     except OSError as error:
         sock.close()
-        stream.reply(channel, {"error": f"{path}: {error.strerror}"})
+        stream.reply(channel, {"error": f"{where}: {error.strerror or error}"})
         return None
+    sock.settimeout(None)
+    if sock.family == socket.AF_INET:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     connected = Connected(stream, channel, sock)
     stream.reply(channel, {"ok": True})
     threading.Thread(target=connected.pump, daemon=True).start()
@@ -324,6 +336,8 @@ def serve(stream: Stream) -> None:
                     stream.reply(channel, put(request))
                 elif operation == "ping":
                     stream.reply(channel, {"pid": os.getpid(), "python": sys.version.split()[0]})
+                elif operation == "clock":
+                    stream.reply(channel, {"monotonic": time.monotonic(), "time": time.time()})
                 else:
                     stream.reply(channel, {"error": f"unknown request {operation!r}"})
                 continue

@@ -6,6 +6,11 @@ written to stdout as one JSON line:
 
     {"s": "pop3", "t0": 12.301, "t1": 12.304, "n": "be1"}      answered by be1
     {"s": "pop3", "t0": 12.351, "t1": 13.351, "e": "timeout"}  failed
+    {"s": "udp", "t0": 12.412, "t1": 12.413, "n": "be1", "l": 0.031}   started 31 ms late
+
+``l`` (when at least 1 ms) is how late the attempt started against its schedule: the probe was
+not running then (a loaded machine, a VM descheduled), so its stamps around that moment may be
+late by as much; harness.probe adds it to the resolution of an outage it falls into.
 
 Attempts start on a fixed schedule (the service's interval) whatever happened to earlier
 attempts, so a lost TCP SYN never delays the next attempt: the probe resolution is the
@@ -32,8 +37,14 @@ from typing import cast
 PORTS = {"http": 80, "pop3": 110, "imap": 143, "udp": 7}
 
 
-def emit(service: str, t0: float, node: str | None = None, error: str | None = None) -> None:
+LATE_S = 0.001
+"""Lateness below this is not reported (an event loop's ordinary wake-up jitter)."""
+
+
+def emit(service: str, t0: float, node: str | None = None, error: str | None = None, late: float = 0.0) -> None:
     record: dict[str, object] = {"s": service, "t0": round(t0, 6), "t1": round(time.monotonic(), 6)}
+    if late >= LATE_S:
+        record["l"] = round(late, 6)
     if node is not None:
         record["n"] = node
     else:
@@ -84,16 +95,17 @@ async def _expect(reader: asyncio.StreamReader, prefix: str) -> str:
 Speaker = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[str]]
 
 
-async def tcp_attempt(service: str, target: str, speak: Speaker, timeout: float) -> None:
+async def tcp_attempt(service: str, target: str, speak: Speaker, timeout: float, scheduled: float) -> None:
     t0 = time.monotonic()
+    late = t0 - scheduled
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(target, PORTS[service])
             node = await speak(reader, writer)
-        emit(service, t0, node=node)
+        emit(service, t0, node=node, late=late)
     except (OSError, ValueError, IndexError, TimeoutError, asyncio.IncompleteReadError) as error:
-        emit(service, t0, error=type(error).__name__)
+        emit(service, t0, error=type(error).__name__, late=late)
     finally:
         if writer is not None:
             writer.transport.abort()
@@ -107,7 +119,7 @@ async def tcp_stream(service: str, target: str, speak: Speaker, interval: float,
     n = 0
     try:
         while True:
-            task = asyncio.create_task(tcp_attempt(service, target, speak, timeout))
+            task = asyncio.create_task(tcp_attempt(service, target, speak, timeout, start + n * interval))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             n += 1
@@ -122,7 +134,8 @@ class EchoClient(asyncio.DatagramProtocol):
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self.pending: dict[int, float] = {}
+        self.pending: dict[int, tuple[float, float]] = {}
+        """Echoes in flight: sequence -> (sent, how late against the schedule)."""
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -131,10 +144,10 @@ class EchoClient(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             node, sequence = data.decode().split()
-            t0 = self.pending.pop(int(sequence))
+            t0, late = self.pending.pop(int(sequence))
         except (ValueError, KeyError):
             return
-        emit("udp", t0, node=node)
+        emit("udp", t0, node=node, late=late)
 
     def error_received(self, exc: Exception) -> None:
         pass
@@ -142,21 +155,22 @@ class EchoClient(asyncio.DatagramProtocol):
     def expire(self) -> None:
         """Report the echoes that have waited longer than the timeout as failed."""
         now = time.monotonic()
-        for old, t0 in list(self.pending.items()):
+        for old, (t0, late) in list(self.pending.items()):
             if now - t0 > self.timeout:
                 del self.pending[old]
-                emit("udp", t0, error="timeout")
+                emit("udp", t0, error="timeout", late=late)
 
     async def drain(self) -> None:
         """Wait until every echo in flight is answered or has timed out, and report it."""
         while self.pending:
-            await asyncio.sleep(max(0.001, min(self.pending.values()) + self.timeout - time.monotonic()))
+            oldest = min(t0 for t0, _ in self.pending.values())
+            await asyncio.sleep(max(0.001, oldest + self.timeout - time.monotonic()))
             self.expire()
 
-    def send(self, sequence: int) -> None:
+    def send(self, sequence: int, scheduled: float) -> None:
         self.expire()
         now = time.monotonic()
-        self.pending[sequence] = now
+        self.pending[sequence] = (now, now - scheduled)
         if self.transport is not None:
             self.transport.sendto(str(sequence).encode())
 
@@ -170,7 +184,7 @@ async def udp_stream(target: str, interval: float, timeout: float) -> None:
     n = 0
     try:
         while True:
-            client.send(n)
+            client.send(n, start + n * interval)
             n += 1
             await asyncio.sleep(max(0.0, start + n * interval - time.monotonic()))
     finally:

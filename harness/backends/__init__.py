@@ -11,8 +11,10 @@ from typing import Protocol
 
 from harness.backends.docker import RELEASES, DockerBackend
 from harness.backends.netns import NetnsBackend
+from harness.backends.uml import UmlBackend
 from harness.errors import UsageError
 from harness.node import Node
+from harness.strongswan import Datapath
 from harness.topology import Topology
 
 
@@ -20,6 +22,15 @@ class Backend(Protocol):
     """Creates and destroys the nodes of a lab; everything else goes through Node."""
 
     name: str
+    datapath: Datapath
+    """Where its nodes do ESP: strongSwan's userspace datapath or the kernel's."""
+    setup_allowance_s: float
+    """What the timer model leaves out after the transmission that gets through (an IKE setup,
+    the probe's dialogue through the new SA) on these nodes: harness.timers.SETUP_ALLOWANCE_S
+    where they share the harness's kernel, more on slower ones."""
+    catch_up_s: float
+    """What a node continuing after a freeze takes to work through what queued up for it and its
+    peers (0 where a freeze stops charon only: the kernel keeps working)."""
 
     def wire_interface(self, topology: Topology) -> str:
         """Interface of the switch node on which every frame of the lab can be captured."""
@@ -49,8 +60,10 @@ class Backend(Protocol):
 BACKENDS: dict[str, Backend] = {
     "netns": NetnsBackend(),
     **{DockerBackend(release).name: DockerBackend(release) for release in RELEASES},
+    "uml": UmlBackend(),
 }
-"""netns, docker (Debian trixie nodes, strongSwan 6.0.x) and docker:bookworm (strongSwan 5.9.8)."""
+"""netns, docker (Debian trixie nodes, strongSwan 6.0.x), docker:bookworm (strongSwan 5.9.8): the
+userspace datapath; uml (User-mode Linux VMs, the host's strongSwan): the kernel datapath."""
 
 
 AUTO = "auto"

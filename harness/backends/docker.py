@@ -31,10 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from harness import timers
 from harness.agent import AGENT_SCRIPT, AgentNode
 from harness.backends import compose_file
 from harness.backends.compose_file import ONEOFF_LABEL, PROJECT_LABEL, SERVICE_LABEL
 from harness.errors import LabError, UsageError
+from harness.strongswan import Datapath
 from harness.topology import FIRST_OWNER, NODES, PREFIX, Topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -199,6 +201,10 @@ def compose_command() -> list[str]:
 
 class DockerBackend:
     """Labs as compose projects on a Docker engine."""
+
+    datapath: Datapath = "libipsec"
+    setup_allowance_s = timers.SETUP_ALLOWANCE_S
+    catch_up_s = 0.0
 
     def __init__(self, release: str = DEFAULT_RELEASE) -> None:
         self.release = release

@@ -27,9 +27,10 @@ from pathlib import Path, PurePosixPath
 
 from tenacity import Retrying, retry, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
-from harness import strongswan
+from harness import strongswan, timers
 from harness.agent import AGENT_SCRIPT, AgentNode
 from harness.errors import CommandError, LabError, UsageError
+from harness.strongswan import Datapath
 from harness.topology import FIRST_OWNER, NODES, PREFIX, Topology
 
 AGENTS = PurePosixPath(Path(__file__).resolve().parent.parent / "agents")
@@ -61,7 +62,7 @@ def agent_node(name: str, workdir: Path) -> AgentNode:
     return AgentNode(name, PurePosixPath(workdir), connect, [sys.executable, "-I"], AGENTS)
 
 
-def _start_agent(netns: str, workdir: Path) -> None:
+def start_agent(netns: str, workdir: Path) -> None:
     """Start the node's agent in its namespace, detached from this process (``setsid --fork``:
     it lives as long as the namespace, also after a `failover-lab up` exits, and the host's init
     reaps it and what it started once the namespace is destroyed)."""
@@ -73,7 +74,7 @@ def _start_agent(netns: str, workdir: Path) -> None:
         subprocess.run(argv, env=NODE_ENVIRONMENT, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True)
 
 
-def _wait_for_agent(workdir: Path) -> None:
+def wait_for_agent(workdir: Path) -> None:
     """Wait until the agent accepts connections on its socket."""
     for attempt in Retrying(
         retry=retry_if_exception_type(OSError),
@@ -89,7 +90,7 @@ def namespace(topology: Topology, node: str) -> str:
     return f"{topology.qualified}-{node}"
 
 
-def _ip_batch(lines: Sequence[str], netns: str | None = None) -> None:
+def ip_batch(lines: Sequence[str], netns: str | None = None) -> None:
     argv = ["ip", *(["-n", netns] if netns else []), "-batch", "-"]
     completed = subprocess.run(argv, input="\n".join(lines) + "\n", capture_output=True, text=True)
     if completed.returncode != 0:
@@ -144,6 +145,9 @@ class NetnsBackend:
     """Labs as network namespaces of this host."""
 
     name = "netns"
+    datapath: Datapath = "libipsec"
+    setup_allowance_s = timers.SETUP_ALLOWANCE_S
+    catch_up_s = 0.0
 
     def wire_interface(self, topology: Topology) -> str:
         return WIRE_INTERFACE
@@ -172,7 +176,7 @@ class NetnsBackend:
         for node in (SWITCH, *NODES):
             (labdir / node).mkdir(mode=0o700)
             (labdir / node / "run").mkdir(mode=0o700)
-        _ip_batch([f"netns add {namespace(topology, n)}" for n in (SWITCH, *NODES)])
+        ip_batch([f"netns add {namespace(topology, n)}" for n in (SWITCH, *NODES)])
         lines = [
             f"link add {BRIDGE} type bridge",
             f"link set {BRIDGE} addrgenmode none",
@@ -184,7 +188,7 @@ class NetnsBackend:
                 f"link set {node} addrgenmode none",
                 f"link set {node} master {BRIDGE} up",
             ]
-        _ip_batch(lines, namespace(topology, SWITCH))
+        ip_batch(lines, namespace(topology, SWITCH))
         for node in NODES:
             lines = [
                 "link set lo up",
@@ -194,25 +198,34 @@ class NetnsBackend:
             ]
             if node == FIRST_OWNER:
                 lines.append(f"addr add {topology.vip}/32 dev eth0")
-            _ip_batch(lines, namespace(topology, node))
+            ip_batch(lines, namespace(topology, node))
         for name in (SWITCH, *NODES):
-            _start_agent(namespace(topology, name), labdir / name)
+            start_agent(namespace(topology, name), labdir / name)
         for name in (SWITCH, *NODES):
             try:
-                _wait_for_agent(labdir / name)
+                wait_for_agent(labdir / name)
             except OSError as error:
                 raise LabError(f"{name}: its agent did not start ({error}); see {labdir / name / AGENT_LOG}") from None
         return self.nodes(topology, labdir)
 
     def destroy(self, qualified: str) -> None:
-        """Kill every process in the lab's namespaces, then delete them (veths and bridge go too)."""
-        names = tuple(n for n in _namespaces() if n.rsplit("-", 1)[0] == qualified)
-        survivors = _kill_until_gone(names)
-        if survivors:
-            raise LabError(f"processes {survivors} in {', '.join(names)} do not die; kill them by hand")
-        for netns in names:
-            subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        destroy_namespaces(qualified)
 
     def leftovers(self) -> set[str]:
-        """The qualified names of every lab of ours that has namespaces on this host."""
-        return {n.rsplit("-", 1)[0] for n in _namespaces()}
+        return namespaced_labs()
+
+
+def destroy_namespaces(qualified: str) -> None:
+    """Kill every process in the lab's namespaces, then delete them (veths, taps and bridges go
+    too). A lab of VMs dies the same way: each VM is processes in its switch's namespace."""
+    names = tuple(n for n in _namespaces() if n.rsplit("-", 1)[0] == qualified)
+    survivors = _kill_until_gone(names)
+    if survivors:
+        raise LabError(f"processes {survivors} in {', '.join(names)} do not die; kill them by hand")
+    for netns in names:
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+
+
+def namespaced_labs() -> set[str]:
+    """The qualified names of every lab of ours that has namespaces on this host."""
+    return {n.rsplit("-", 1)[0] for n in _namespaces()}

@@ -4,6 +4,7 @@ and `clean` finds nothing left."""
 
 import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness import registry
-from harness.backends import backend
+from harness.backends import backend, uml
 from harness.backends.docker import DockerBackend
 from harness.backends.netns import namespace
 from harness.node import Node
@@ -56,14 +57,17 @@ def node_of(state: registry.State, name: str) -> Node:
 
 
 def remove_by_hand(state: registry.State, name: str) -> None:
-    """What a user would do: `docker rm -f` the container, or kill everything in the namespace
-    and delete it."""
+    """What a user would do: `docker rm -f` the container, kill everything in the namespace and
+    delete it, or kill the VM."""
     qualified = state.topology.qualified
     if state.backend == "netns":
         netns = namespace(state.topology, name)
         pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
         subprocess.run(["kill", "-9", *pids], check=True)
         subprocess.run(["ip", "netns", "del", netns], check=True)
+    elif state.backend == "uml":  # kill -9 the VM's process group (UML's pid file names its leader)
+        pid_file = registry.directory(qualified) / uml.HELPERS / f"{qualified}-{name}" / "pid"
+        os.killpg(int(pid_file.read_text().split()[0]), signal.SIGKILL)
     else:
         engine = backend(state.backend)
         assert isinstance(engine, DockerBackend)
@@ -105,7 +109,8 @@ def test_status_names_a_lab_whose_run_was_killed_and_clean_removes_it(backend_na
         process.communicate(timeout=60)
     status = cli("status")
     assert status.returncode == 0, status.stderr
-    assert f"its process {process.pid} is gone; `failover-lab clean` removes it" in status.stdout
+    assert f"{state.name} " in status.stdout and f"its process {process.pid} is gone" in status.stdout
+    assert "remove it: failover-lab clean" in status.stdout
     [entry] = [e for e in json.loads(cli("status", "--json").stdout) if e["name"] == state.name]
     assert entry["owner"] == process.pid and entry["owner_alive"] is False
     cleaned = cli("clean", "--backend", backend_name)

@@ -46,9 +46,9 @@ from harness import policy, timers
 from harness.charon import EventRecorder
 from harness.errors import NotRecovered
 from harness.lab import Lab
-from harness.node import Node, Process, Result, checked
+from harness.node import Clock, Firewall, Machine, Node, Process, Result, checked
 from harness.sa import SaEvent
-from harness.strongswan import strongswan_conf
+from harness.strongswan import Datapath, strongswan_conf
 from harness.topology import BACKENDS, NODES, Topology
 
 SWITCH = "sw"
@@ -242,6 +242,36 @@ def _best(scripts: list[_Script], argv: tuple[str, ...]) -> _Script | None:
     return max(reversed(matching), key=lambda s: len(s.prefix), default=None)
 
 
+class FakeMachine:
+    """A Machine (harness.node): what is done to the whole node is recorded as ("be1",
+    "machine", "kill"), and so on."""
+
+    def __init__(self, name: str, journal: Journal) -> None:
+        self.name = name
+        self.journal = journal
+
+    def _record(self, what: str) -> None:
+        self.journal.record(Entry(self.name, "machine", (what,)))
+
+    def kill(self) -> None:
+        self._record("kill")
+
+    def stop(self) -> None:
+        self._record("stop")
+
+    def cont(self) -> None:
+        self._record("cont")
+
+    def boot(self) -> None:
+        self._record("boot")
+
+    def unplug(self) -> None:
+        self._record("unplug")
+
+    def plug(self) -> None:
+        self._record("plug")
+
+
 class FakeNode:
     """A Node (harness.node) that records into ``journal`` and answers from its scripts."""
 
@@ -250,6 +280,8 @@ class FakeNode:
         self.workdir = PurePosixPath("/lab") / name
         self.journal = journal or Journal()
         self.charon_version = "5.9.8"
+        self.machine: Machine | None = None
+        self.firewall: Firewall = "nft"
         self.vici_events: list[tuple[bytes, dict[str, Any]]] = []
         self._runs: list[_Script] = []
         self._spawns: list[_Script] = []
@@ -272,6 +304,10 @@ class FakeNode:
         if not self._sas:
             return []
         return self._sas.pop(0) if len(self._sas) > 1 else self._sas[0]
+
+    def clock(self) -> Clock:
+        """The harness's own clocks, as a node on its kernel has."""
+        return Clock(0.0, time.monotonic() - time.time())
 
     def run(self, argv: Sequence[str], *, input: str | None = None, check: bool = True, timeout: float = 30) -> Result:
         argv = tuple(argv)
@@ -358,6 +394,9 @@ class FakeBackend:
     """The backend of a fake lab: a name and the switch's wire interface; it builds nothing."""
 
     name: str = "fake"
+    datapath: Datapath = "libipsec"
+    setup_allowance_s: float = timers.SETUP_ALLOWANCE_S
+    catch_up_s: float = 0.0
     interface: str = WIRE_INTERFACE
 
     def wire_interface(self, topology: Topology) -> str:
@@ -393,15 +432,23 @@ class FakeLab:
         return self.lab.topology
 
 
-def fake_lab(profile: str = "fast", policy_name: str = policy.DEFAULT) -> FakeLab:
+def fake_lab(profile: str = "fast", policy_name: str = policy.DEFAULT, machines: bool = False) -> FakeLab:
     """fe, be1, be2, dc and the switch on one journal; be1 owns the VIP (its `ip -j addr`
-    says so), charons and service stand-ins are processes labelled "charon" and "services"."""
+    says so), charons and service stand-ins are processes labelled "charon" and "services".
+    With ``machines`` every lab node is a FakeMachine too (as a VM is), whose restarted
+    stand-ins say ``ready``, and fe's knocking on a paused one is answered (once)."""
     topology = Topology.for_index(0)
     journal = Journal()
     nodes = {name: FakeNode(name, journal) for name in (*NODES, SWITCH)}
     for name in NODES:
         owned = [topology.vip] if name == BACKENDS[0] else []
         nodes[name].script(ADDR_SHOW, stdout=addr_show(topology.address(name), *owned))
+        if machines:
+            nodes[name].machine = FakeMachine(name, journal)
+            nodes[name].script_spawn(nodes[name].agent("services"), lines=["ready"])
+    if machines:  # fe's knocking on a paused VM is answered the moment it is read
+        fe_knocks = nodes["fe"].agent("knock")
+        nodes["fe"].script_spawn(fe_knocks, lines=(f"{time.monotonic():.6f}" for _ in range(1)))
     charons: dict[str, Process] = {name: FakeProcess(name, ["charon"], journal) for name in NODES}
     services: dict[str, Process] = {name: FakeProcess(name, ["services"], journal) for name in (*BACKENDS, "dc")}
     events = FakeEvents(nodes["fe"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness import cli, live, measure, registry, report, result, runs, scenario, strongswan, timers
+from harness import cli, lab_commands, measure, registry, report, result, runs, scenario, strongswan, timers
 from harness.backends.netns import NetnsBackend
 
 from .outcomes import synthetic_outcome
@@ -101,14 +101,14 @@ def test_a_fault_option_without_its_fault_is_refused(
 
 
 def test_unknown_backend(capsys: pytest.CaptureFixture[str]) -> None:
-    choices = "auto, netns, docker, docker:bookworm"
+    choices = "auto, netns, docker, docker:bookworm, uml"
     for command in ("up", "run", "demo"):
         assert argument_error([command, "--backend", "vmware"], capsys) == (
             f"failover-lab {command}: error: argument --backend: 'vmware' is not one of {choices} (see --help)"
         )
     for command in ("status", "clean"):
         assert argument_error([command, "--backend", "auto"], capsys).endswith(
-            "argument --backend: 'auto' is not one of netns, docker, docker:bookworm (see --help)"
+            "argument --backend: 'auto' is not one of netns, docker, docker:bookworm, uml (see --help)"
         )
 
 
@@ -179,7 +179,7 @@ def argument_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         ("--repeat", "many", "must be a whole number from 1 to 100, got 'many'"),
         ("--repeat", "1.5", "must be a whole number from 1 to 100, got '1.5'"),
         ("--policy", "nope", "'nope' is not one of none, mail-passwords, mail-all, all-traffic"),
-        ("--backend", "nope", "'nope' is not one of auto, netns, docker, docker:bookworm"),
+        ("--backend", "nope", "'nope' is not one of auto, netns, docker, docker:bookworm, uml"),
         ("--fault", "nope", f"'nope' is not one of {FAULTS}"),
     ],
 )
@@ -301,58 +301,6 @@ def test_broken_profiles_file_is_one_line(capsys: pytest.CaptureFixture[str], tm
         "(charon reads whole seconds)"
     )
     assert nothing_built(lab_root)
-
-
-BAND = timers.Bounds(3.98, 6.12)
-LIVE = (
-    live.Progress(0.1, BAND, news=((0.0, "fault: crash of be1; the VIP moves to be2"),)),
-    live.Progress(2.2, BAND, news=((2.137, "DPD request sent"),), dpd_requests=1),
-    live.Progress(
-        4.3,
-        BAND,
-        news=(
-            (3.138, "retransmission 1 of the request"),
-            (4.139, "retransmission 2 of the request"),
-            (4.214, "retransmissions gave up: fe declares the peer dead"),
-            (4.231, "CHILD_SA established"),
-        ),
-        detected_at=4.215,  # both boundaries in one report: both lines still appear, in order
-        installed_at=4.231,
-        dpd_requests=1,
-        retransmits=2,
-    ),
-    live.Progress(4.4, BAND, detected_at=4.215, installed_at=4.231, dpd_requests=1, retransmits=2),
-)
-
-
-def test_live_lines_off_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every IKE event once, as it happens, and every phase change at the moment fe's SA events
-    put it, in seconds since the fault."""
-    buffer = io.StringIO()
-    monkeypatch.setattr(runs, "console", Console(file=buffer, force_terminal=False, width=120))
-    with runs.progress_reporter("crash / fast", 6.12) as report:
-        for state in LIVE:
-            report(state)
-    assert buffer.getvalue().splitlines() == [
-        "     0.000 s  fault: crash of be1; the VIP moves to be2",
-        "     2.137 s  DPD request sent",
-        "     3.138 s  retransmission 1 of the request",
-        "     4.139 s  retransmission 2 of the request",
-        "     4.214 s  retransmissions gave up: fe declares the peer dead",
-        "     4.215 s  fe's IKE SA with the failed peer is down: detection over, negotiating",
-        "     4.231 s  CHILD_SA established",
-        "     4.231 s  the CHILD_SA that carries traffic again is installed: waiting for every service",
-    ]
-
-
-def test_live_bar_on_a_terminal_shows_the_counts(monkeypatch: pytest.MonkeyPatch) -> None:
-    buffer = io.StringIO()
-    monkeypatch.setattr(runs, "console", Console(file=buffer, force_terminal=True, width=160))
-    with runs.progress_reporter("crash / fast", 6.12) as report:
-        for state in LIVE:
-            report(state)
-    shown = buffer.getvalue()
-    assert "DPD request sent" in shown and "DPD 1, retransmissions 2, DELETE 0" in shown
 
 
 def test_every_problem_of_a_scenario_file_is_a_line_of_its_own(
@@ -521,11 +469,12 @@ def test_a_failed_expectation_names_the_scenario_and_the_profile(
     """Item names like fail2[ours] are text: rich took [ours] for markup and printed `fail2:`."""
     _, shown = scenario_runs(5.0)
     path = tmp_path / "fail2.yaml"
-    path.write_text("profiles: [{name: ours, dpd_delay: 2}]\nfault: {kind: crash}\nexpect: {outage_max_s: 1}\n")
+    ours = "{name: ours, dpd_delay: 2, retransmit_timeout: 1, retransmit_base: 1, retransmit_tries: 2}"
+    path.write_text(f"profiles: [{ours}]\nfault: {{kind: crash}}\nexpect: {{outage_max_s: 4}}\n")
     assert cli.main(["run", str(path), "--out", str(tmp_path)]) == 1
     lines = shown.getvalue().splitlines()
     assert any(
-        line.startswith("not met: fail2[ours]: outage 5.020 s is more than the expected 1.000 s (predicted ")
+        line.startswith("not met: fail2[ours]: outage 5.020 s is more than the expected 4.000 s (predicted ")
         for line in lines
     ), lines
     assert "every expectation met" not in shown.getvalue()
@@ -569,11 +518,21 @@ def test_status_says_what_is_wrong_with_the_vip() -> None:
         nodes = {name: {"vip": name in holders} for name in ("be1", "be2")}
         return {"name": "lab0", "vip": "198.18.0.100", "owner": owner, "nodes": {"fe": {}, **nodes}}
 
-    assert cli.vip_warning(entry("be1")) is None
-    assert cli.vip_warning(entry("be1", "be2", owner=4242)) == (
+    assert lab_commands.vip_warning(entry("be1")) is None
+    assert lab_commands.vip_warning(entry("be1", "be2", owner=4242)) == (
         "both be1 and be2 hold the VIP 198.18.0.100: a failover was interrupted (a killed run?) and the lab is "
         "unusable; `failover-lab clean` removes it"
     )
-    assert cli.vip_warning(entry()) == (
+    assert lab_commands.vip_warning(entry()) == (
         "no back-end holds the VIP 198.18.0.100: the lab is broken; `failover-lab down lab0` removes it"
     )
+
+
+def test_status_counts_kernel_sas_per_pair_and_mode() -> None:
+    held = [
+        {"src": "198.18.0.100", "dst": "198.18.0.10", "spi": "0xc8a1b2c3", "mode": "transport"},
+        {"src": "198.18.0.10", "dst": "198.18.0.100", "spi": "0xc1d2e3f4", "mode": "transport"},
+        {"src": "198.18.0.11", "dst": "198.18.0.20", "spi": "0xc0000001", "mode": "tunnel"},
+    ]
+    assert lab_commands.kernel_sas(held) == "2 198.18.0.10<->198.18.0.100 transport, 1 198.18.0.11<->198.18.0.20 tunnel"
+    assert lab_commands.kernel_sas([]) == "none"

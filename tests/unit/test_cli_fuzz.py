@@ -15,6 +15,7 @@ from rich.console import Console
 
 from harness import cli, faults, lab, policy, runs, scenario, timers
 from harness.backends import AUTO, BACKENDS
+from harness.probe import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(str(path) for path in (ROOT / "scenarios").glob("*.yaml"))
@@ -106,7 +107,8 @@ def outcome(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         return "help"  # an abbreviation of --help among the generated words
     assert code == 2, (argv, code, err)
     lines = err.splitlines()
-    most = max([1, *(len(scenario.load(Path(word)).model.profiles) for word in argv if word in SHIPPED)])
+    per_profile = 1 + len(SERVICES)  # the file's problems: an unfit profile, or its unmeetable expectations
+    most = max([1, *(len(scenario.load(Path(word)).model.profiles) * per_profile for word in argv if word in SHIPPED)])
     assert 1 <= len(lines) <= most and all(line.startswith("failover-lab") for line in lines), (argv, err)
     assert "Traceback" not in err
     return "refused"
@@ -135,6 +137,10 @@ def _whole(text: str) -> bool:
         return False
 
 
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def _faults(text: str) -> bool:
     names = [name.strip() for name in text.split(",") if name.strip()]
     return bool(names) and all(name in faults.FAULTS for name in names)
@@ -142,6 +148,7 @@ def _faults(text: str) -> bool:
 
 VALID: dict[str, Callable[[str], bool]] = {
     "--fault": _faults,
+    "--profile": lambda text: bool(_names(text)),
     "--profiles": lambda text: text == OWN_PROFILES,
     "--policy": lambda text: text in policy.POLICIES,
     "--repeat": _whole,
@@ -155,8 +162,9 @@ VALID: dict[str, Callable[[str], bool]] = {
 def expected(positional: str | None, options: list[tuple[str, str]]) -> str:
     """What `run` must do with known options: every value valid, the file readable, the options a
     scenario defines absent with one, and without one a fault named, --profiles with --profile,
-    --profile known, --cluster-delay and --freeze only with a fault that takes them."""
-    given = dict(options)  # the last one counts, as with argparse (--fault: every one)
+    every --profile known and named once (each one runs), --cluster-delay and --freeze only with a
+    fault that takes them."""
+    given = dict(options)  # the last one counts, as with argparse (--fault and --profile: every one)
     faults_given = [value for option, value in options if option == "--fault"]
     if any(option in VALID and not VALID[option](value) for option, value in options):
         return "refused"  # argparse checks every value given, also one given again later
@@ -165,26 +173,40 @@ def expected(positional: str | None, options: list[tuple[str, str]]) -> str:
         defined = {"--fault", "--profile", "--profiles", "--cluster-delay", "--freeze"}
         if positional == MISSING or defined & set(given):
             return "refused"
-        profiles = scenario.load(Path(positional)).profiles  # scaled by the file, unless --time-scale overrides
+        loaded = scenario.load(Path(positional))
+        profiles = loaded.profiles  # scaled by the file, unless --time-scale overrides
         timeouts = [p.retransmit_timeout * (scale / p.time_scale if "--time-scale" in given else 1) for p in profiles]
-        return "refused" if min(timeouts) < timers.MILLISECOND else "accepted"
+        if min(timeouts) < timers.MILLISECOND:
+            return "refused"
+        return (
+            "refused"
+            if never_met(loaded, given.get("--policy"), scale if "--time-scale" in given else None)
+            else "accepted"
+        )
     if not faults_given or ("--profiles" in given and "--profile" not in given):
         return "refused"
     known = [*timers.PROFILES, *(["cautious"] if "--profiles" in given else [])]
-    if given.get("--profile", "fast") not in known:
+    named = [name for option, value in options if option == "--profile" for name in _names(value)] or ["fast"]
+    if any(name not in known for name in named) or len(set(named)) < len(named):
         return "refused"
-    timeout = (
-        1.0
-        if given.get("--profile") == "cautious"
-        else timers.profile(given.get("--profile", "fast")).retransmit_timeout
-    )
-    if timeout * scale < timers.MILLISECOND:
-        return "refused"  # charon counts whole milliseconds: the scaled timeout would be none at all
+    for name in named:
+        timeout = 1.0 if name == "cautious" else timers.profile(name).retransmit_timeout
+        if timeout * scale < timers.MILLISECOND:
+            return "refused"  # charon counts whole milliseconds: the scaled timeout would be none at all
     names = {n.strip() for text in faults_given for n in text.split(",") if n.strip()}
     for option, field in (("--cluster-delay", "cluster_delay"), ("--freeze", "freeze")):
         if option in given and not any(field in scenario.FAULT_PARAMETERS[n] for n in names):
             return "refused"
     return "accepted"
+
+
+def never_met(loaded: scenario.Scenario, policy_name: str | None, scale: float | None) -> bool:
+    """Whether the file's expectations can no longer be met under an overriding --policy (a
+    service it expects back quickly in clear becomes protected: mail-passwords-crash.yaml's http
+    under all-traffic) or --time-scale; the bands themselves are test_scenario's to check."""
+    changes = {"policy": policy_name, "time_scale": scale}
+    model = loaded.model.model_copy(update={k: v for k, v in changes.items() if v is not None})
+    return bool(scenario.never_met(scenario.Scenario(loaded.name, loaded.path, model)))
 
 
 def argv_of(positional: str | None, options: list[tuple[str, str]]) -> list[str]:
@@ -223,7 +245,12 @@ def test_the_oracle_knows_the_rules() -> None:
     assert expected(None, [("--fault", "crash")]) == "accepted"
     assert expected(SHIPPED[0], [("--repeat", "2")]) == "accepted"
     assert expected(SHIPPED[0], [("--profile", "fast")]) == "refused"
+    mail = str(ROOT / "scenarios" / "mail-passwords-crash.yaml")
+    assert expected(mail, [("--policy", "all-traffic")]) == "refused"  # its http expectation, now protected
+    assert expected(mail, [("--policy", "mail-passwords")]) == "accepted"
     assert expected(None, [("--fault", "graceful"), ("--freeze", "2")]) == "refused"
+    assert expected(None, [("--fault", "crash"), ("--profile", "fast"), ("--profile", "win2000")]) == "accepted"
+    assert expected(None, [("--fault", "crash"), ("--profile", "fast,win2000,fast")]) == "refused"
     assert not VALID["--freeze"]("0") and VALID["--cluster-delay"]("0") and not _scale("1e999")
     assert not VALID["--cluster-delay"]("nan") and not VALID["--repeat"]("1.0")
 

@@ -8,8 +8,9 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
 
-from harness import compose_node, policy, strongswan, timers
+from harness import cli, compose_node, policy, strongswan, timers
 from harness.errors import UsageError
 from harness.topology import NODES, Topology
 
@@ -76,3 +77,11 @@ def test_it_runs_on_the_standard_library_alone() -> None:
     root = Path(__file__).resolve().parents[2]
     loaded = subprocess.run([sys.executable, "-c", check], cwd=root, capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
+
+
+def test_the_compose_harness_demo_writes_apart_from_the_netns_demo() -> None:
+    """`docker compose run --rm harness` runs the service's command: the demo on Docker, into
+    results/demo-docker (the netns demo, quickstart's, writes results/demo)."""
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
+    arguments = cli.parser().parse_args(compose["services"]["harness"]["command"])
+    assert (arguments.command, arguments.backend, arguments.out) == ("demo", "docker", Path("results/demo-docker"))

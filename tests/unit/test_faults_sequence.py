@@ -41,9 +41,13 @@ table inet failover_lab_fault {
 }
 """
 ARPING = f"arping -q -U -c 1 -I eth0 -s {VIP} {VIP}"
+KNOCK = "python3 /agents/knock.py --target 198.18.0.11 --at"
+"""fe knocks on be1's own address (no traffic any policy protects) from the freeze's end on,
+until be1 answers on its link again."""
 CHARON_START = (
     "sh -c 'nft -f /lab/be1/guard.nft && rm -f /run/charon.pid /run/charon.vici "
     "&& { ip rule del pref 220; ip -6 rule del pref 220; true; } 2>/dev/null "
+    "&& { ip xfrm state flush; ip xfrm policy flush; true; } 2>/dev/null "
     "&& exec /usr/lib/ipsec/charon >>/lab/be1/charon.stderr 2>&1'"
 )
 RESTART_BE1 = [
@@ -172,8 +176,61 @@ INJECTED: dict[str, tuple[str, str, bool, bool]] = {
     "crash": ("be1", "be2", True, False),
     "freeze": ("be1", "be1", False, False),
     "link-cut": ("be1", "be2", True, False),
-    "reboot": ("be1", "be1", False, False),
+    "reboot": ("be1", "be1", False, True),  # t_back: when it was up again (a VM boots)
     "reboot-announce": ("be1", "be1", False, True),
+}
+SERVICES_BE1 = "python3 /agents/services.py --node be1 --vip 198.18.0.100 --role backend"
+BOOT_BE1 = [
+    ("be1", "machine", "boot"),  # as fresh as at bring-up: addresses, no VIP, no charon
+    ("be1", "spawn+capture", SERVICES_BE1),
+    *RESTART_BE1,
+    ("be1", "close", SERVICES_BE1),  # its stand-ins said ready
+]
+TAKE_VIP_BACK = [("be1", "run", f"ip addr add {VIP}/32 dev eth0"), ("be1", "spawn", ARPING)]
+MACHINE_SEQUENCES: dict[str, tuple[Steps, Steps]] = {
+    # where a VM differs: it is killed, paused and booted whole (graceful moves and link cuts
+    # do the same to it as to any node)
+    "crash": (
+        [OWNER, ("be1", "machine", "kill"), ("be2", "run", f"ip addr add {VIP}/32 dev eth0"), ("be2", "spawn", ARPING)],
+        [("be2", "stop", ARPING), *BOOT_BE1],  # back as a clean standby
+    ),
+    "link-cut": (
+        [
+            OWNER,
+            ("be1", "machine", "unplug"),  # its cable pulled at the switch: its own link stays up
+            ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
+            ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
+            ("be2", "spawn", ARPING),
+        ],
+        [
+            ("be2", "stop", ARPING),
+            ("be1", "vici", "connect"),
+            ("be1", "vici", "list_sas"),
+            ("be1", "vici", "terminate ike-id=7 timeout=2000 force=yes"),
+            ("be1", "vici", "close"),
+            ("be1", "machine", "plug"),
+        ],
+    ),
+    "freeze": (
+        [OWNER, ("be1", "machine", "stop"), ("fe", "spawn+capture", KNOCK), ("be1", "machine", "cont")],
+        [("fe", "stop", KNOCK)],
+    ),
+    "reboot": (
+        [OWNER, ("be1", "machine", "kill"), *BOOT_BE1, *TAKE_VIP_BACK],
+        [("be1", "stop", ARPING)],
+    ),
+    "reboot-announce": (
+        [
+            OWNER,
+            ("be1", "machine", "kill"),
+            *BOOT_BE1,
+            *TAKE_VIP_BACK,
+            ("be1", "vici", "connect"),
+            ("be1", "vici", "load_conn announce"),
+            ("be1", "vici", "close"),
+        ],
+        [("be1", "stop", ARPING)],
+    ),
 }
 STAMPED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # fault: the two consecutive steps between which the fault is stamped (t_fault): what the
@@ -216,6 +273,40 @@ def test_commands_on_entering_and_leaving(fake: FakeLab, name: str) -> None:
         fake.nodes["be1"].script_sas(BE1_SAS, [{"vip": ike_sa(9, FE)}])
     _, entered, left = enter_and_leave(fake, name)
     assert (entered, left) == SEQUENCES[name]
+
+
+@pytest.mark.parametrize("name", list(MACHINE_SEQUENCES))
+def test_commands_on_entering_and_leaving_on_machines(name: str) -> None:
+    fake = fake_lab(machines=True)
+    fake.nodes["be1"].script_sas(BE1_SAS, [])
+    injected, entered, left = enter_and_leave(fake, name)
+    assert (shortened(entered), shortened(left)) == MACHINE_SEQUENCES[name]
+    assert (injected.t_back is not None) == (name in ("freeze", "reboot", "reboot-announce"))  # when the VM was back
+
+
+def shortened(steps: Steps) -> Steps:
+    """Steps with fe's knocking cut before its moment (a monotonic time) and its timings."""
+    return [
+        (*step[:2], step[2].split(" --at ")[0] + " --at", *step[3:]) if " --at " in step[2] else step for step in steps
+    ]
+
+
+def test_fe_knocks_on_a_paused_vm_from_the_freeze_s_end_on() -> None:
+    fake = fake_lab(machines=True)
+    params = FaultParams(cluster_delay=0.001, freeze=0.05)
+    with faults.freeze(fake.lab, params) as injected:
+        knock = next(e for e in fake.journal.entries if e.op == "spawn+capture" and e.node == "fe")
+    argv = dict(zip(knock.argv[2::2], knock.argv[3::2], strict=False))
+    assert float(argv["--at"]) == pytest.approx(injected.t_fault + params.freeze, abs=1e-6)
+    assert (argv["--interval"], argv["--within"]) == ("0.01", "5")
+    assert injected.t_back is not None and injected.t_back >= injected.t_fault + params.freeze
+
+
+def test_a_vm_that_never_answers_after_a_freeze_fails_the_fault() -> None:
+    fake = fake_lab(machines=True)
+    fake.nodes["fe"].script_spawn(fake.nodes["fe"].agent("knock"), lines=[], exit_code=1)
+    with pytest.raises(LabError, match="be1 did not answer fe within 5 s of continuing after a freeze"):
+        enter_and_leave(fake, "freeze")
 
 
 @pytest.mark.parametrize("name", list(faults.FAULTS))

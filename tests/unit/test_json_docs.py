@@ -121,8 +121,10 @@ def docs() -> set[Path_]:
 def test_every_field_of_the_record_is_documented_and_every_documented_field_exists(
     docs: set[Path_], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    record = as_the_cli_writes_it(full_outcome(), monkeypatch)
-    found = fields(record, docs)
+    """A crash's record and a freeze's: each fault records only its own parameters."""
+    crash = as_the_cli_writes_it(full_outcome(), monkeypatch)
+    freeze = as_the_cli_writes_it(dataclasses.replace(full_outcome(), fault="freeze"), monkeypatch)
+    found = fields(crash, docs) | fields(freeze, docs)
     undocumented = sorted(".".join(path) for path in found - docs)
     missing = sorted(".".join(path) for path in docs - found)
     assert (undocumented, missing) == ([], []), "README's JSON section and the record disagree"

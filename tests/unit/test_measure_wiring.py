@@ -202,6 +202,7 @@ def test_who_is_asked_what_in_which_order(fake: FakeLab) -> None:
         (SWITCH, "run", shlex.join(["tcpdump", "-nn", "-r", PCAP, protected])),
         (SWITCH, "run", f"tcpdump -nn -r {PCAP} ip"),
         (SWITCH, "run", shlex.join(["tcpdump", "-nn", "-r", PCAP, wire.ESP])),
+        (SWITCH, "run", shlex.join(["tcpdump", "-nn", "-r", PCAP, wire.RAW_ESP])),
         (SWITCH, "run", f"tcpdump -nn -q -t -r {PCAP} 'tcp or udp'"),
         (SWITCH, "run", f"tcpdump -nn -A -r {PCAP} 'tcp port 110 or tcp port 143'"),
     ]

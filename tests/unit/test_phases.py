@@ -51,8 +51,36 @@ def test_crash_breakdown_detected_by_dpd() -> None:
     assert phases.negotiation == pytest.approx(0.004)
     assert phases.data == pytest.approx(0.015)
     assert phases.total() == pytest.approx(103.12 - t_fault)
-    assert (phases.detected_by, phases.negotiated_with) == ("DPD", "be2")
+    assert (phases.detected_by, phases.negotiated_with, phases.started_by) == ("DPD", "be2", "restart")
     assert (phases.dpd_requests, phases.retransmits) == (1, 2)
+
+
+def test_a_trap_starts_the_recovery_with_an_acquire() -> None:
+    """Profile recovery trap on the kernel datapath: DPD gives up, charon installs the trap, the
+    probes' next packet meets it and the kernel asks charon for an SA."""
+    log = LOG.replace(
+        "1003.100 14[IKE] initiating IKE_SA",
+        "1003.101 11[CFG] creating acquire job for policy 198.18.0.10/32[tcp/110] === 198.18.0.100/32[tcp/pop3] "
+        "with reqid {1}\n1003.101 14[IKE] initiating IKE_SA",
+    )
+    events = parse_log(log, WALL_TO_MONO, 98.0)
+    assert "acquire" in [e.kind for e in events]
+    sa = [event(103.101, "ike", False), event(103.105, "ike", True), event(103.105, "child", True)]
+    phases = breakdown(98.0, 98.0, 103.12, sa, events, "be2")
+    assert (phases.detected_by, phases.started_by) == ("DPD", "acquire")
+
+
+def test_a_restart_that_meets_the_trap_too_is_still_a_restart() -> None:
+    """The kernel datapath keeps fe's trap policies installed; a packet between charon's own
+    re-initiation and the new SA meets them and is logged as an acquire, after the initiation."""
+    log = LOG.replace(
+        "1003.104 12[IKE] IKE_SA vip[2] established",
+        "1003.102 11[CFG] creating acquire job for policy 198.18.0.10/32 === 198.18.0.100/32 with reqid {1}\n"
+        "1003.104 12[IKE] IKE_SA vip[2] established",
+    )
+    sa = [event(103.101, "ike", False), event(103.105, "ike", True), event(103.105, "child", True)]
+    phases = breakdown(98.0, 98.0, 103.12, sa, parse_log(log, WALL_TO_MONO, 98.0), "be2")
+    assert phases.started_by == "restart"
 
 
 def test_an_announced_reboot_is_detected_by_initial_contact() -> None:
@@ -65,6 +93,7 @@ def test_an_announced_reboot_is_detected_by_initial_contact() -> None:
     sa = [event(1100.0705, "ike", False), event(1100.071, "ike", True), event(1100.072, "child", True)]
     phases = breakdown(t_fault, t_fault, 1100.09, sa, parse_log(log, WALL_TO_MONO, t_fault), "be1")
     assert (phases.detected_by, phases.negotiated_with, phases.dpd_requests) == ("INITIAL_CONTACT", "be1", 0)
+    assert phases.started_by == "peer"
     assert phases.total() == pytest.approx(0.09)
 
 
@@ -86,7 +115,8 @@ def test_the_last_negotiation_before_recovery_counts_in_a_race() -> None:
 
 def test_a_short_freeze_is_never_detected() -> None:
     phases = breakdown(10.0, 10.0, 13.03, [event(5.0, "child", True)], [], "be1")
-    assert (phases.detection, phases.negotiation, phases.detected_by, phases.negotiated_with) == (
+    assert (phases.detection, phases.negotiation, phases.detected_by, phases.negotiated_with, phases.started_by) == (
+        None,
         None,
         None,
         None,

@@ -1,5 +1,7 @@
 """The plots, drawn from synthetic results (no lab): asserted on matplotlib's artists, not pixels."""
 
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from harness import phases, plots, report, result, timers
+from harness import phases, plots, policy, report, result, timers
 
 from .outcomes import synthetic_outcome
 
@@ -219,3 +221,42 @@ def test_plots_are_written_as_png(tmp_path: Path) -> None:
     plots.comparison(comparison_runs(), tmp_path / "comparison.png")
     for name in ("timeline.png", "comparison.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def overlapping_ticks(figure: Figure) -> list[tuple[str, str]]:
+    """Pairs of neighbouring tick labels of the comparison whose drawn boxes overlap."""
+    figure.draw_without_rendering()
+    labels = main_axes(figure).get_xticklabels()
+    boxes = [(label.get_text(), label.get_window_extent()) for label in labels]
+    return [(a, b) for (a, box_a), (b, box_b) in itertools.pairwise(boxes) if box_a.overlaps(box_b)]
+
+
+def many_columns(count: int, faults: Sequence[str] = ("crash",)) -> list[Result]:
+    """``count`` profiles x policies (one column each) of made-up profiles with long names."""
+    runs = []
+    for index in range(count):
+        profile = timers.Profile(
+            f"cautious-profile-{index:02d}", "", dpd_delay=2, retransmit_timeout=1.0, retransmit_base=1.0
+        )
+        design = list(policy.POLICIES)[index % len(policy.POLICIES)]
+        runs += [result.to_json(synthetic_outcome(4.8, profile, fault=fault, design=design)) for fault in faults]
+    return runs
+
+
+@pytest.mark.parametrize(
+    ("runs", "rotation"),
+    [
+        (comparison_runs(), 0),  # the demo's: two profiles, two faults
+        (many_columns(8, ("graceful", "crash", "freeze")), 0),
+        (many_columns(16), 90),  # one fault per column left no room for the labels: they overlapped
+        (many_columns(40), 90),
+    ],
+    ids=["demo", "8x3", "16x1", "40x1"],
+)
+def test_comparison_tick_labels_never_overlap(runs: list[Result], rotation: float) -> None:
+    figure = plots.comparison_figure(runs)
+    assert overlapping_ticks(figure) == []
+    assert {label.get_rotation() for label in main_axes(figure).get_xticklabels()} == {rotation}
+    columns, faults = len({(r["profile"], r["policy"]) for r in runs}), len({r["fault"] for r in runs})
+    needed_by_the_bars = plots.FAULT_IN * faults * columns + plots.MARGIN_IN
+    assert figure.get_figwidth() <= max(plots.MAX_WIDTH_IN, needed_by_the_bars)  # labels never widen it further

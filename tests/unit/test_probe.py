@@ -55,10 +55,25 @@ def test_overall_spans_first_silence_to_last_recovery() -> None:
     assert overall(outages) is None
 
 
+def test_a_probe_running_late_during_the_outage_widens_its_resolution() -> None:
+    """Its stamps around the gap may be late by as much as it ran late; lateness outside the gap
+    (before the last answer, after the first) does not count."""
+    late_before = Attempt("udp", 0.5, 0.501, "be1", late=0.5)
+    in_gap = [Attempt("udp", 1.2, 1.7, None, "timeout", late=0.03), Attempt("udp", 1.5, 2.0, None, "timeout", 0.01)]
+    late_after = Attempt("udp", 2.5, 2.501, "be2", late=0.2)
+    attempts = [*stream("udp", 0.0, 1.0, "be1"), late_before, *in_gap, late_after, *stream("udp", 2.0, 3.0, "be2")]
+    assert outage(attempts, "udp", 0.995, 0.01).resolution == pytest.approx(0.04)
+    assert (
+        outage(stream("udp", 0.0, 1.0, "be1") + stream("udp", 2.0, 3.0, "be2"), "udp", 0.995, 0.01).resolution == 0.01
+    )
+
+
 def test_parse_probe_lines() -> None:
     assert Attempt.parse('{"s":"pop3","t0":1.5,"t1":1.52,"n":"be1"}') == Attempt("pop3", 1.5, 1.52, "be1")
     failed = Attempt.parse('{"s":"udp","t0":1.5,"t1":2.5,"e":"timeout"}')
     assert failed is not None and failed.node is None and failed.error == "timeout"
+    late = Attempt.parse('{"s":"udp","t0":1.5,"t1":1.51,"n":"be2","l":0.031}')
+    assert late is not None and late.late == 0.031
     assert Attempt.parse("Traceback (most recent call last):") is None
     assert Attempt.parse('{"s":"udp"}') is None
 

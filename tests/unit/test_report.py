@@ -1,6 +1,7 @@
 """Everything drawn from results (tables, report.md, the report folder), filled from synthetic
 outcomes (no lab)."""
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -56,6 +57,12 @@ def test_one_run_in_one_sentence() -> None:
     assert report.plural(1, "run") == "1 run" and report.plural(2, "DPD request") == "2 DPD requests"
 
 
+def test_a_recovery_through_the_trap_says_so() -> None:
+    record = result.to_json(synthetic_outcome(5.0))
+    record["phases"]["started_by"] = "acquire"
+    assert report.phases_text(record).endswith("(detected by DPD, restarted by an acquire)")
+
+
 def test_p95() -> None:
     assert report.p95([1.0]) is None  # fewer than 20 runs: no p95, it would restate the maximum
     assert report.p95([float(v) for v in range(1, 20)]) is None
@@ -76,11 +83,59 @@ def test_folder_round_trip_redraws_from_json_alone(tmp_path: Path) -> None:
     path = report.write_folder(results, tmp_path / "out")
     assert result.load(tmp_path / "out") == results
     text = path.read_text()
-    assert "## KB 821839 comparison" in text and "plots/02-win2000-crash.png" in text
+    assert "## KB 821839 reproduced: outage in seconds" in text and "plots/02-win2000-crash.png" in text
     for png in ("comparison.png", "plots/01-win2000-graceful.png", "plots/02-win2000-crash.png"):
         assert (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG"
     (tmp_path / "out" / "report.md").unlink()
     assert report.redraw(result.load(tmp_path / "out"), tmp_path / "out").read_text() == text
+
+
+def markdown_table(text: str, heading: str) -> list[list[str]]:
+    """The cells of the Markdown table under ``heading`` in report.md (header row first)."""
+    lines = text.splitlines()
+    start = lines.index(f"## {heading}") + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        if not line.startswith("|---"):
+            rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+    return rows
+
+
+def test_report_md_has_the_tables_the_terminal_shows() -> None:
+    """The numbered run table and the statistics of repeated runs, cell for cell; no KB table
+    when no run has a KB figure."""
+    results = [result.to_json(synthetic_outcome(gap)) for gap in (4.8, 5.0, 5.2)]
+    text = report.markdown(results, {}, None)
+    runs_md = markdown_table(text, report.RUNS_TITLE)
+    assert runs_md == [report.runs_columns(results), *report.runs_rows(results)]
+    assert [row[0] for row in runs_md[1:]] == ["1", "2", "3"]
+    terminal = render(report.runs_table(results))
+    assert all(cell in terminal for row in runs_md for cell in row)
+    statistics_md = markdown_table(text, report.STATISTICS_TITLE)
+    assert statistics_md == [list(report.STATISTICS_COLUMNS), *report.statistics_rows(results)]
+    assert "KB 821839" not in text
+    single = report.markdown(results[:1], {}, None)
+    assert report.STATISTICS_TITLE not in single and report.RUNS_TITLE in single
+
+
+def test_report_md_has_the_kb_table_when_a_run_has_a_kb_figure() -> None:
+    scaled = timers.profile("win2000").scaled(1 / 30)
+    results = [result.to_json(synthetic_outcome(11.8, scaled)), result.to_json(synthetic_outcome(4.8))]
+    text = report.markdown(results, {}, None)
+    assert markdown_table(text, report.KB_TITLE) == [list(report.KB_COLUMNS), *report.kb_rows(results)]
+    assert markdown_table(text, report.RUNS_TITLE)[0] == report.runs_columns(results)  # with the unscaled columns
+
+
+def test_a_vip_that_did_not_move_stays() -> None:
+    frozen = result.to_json(dataclasses.replace(synthetic_outcome(3.0, fault="freeze"), new_owner="be1"))
+    assert report.vip_text(frozen) == "be1 (stays)"
+    assert report.runs_rows([frozen])[0][3] == "be1 (stays)"
+    assert "VIP be1 (stays); outage" in report.markdown([frozen], {}, None)
+    moved = result.to_json(synthetic_outcome(5.0))
+    assert report.vip_text(moved) == "be1 -> be2"
+    assert report.vip_text(dict(moved, new_owner=None)) == "be1 -> ?"
 
 
 def test_the_required_keys_are_all_a_report_needs(tmp_path: Path) -> None:

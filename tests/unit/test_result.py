@@ -1,6 +1,7 @@
 """The run record: Outcome -> JSON, saved and loaded back from a report folder or a `run --json`
 file, and every way a file can fail to be a result refused in one line naming it."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -40,6 +41,21 @@ def test_scaled_results_carry_unscaled_equivalents_and_the_kb_figure() -> None:
     assert record["predicted"]["hi_unscaled_s"] == pytest.approx(record["predicted"]["hi_s"] * 30, abs=0.01)
     assert record["kb_outage_s"] == [120.0, 120.0]
     assert record["fault_params"]["cluster_delay"] == pytest.approx(1 / 30)
+
+
+def test_fault_params_are_those_of_the_fault_that_ran() -> None:
+    profile = timers.profile("fast").scaled(1 / 2)
+    params = {
+        fault: result.to_json(synthetic_outcome(3.0, profile, fault=fault))["fault_params"]
+        for fault in ("crash", "link-cut", "freeze", "graceful", "reboot")
+    }
+    assert params == {
+        "crash": {"cluster_delay": 0.5},
+        "link-cut": {"cluster_delay": 0.5},
+        "freeze": {"freeze": 1.5},
+        "graceful": {},
+        "reboot": {},
+    }
 
 
 def test_outage_outside_the_prediction_is_flagged() -> None:
@@ -134,3 +150,13 @@ def test_nothing_to_load(tmp_path: Path) -> None:
     assert str(error.value) == (
         f"{tmp_path / 'nope.json'}: no such file or folder; give a report folder or a file written by run --json"
     )
+
+
+def test_a_service_s_band_takes_its_measured_resolution() -> None:
+    """A probe that ran late during the outage (a loaded VM) widens that service's band by as much."""
+    outcome = synthetic_outcome(4.9)
+    udp = outcome.outages["udp"]
+    late = dataclasses.replace(outcome, outages={**outcome.outages, "udp": dataclasses.replace(udp, resolution=0.05)})
+    before, after = outcome.predictions["udp"], late.predictions["udp"]
+    assert (after.lo, after.hi) == pytest.approx((before.lo - 0.04, before.hi + 0.04))
+    assert late.predictions["pop3"] == outcome.predictions["pop3"]

@@ -92,13 +92,17 @@ def test_without_expect_nothing_is_judged_but_recovery(tmp_path: Path) -> None:
     assert len(never) == 1 and never[0].startswith("measure[fast]: pop3 never answered again after the crash")
 
 
+OURS = "{name: ours, dpd_delay: 2, retransmit_timeout: 1, retransmit_base: 1, retransmit_tries: 2}"
+"""An inline profile with fast's timers: a crash costs 2.98-6.12 s."""
+
+
 def test_a_failed_expectation_names_the_inline_profile(tmp_path: Path) -> None:
     path = tmp_path / "fail2.yaml"
-    path.write_text("profiles: [{name: ours, dpd_delay: 2}]\nfault: {kind: crash}\nexpect: {outage_max_s: 1}\n")
+    path.write_text(f"profiles: [{OURS}]\nfault: {{kind: crash}}\nexpect: {{outage_max_s: 4}}\n")
     loaded = scenario.load(path)
     (ours,) = loaded.profiles
-    (problem,) = [p for p in scenario.judge(loaded, synthetic_outcome(1.0, ours)) if "outage" in p]
-    assert problem.startswith("fail2[ours]: outage 1.0")
+    (problem,) = [p for p in scenario.judge(loaded, synthetic_outcome(5.0, ours)) if "outage" in p]
+    assert problem.startswith("fail2[ours]: outage 5.020 s is more than the expected 4.000 s")
 
 
 def test_a_fault_parameter_its_kind_does_not_take_is_refused(tmp_path: Path) -> None:
@@ -163,7 +167,10 @@ def test_a_service_outside_its_band_is_told_its_own_band(tmp_path: Path) -> None
     # mail-passwords: udp and http in clear only wait for the VIP (about 1 s after a crash),
     # pop3 and imap for DPD and a new SA (about 4-6 s): 5 s is outside the first band, inside the second.
     outcome = synthetic_outcome(5.0, design="mail-passwords")
-    loaded = loaded_crash(tmp_path, "{services: {udp: {outage_max_s: 2}, pop3: {outage_max_s: 4}}}")
+    path = tmp_path / "crash.yaml"
+    expect = "{services: {udp: {outage_max_s: 2}, pop3: {outage_max_s: 4}}}"
+    path.write_text(f"profiles: [fast]\nfault: {{kind: crash}}\npolicy: mail-passwords\nexpect: {expect}\n")
+    loaded = scenario.load(path)
     missed, udp_over, pop3_over = scenario.judge(loaded, outcome)
     assert missed == (
         "crash[fast]: udp 5.010 s outside the predicted 0.99-1.11 s, "
@@ -176,6 +183,46 @@ def test_a_service_outside_its_band_is_told_its_own_band(tmp_path: Path) -> None
     assert pop3_over.endswith("(predicted 3.98-6.12 s; netns, strongSwan 5.9.8)")
     # the overall band spans them all: the first service may come back at 0.98 s, the last at 6.12 s
     assert (f"{outcome.predicted.lo:.2f}", f"{outcome.predicted.hi:.2f}") == ("0.98", "6.12")
+
+
+def test_an_expectation_below_the_predicted_band_is_refused_at_load(tmp_path: Path) -> None:
+    """fast's crash costs at least 2.98 s (DPD without the ESP deferral, then its retransmissions),
+    win2003-nlbsflags's 59.98 s: at most 2 s or 30 s can never be met. Checked before any lab,
+    one line per problem."""
+    path = tmp_path / "hopeless.yaml"
+    path.write_text(
+        "profiles: [fast, win2003-nlbsflags]\nfault: {kind: crash}\n"
+        "expect: {outage_max_s: 30, services: {pop3: {outage_max_s: 2}}}\n"
+    )
+    with pytest.raises(UsageError) as error:
+        scenario.load(path)
+    tail = "for crash: no run can meet it; raise it to at least"
+    assert str(error.value).splitlines() == [
+        f"{path}: expect.services.pop3.outage_max_s: 2 s lies below the lowest predicted band 2.98-6.12 s of "
+        f"profiles[0] (fast) {tail} 2.98 or change the profile",
+        f"{path}: expect.outage_max_s: 30 s lies below the lowest predicted band 59.98-121.12 s of profiles[1] "
+        f"(win2003-nlbsflags) {tail} 59.98 or change the profile",
+        f"{path}: expect.services.pop3.outage_max_s: 2 s lies below the lowest predicted band 59.98-121.12 s of "
+        f"profiles[1] (win2003-nlbsflags) {tail} 59.98 or change the profile",
+    ]
+
+
+def test_an_expectation_inside_or_above_the_band_loads(tmp_path: Path) -> None:
+    for expect in ("{outage_max_s: 2.98}", "{outage_max_s: 8}", "{services: {udp: {outage_max_s: 3}}}"):
+        scenario.load(write(tmp_path, f"profiles: [fast]\nfault: {{kind: crash}}\nexpect: {expect}\n"))
+    # traffic in clear only waits for the VIP: 1 s is within reach of udp under mail-passwords, not under all-traffic
+    clear = (
+        "profiles: [fast]\nfault: {kind: crash}\npolicy: mail-passwords\nexpect: {services: {udp: {outage_max_s: 1}}}"
+    )
+    scenario.load(write(tmp_path, clear))
+    with pytest.raises(UsageError, match=r"expect\.services\.udp\.outage_max_s: 1 s lies below"):
+        scenario.load(write(tmp_path, clear.replace("mail-passwords", "all-traffic")))
+
+
+def write(folder: Path, text: str) -> Path:
+    path = folder / "x.yaml"
+    path.write_text(text)
+    return path
 
 
 def test_a_profile_the_timer_model_refuses_fails_at_load(tmp_path: Path) -> None:

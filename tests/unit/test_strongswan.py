@@ -1,6 +1,7 @@
 """Configuration rendering per role and policy: the settings failover, the userspace datapath and
 each KB design need."""
 
+import dataclasses
 from pathlib import PurePosixPath
 
 from hypothesis import given
@@ -134,3 +135,38 @@ def test_what_charon_does_with_values_it_cannot_parse() -> None:
         "retransmit_limit": 0,
     }
     assert strongswan.retransmission_as_charon_reads("retransmit_jitter = 50\n")["retransmit_jitter"] == 20
+
+
+def test_the_kernel_datapath_runs_transport_mode_with_traps_on_every_node() -> None:
+    """kernel: every node's trap policies go in at load (nothing protected leaves in clear, with
+    or without an SA); fe also starts at once, and after a DELETE or a dead peer re-initiates at
+    once (restart) or on the next packet (trap). Ports are traffic selectors, no marks or rules."""
+    conf = strongswan.strongswan_conf(PurePosixPath("/lab/fe"), FAST, PASSWORDS, "kernel")
+    assert "kernel-libipsec" not in conf and "fwmark" not in conf
+    fe = strongswan.connections(TOPOLOGY, "fe", FAST, PASSWORDS, "kernel")[strongswan.CONNECTION]["children"]
+    be1 = strongswan.connections(TOPOLOGY, "be1", FAST, PASSWORDS, "kernel")[strongswan.CONNECTION]["children"]
+    assert {c["mode"] for c in [*fe.values(), *be1.values()]} == {"transport"}
+    assert (fe["tcp-110"]["local_ts"], fe["tcp-110"]["remote_ts"]) == ([f"{FE}/32"], [f"{VIP}/32[6/110]"])
+    assert {(c["start_action"], c["close_action"], c["dpd_action"]) for c in fe.values()} == {
+        ("trap|start", "start", "restart")
+    }
+    assert {c["start_action"] for c in be1.values()} == {"trap"}
+    trap = dataclasses.replace(FAST, recovery="trap")
+    fe_trap = strongswan.connections(TOPOLOGY, "fe", trap, PASSWORDS, "kernel")[strongswan.CONNECTION]["children"]
+    assert {(c["close_action"], c["dpd_action"]) for c in fe_trap.values()} == {("trap", "trap")}
+
+
+def test_a_profile_s_mode_overrides_the_datapath_s() -> None:
+    tunnel = dataclasses.replace(FAST, mode="tunnel")
+    assert strongswan.recovery(tunnel, "kernel").mode == "tunnel"
+    assert strongswan.recovery(FAST, "kernel").mode == "transport"
+    assert strongswan.recovery(FAST, "libipsec").mode == "tunnel"
+
+
+def test_libipsec_refuses_what_it_cannot_run_as_the_profile_says() -> None:
+    transport = strongswan.datapath_refuses(dataclasses.replace(FAST, mode="transport"), "libipsec")
+    assert transport is not None and "use --backend uml" in transport
+    trap = strongswan.datapath_refuses(dataclasses.replace(FAST, recovery="trap"), "libipsec")
+    assert trap is not None and "use --backend uml" in trap
+    assert strongswan.datapath_refuses(dataclasses.replace(FAST, mode="transport", recovery="trap"), "kernel") is None
+    assert strongswan.datapath_refuses(dataclasses.replace(FAST, mode="tunnel"), "libipsec") is None

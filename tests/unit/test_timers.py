@@ -59,12 +59,30 @@ def test_crash_default_hand_worked() -> None:
 
 
 def test_crash_with_a_slow_cluster_waits_for_the_next_transmission() -> None:
-    # fast: restart at 4..6 s; a VIP that moves only after 6.5 s is reached by the next
-    # transmission of the new initiation (sends at +0, +1, +2 s): 7 s from the earliest restart
-    # (4 + 3 = 7) and 7 s from the latest (6 + 1 = 7).
+    # fast: the new initiation begins anywhere in 4..6 s and transmits every second (sends at
+    # +0, +1, +2 s, a new cycle at +3). A VIP that reaches the standby only at 6.5 s is met by
+    # the first transmission after it: at best right then (a restart at 4.5 or 5.5 s), at worst
+    # a whole gap later (a restart at 5.49 s misses it at 6.49 s and tries again at 7.49 s).
     bounds = timers.crash(FAST, cluster_delay=6.5, resolution=0)
-    assert bounds.lo == pytest.approx(7.0)
-    assert bounds.hi == pytest.approx(7.0 + timers.SETUP_ALLOWANCE_S)
+    assert bounds.lo == pytest.approx(6.5)
+    assert bounds.hi == pytest.approx(6.5 + 1.0 + timers.SETUP_ALLOWANCE_S)
+
+
+@pytest.mark.parametrize("ready", [0.5, 4.2, 5.01, 6.5, 8.3, 19.7, 40.0])
+@pytest.mark.parametrize("name", ["fast", "strongswan-default", "win2003-nlbsflags"])
+def test_the_crash_band_holds_every_restart_the_timers_allow(name: str, ready: float) -> None:
+    """Brute force: whatever moment in the DPD window fe gives up and re-initiates, and whatever
+    the standby's delay, the first transmission that reaches it lies in the band."""
+    profile = timers.profile(name)
+    if name != "fast":
+        profile = profile.scaled(1 / 30)
+    bounds = timers.crash(profile, ready, resolution=0, allowance=0)
+    earliest = profile.dpd_delay - timers.DPD_GRANULARITY_S + timers.give_up_after(profile, jitter=True)
+    latest = profile.dpd_delay + timers.DPD_GRANULARITY_S + timers.give_up_after(profile)
+    for step in range(501):
+        restart = earliest + (latest - earliest) * step / 500
+        reached = timers._first_send_reaching(restart, ready, profile, jitter=False)
+        assert bounds.lo - 1e-9 <= reached <= bounds.hi + 1e-9, (restart, reached, bounds)
 
 
 def test_crash_without_dpd_is_refused() -> None:
@@ -142,6 +160,18 @@ def test_freeze_costs_its_duration() -> None:
     assert bounds.hi == pytest.approx(8.0 + timers.SETUP_ALLOWANCE_S + 0.01)
 
 
+def test_a_vm_frozen_whole_costs_until_it_answered_again() -> None:
+    """A paused VM works through what queued up for it before it answers: until ``back``."""
+    params = timers.FaultParams(freeze=3.0)
+    protected = timers.predict("freeze", FAST, params, 0.01, back=3.4)
+    assert protected.lo == pytest.approx(2.99)
+    assert protected.hi == pytest.approx(3.4 + timers.SETUP_ALLOWANCE_S + 0.01)
+    assert timers.predict("freeze", FAST, params, 0.01, back=3.4, protected=False) == protected  # all of it stopped
+    assert timers.predict("freeze", FAST, params, 0.01, back=2.0).hi == pytest.approx(3.11)  # never below the freeze
+    caught_up = timers.predict("freeze", FAST, params, 0.01, back=3.4, catch_up=1.0)  # what queued up, worked through
+    assert caught_up.lo == protected.lo and caught_up.hi == pytest.approx(protected.hi + 1.0)
+
+
 def test_graceful_without_blocking_spans_both_outcomes_of_the_race() -> None:
     bounds = timers.predict("graceful-noblock", FAST, timers.FaultParams(), 0.01)
     assert bounds.lo == timers.graceful(FAST, 0.01).lo
@@ -167,6 +197,8 @@ def test_traffic_in_clear_only_waits_for_the_vip() -> None:
     assert graceful.lo == 0 and graceful.hi < 0.2
     for fault in ("freeze", "reboot", "reboot-announce"):  # charon's troubles do not touch traffic outside IPsec
         assert timers.predict(fault, FAST, params, 0.01, protected=False).hi < 0.2
+    rebooted_vm = timers.predict("reboot", FAST, params, 0.01, back=4.0, protected=False)  # a VM rebooted whole
+    assert rebooted_vm.lo == 0 and rebooted_vm.hi == pytest.approx(4.0 + timers.SETUP_ALLOWANCE_S + 0.01)
 
 
 @pytest.mark.parametrize(("given", "scale"), [("1", 1.0), ("1/30", 1 / 30), ("0.5", 0.5), (" 1/2 ", 0.5), (0.25, 0.25)])

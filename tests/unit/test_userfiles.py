@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import timers, userfiles
 from harness.errors import UsageError
@@ -43,3 +44,28 @@ def test_omitted_fields_take_the_defaults_of_timers_profile() -> None:
         assert value == defaults[name], name
     not_in_files = {"name", "description", "time_scale", "rounded", "kb"}
     assert set(written) == set(defaults) - not_in_files
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_section(heading: str) -> str:
+    text = README.read_text()
+    start = text.index(f"\n## {heading}\n")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_the_readme_profile_example_loads_with_every_key_a_profile_takes(tmp_path: Path) -> None:
+    """README's "Timer profiles" example is a valid profiles file and shows every key, recovery
+    and mode included; its `cautious` crash is the one README says takes about 3 minutes."""
+    section = readme_section("Timer profiles")
+    example = section[section.index("```yaml\n") + 8 : section.index("```", section.index("```yaml\n") + 8)]
+    path = tmp_path / "my-profiles.yaml"
+    path.write_text(example)
+    cautious = userfiles.load_profiles(path)["cautious"]
+    shown = set(yaml.safe_load(example)["profiles"]["cautious"])
+    assert shown == set(userfiles.ProfileModel.model_fields)
+    assert (cautious.recovery, cautious.mode) == ("restart", None)
+    crash = timers.predict("crash", cautious, timers.FaultParams(), 0.02)
+    assert crash.lo > 150 and crash.hi < 210  # "about 3 minutes"
+    assert "--profile cautious --fault crash   # about 3 minutes" in section
