@@ -46,7 +46,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
-    StringConstraints,
     model_validator,
 )
 
@@ -135,7 +134,15 @@ def _user(value: str) -> str:
 
 UserName = Annotated[str, AfterValidator(_user)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-FileName = Annotated[str, StringConstraints(min_length=1)]
+
+
+def _file_name(value: str) -> str:
+    if not value or any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise ValueError(f"must be a file path without control characters, got {value!r}")
+    return value
+
+
+FileName = Annotated[str, AfterValidator(_file_name)]
 
 
 def _interface(value: str) -> str:

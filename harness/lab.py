@@ -211,6 +211,7 @@ def _bring_up(
         lab.wait_charon(name)
         lab.wait_services(name)
     lab.strongswan_version = charon.version(lab.fe)
+    lab_backend.wait_datapath(nodes)
     for name in (DOMAIN_CONTROLLER, *BACKEND_NODES):  # responders before the initiators that need them
         lab.configure(name)
     lab.events = EventRecorder(lab.fe)
@@ -257,8 +258,15 @@ def _wait_children(node: Node, expected: int) -> None:
                 names = ", ".join(sorted(child.name for child in installed)) or "none"
                 raise LabError(
                     f"{node.name}: {len(installed)} of {expected} CHILD_SAs up after {START_TIMEOUT_S:.0f} s "
-                    f"(installed: {names}; see its charon.log in {node.workdir})"
+                    f"(installed: {names}; charon said: {_complaints(node)})"
                 )
+
+
+def _complaints(node: Node) -> str:
+    """The last lines of the node's charon log that report a failure (the log goes with the lab)."""
+    found = node.run(["grep", "-E", "-i", "-h", "unable|failed|error", str(node.workdir / "charon.log")], check=False)
+    lines = [line.split(" ", 1)[-1] for line in found.stdout.strip().splitlines()[-3:]]
+    return " / ".join(lines) or "nothing about it"
 
 
 def _close(nodes: Mapping[str, Node]) -> None:

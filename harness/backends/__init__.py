@@ -48,6 +48,11 @@ class Backend(Protocol):
         """Node objects for a lab that already exists."""
         ...
 
+    def wait_datapath(self, nodes: Mapping[str, Node]) -> None:
+        """Until every node's datapath can install SAs (uml: its VM's IPsec modules loaded and
+        crypto warmed up); at once where the host's kernel or libipsec does ESP."""
+        ...
+
     def destroy(self, qualified: str) -> None:
         """Remove everything of the lab with this qualified name; harmless if nothing is left."""
         ...

@@ -26,7 +26,7 @@ import shutil
 import socket
 import struct
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -36,6 +36,7 @@ from harness.agent import AGENT_SCRIPT, AgentNode
 from harness.backends import compose_file
 from harness.backends.compose_file import ONEOFF_LABEL, PROJECT_LABEL, SERVICE_LABEL
 from harness.errors import LabError, UsageError
+from harness.node import Node
 from harness.strongswan import Datapath
 from harness.topology import FIRST_OWNER, NODES, PREFIX, Topology
 
@@ -354,6 +355,9 @@ class DockerBackend:
         except Exception:  # the SDK raises several kinds when no engine listens
             return False
         return True
+
+    def wait_datapath(self, nodes: Mapping[str, Node]) -> None:
+        """libipsec installs SAs as soon as charon runs."""
 
     def destroy(self, qualified: str) -> None:
         """Remove the lab's containers (killed, not stopped; side by side), its network and its

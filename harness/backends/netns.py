@@ -22,7 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from tenacity import Retrying, retry, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
@@ -30,6 +30,7 @@ from tenacity import Retrying, retry, retry_if_exception_type, retry_if_result, 
 from harness import strongswan, timers
 from harness.agent import AGENT_SCRIPT, AgentNode
 from harness.errors import CommandError, LabError, UsageError
+from harness.node import Node
 from harness.strongswan import Datapath
 from harness.topology import FIRST_OWNER, NODES, PREFIX, Topology
 
@@ -207,6 +208,9 @@ class NetnsBackend:
             except OSError as error:
                 raise LabError(f"{name}: its agent did not start ({error}); see {labdir / name / AGENT_LOG}") from None
         return self.nodes(topology, labdir)
+
+    def wait_datapath(self, nodes: Mapping[str, Node]) -> None:
+        """libipsec installs SAs as soon as charon runs."""
 
     def destroy(self, qualified: str) -> None:
         destroy_namespaces(qualified)

@@ -29,7 +29,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
@@ -39,6 +39,7 @@ from harness import strongswan
 from harness.agent import AGENT_SCRIPT, AgentNode, ByteStream, ChannelSocket
 from harness.backends import netns
 from harness.errors import LabError, NodeLost, UsageError
+from harness.node import Node
 from harness.strongswan import Datapath
 from harness.topology import FIRST_OWNER, HOST_NUMBERS, NODES, Topology
 
@@ -237,14 +238,23 @@ class Vm:
         self.node.reset()
         self.start()
         self.wait(self.node)
+        self.wait_warm()
+        self.address(self.node)
+        self.watch()
+
+    def wait_warm(self) -> None:
+        """Until init.sh has loaded the IPsec modules and warmed up the ESP crypto (its marker
+        file): an SA installed while the kernel still instantiates the algorithm for the first
+        time may fail under load, and charon does not retry a CHILD_SA it could not install."""
         for attempt in Retrying(
-            retry=retry_if_exception_type(LabError), wait=wait_fixed(0.02), stop=stop_after_delay(BOOT_TIMEOUT_S)
+            retry=retry_if_exception_type(LabError),
+            wait=wait_fixed(0.02),
+            stop=stop_after_delay(BOOT_TIMEOUT_S),
+            reraise=True,
         ):
             with attempt:
                 if not (self.workdir / "booted").exists():
                     raise LabError(f"{self.name}: the VM did not finish booting: {self._last_words()}")
-        self.address(self.node)
-        self.watch()
 
 
 class UmlBackend:
@@ -334,6 +344,12 @@ class UmlBackend:
         nodes[FIRST_OWNER].run(["ip", "addr", "add", f"{topology.vip}/32", "dev", "eth0"])
         return nodes
 
+    def wait_datapath(self, nodes: Mapping[str, Node]) -> None:
+        """Until every VM's kernel can install SAs (Vm.wait_warm); charon and the stand-ins
+        start meanwhile."""
+        for name in NODES:
+            _vm(nodes[name]).wait_warm()
+
     def destroy(self, qualified: str) -> None:
         netns.destroy_namespaces(qualified)
 
@@ -341,8 +357,8 @@ class UmlBackend:
         return netns.namespaced_labs()
 
 
-def _vm(node: AgentNode) -> Vm:
-    assert isinstance(node.machine, Vm)
+def _vm(node: Node) -> Vm:
+    assert isinstance(node, AgentNode) and isinstance(node.machine, Vm)
     return node.machine
 
 

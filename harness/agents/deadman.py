@@ -1,0 +1,97 @@
+"""Dead-man switch on a real host: heals the host if the harness disappears mid-fault.
+
+    deadman.py --heartbeat FILE --timeout 30 --heal FILE [--log FILE]
+
+Forks into the background (a session of its own, SIGHUP ignored: it outlives the SSH connection
+and the node agent that started it), prints the background process's PID and returns. From then
+on the harness touches FILE (the heartbeat) while it runs. If FILE is not touched for
+``--timeout`` seconds (the harness was killed, its machine lost the network), the switch runs
+every command of the heal file, a JSON list of argv lists (remove the fault's firewall table,
+continue a stopped charon, give the VIP back to its owner), logs what each returned, and exits.
+If FILE disappears, the harness disarmed it (it healed the host itself): it exits doing nothing.
+A SIGTERM disarms it too.
+
+Standard library only (it runs on any host with python3). Owns: watching and healing. Not: what
+the heal commands are (the harness writes them before each disruption).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import time
+
+POLL_S = 0.2
+COMMAND_TIMEOUT_S = 10.0
+
+
+def heal(path: str, log: str | None) -> None:
+    with open(path) as source:
+        commands = json.load(source)
+    for argv in commands:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)
+            outcome = f"exit {done.returncode}" + (f": {done.stderr.strip()}" if done.stderr.strip() else "")
+        except (OSError, subprocess.TimeoutExpired) as error:
+            outcome = f"failed: {error}"
+        note(log, f"healed: {' '.join(argv)} -> {outcome}")
+
+
+def note(log: str | None, line: str) -> None:
+    if log is None:
+        return
+    with open(log, "a") as target:
+        target.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {line}\n")
+
+
+def watch(arguments: argparse.Namespace) -> None:
+    stopped = False
+
+    def disarm(signum: int, frame: object) -> None:
+        nonlocal stopped
+        stopped = True
+
+    signal.signal(signal.SIGTERM, disarm)
+    note(arguments.log, f"armed: heal after {arguments.timeout:g} s without a heartbeat")
+    while not stopped:
+        try:
+            silent = time.time() - os.stat(arguments.heartbeat).st_mtime
+        except FileNotFoundError:
+            note(arguments.log, "disarmed: the heartbeat file is gone")
+            return
+        if silent > arguments.timeout:
+            note(arguments.log, f"no heartbeat for {silent:.1f} s: healing")
+            heal(arguments.heal, arguments.log)
+            return
+        time.sleep(POLL_S)
+    note(arguments.log, "disarmed: SIGTERM")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--heartbeat", required=True)
+    parser.add_argument("--timeout", type=float, required=True)
+    parser.add_argument("--heal", required=True)
+    parser.add_argument("--log")
+    arguments = parser.parse_args()
+    os.utime(arguments.heartbeat)  # armed from now, whenever the harness last touched it
+    child = os.fork()
+    if child:
+        print(child, flush=True)
+        return
+    os.setsid()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for stream in (0, 1, 2):
+        os.dup2(devnull, stream)
+    try:
+        watch(arguments)
+    finally:
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
