@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
   libstrongswan-extra-plugins libcharon-extra-plugins iproute2 iputils-arping nftables tcpdump)
 DOCKER_PACKAGES=(docker.io docker-compose debootstrap)
-UML_PACKAGES=(user-mode-linux uml-utilities kmod python3 iptables)
+UML_PACKAGES=(user-mode-linux uml-utilities kmod python3 iptables openssh-server)
 DOCKER_STATE=/var/lib/failover-lab-docker
 
 die() { echo "quickstart: $*" >&2; exit 2; }
@@ -31,7 +31,8 @@ install_system() {
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   [ ${#missing[@]} -eq 0 ] && return
   echo "quickstart: installing ${missing[*]}"
-  # Keep apt from starting a host-wide charon: the lab runs its own, one per node.
+  # Keep apt from starting a host-wide charon or sshd: the lab runs its own charon per node, and
+  # sshd runs only inside the test hosts' VMs (`failover-lab hosts up`).
   local created_policy=no
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d

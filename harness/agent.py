@@ -306,8 +306,11 @@ class AgentNode:
         own_clock: bool = False,
         machine: Machine | None = None,
         firewall: Firewall = "nft",
+        vici_socket: str = VICI_SOCKET,
     ) -> None:
         self.name = name
+        self.vici_socket = vici_socket
+        """charon's vici socket on the node (a real host's own charon keeps /run/charon.vici)."""
         self.machine = machine
         self.firewall: Firewall = firewall
         self.workdir = workdir
@@ -361,7 +364,7 @@ class AgentNode:
     def vici(self, timeout: float = 10) -> vici.Session:
         import vici
 
-        channel = self.link.open({"op": "connect", "path": VICI_SOCKET})
+        channel = self.link.open({"op": "connect", "path": self.vici_socket})
         reply = channel.reply(lambda _: True, timeout)
         if reply is None or "error" in reply:
             channel.close()

@@ -276,6 +276,17 @@ def parser() -> Parser:
     clean = commands.add_parser("clean", help="remove leftovers of any lab of ours on this host")
     clean.add_argument("--force", action="store_true", help="also remove labs that a live run or test uses")
     clean.add_argument("--backend", type=_one_of(list(BACKENDS)), help="only the labs of this backend")
+    hosts = commands.add_parser(
+        "hosts",
+        help="test hosts for the ssh backend: four VMs on this machine reachable only over SSH",
+        description="`hosts up` boots four User-mode Linux VMs (fe, be1, be2, dc) with sshd on a management "
+        "network joined to this machine and writes their inventory (SSH addresses, a key made for them, their "
+        "host keys in a known_hosts file); `hosts down` removes them.",
+    )
+    hosts.add_argument("action", choices=("up", "down"))
+    hosts.add_argument(
+        "--out", type=Path, default=Path("hosts.yaml"), help="up: where to write the inventory (default hosts.yaml)"
+    )
     return top
 
 
@@ -504,6 +515,7 @@ COMMANDS = {
     "report": cmd_report,
     "down": lab_commands.cmd_down,
     "clean": lab_commands.cmd_clean,
+    "hosts": lab_commands.cmd_hosts,
 }
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from harness import lab, registry, report, runs
+from harness import lab, registry, report, runs, testhosts
 from harness.backends import backend
 from harness.errors import UsageError
 
@@ -197,4 +197,15 @@ def cmd_clean(arguments: argparse.Namespace) -> int:
     runs.console.print(f"removed {', '.join(removed)}" if removed else "nothing to clean")
     if skipped:
         runs.console.print(f"left {', '.join(skipped)}: in use by a live run or test (--force removes them too)")
+    return 0
+
+
+def cmd_hosts(arguments: argparse.Namespace) -> int:
+    if arguments.action == "down":
+        testhosts.down()
+        say("test hosts removed")
+        return 0
+    written = testhosts.up(arguments.out)
+    say(f"test hosts up: fe, be1, be2 and dc, reachable over SSH only; inventory written to {written}")
+    say(f"  use it: failover-lab run --backend ssh --inventory {written} ...; remove them: failover-lab hosts down")
     return 0

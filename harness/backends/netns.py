@@ -222,7 +222,11 @@ class NetnsBackend:
 def destroy_namespaces(qualified: str) -> None:
     """Kill every process in the lab's namespaces, then delete them (veths, taps and bridges go
     too). A lab of VMs dies the same way: each VM is processes in its switch's namespace."""
-    names = tuple(n for n in _namespaces() if n.rsplit("-", 1)[0] == qualified)
+    destroy_namespaces_named(tuple(n for n in _namespaces() if n.rsplit("-", 1)[0] == qualified))
+
+
+def destroy_namespaces_named(names: tuple[str, ...]) -> None:
+    """Kill every process in these namespaces, then delete them."""
     survivors = _kill_until_gone(names)
     if survivors:
         raise LabError(f"processes {survivors} in {', '.join(names)} do not die; kill them by hand")

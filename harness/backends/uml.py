@@ -314,7 +314,7 @@ class UmlBackend:
         for name in (SWITCH, *NODES):
             (labdir / name).mkdir(mode=0o700)
         (labdir / SWITCH / "run").mkdir(mode=0o700)
-        _helpers(labdir / HELPERS)
+        install_modprobe(labdir / HELPERS)
         switch = netns.namespace(topology, SWITCH)
         netns.ip_batch([f"netns add {switch}"])
         lines = [
@@ -387,7 +387,7 @@ def _relay(switch: AgentNode, address: str) -> Callable[[], ByteStream]:
     return connect
 
 
-def _helpers(directory: Path) -> None:
+def install_modprobe(directory: Path) -> None:
     """The VMs' modprobe: the UML kernel's module tree through a tree of symlinks (the host's root
     is read-only in the VM and has no /lib/modules of that kernel)."""
     directory.mkdir(mode=0o700)

@@ -1,0 +1,166 @@
+"""Test hosts (`failover-lab hosts up/down`) and the harness's SSH side (harness.ssh_hosts): four
+User-mode Linux VMs reachable only over SSH, driven through the node agent on an SSH channel with
+nothing but their inventory. Booted once for the module, removed at its end with nothing left."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from harness import inventory, ssh_hosts, testhosts
+from harness.agent import AgentNode
+from harness.errors import CommandError, CommandTimeout, UsageError
+from harness.topology import NODES
+
+from .conftest import netns_list
+
+LAB_BACKENDS = ("uml",)
+"""The test hosts are UML VMs: they run where the uml backend does."""
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def hosts(backend_name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[inventory.Inventory]:
+    try:
+        testhosts.check()
+    except UsageError as error:
+        if os.environ.get("FAILOVER_LAB_REQUIRE_LAB") == "1":
+            pytest.fail(f"test hosts are required here but cannot run: {error}")
+        pytest.skip(str(error))
+    path = tmp_path_factory.mktemp("hosts") / "hosts.yaml"
+    started = cli("hosts", "up", "--out", str(path))
+    try:
+        assert started.returncode == 0, started.stderr
+        assert f"inventory written to {path}" in started.stdout
+        yield inventory.load(path)
+    finally:
+        groups = _vm_groups()
+        stopped = cli("hosts", "down")
+        assert stopped.returncode == 0, stopped.stderr
+    assert testhosts.NAMESPACE not in netns_list().split()
+    assert testhosts.VETH not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert not testhosts.HOSTS_DIR.exists()
+    assert [group for group in groups if _group_alive(group)] == []
+
+
+def _vm_groups() -> list[int]:
+    groups = []
+    for pid_file in (testhosts.HOSTS_DIR / "uml").glob("*/pid"):
+        groups.append(int(pid_file.read_text().split()[0]))
+    return groups
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of the group still runs (zombies waiting for init to reap them do not)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def connections(hosts: inventory.Inventory) -> Iterator[dict[str, ssh_hosts.Connection]]:
+    opened = {role: ssh_hosts.connect(host, hosts) for role, host in hosts.hosts.items()}
+    yield opened
+    for connection in opened.values():
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def nodes(connections: dict[str, ssh_hosts.Connection]) -> dict[str, AgentNode]:
+    found = {}
+    for role, connection in connections.items():
+        directory = ssh_hosts.REMOTE_ROOT / "test"
+        agents = ssh_hosts.install_agents(connection, directory)
+        found[role] = ssh_hosts.agent_node(connection, role, directory / role, agents, directory / "charon.vici")
+    return found
+
+
+def test_every_host_is_what_its_inventory_says_and_reachable_over_ssh_only(
+    hosts: inventory.Inventory, nodes: dict[str, AgentNode]
+) -> None:
+    assert list(hosts.hosts) == list(NODES)
+    for role, node in nodes.items():
+        host = hosts.hosts[role]
+        assert node.run(["hostname"]).stdout.strip() == role
+        addresses = node.run(["ip", "-o", "-4", "addr", "show", "dev", host.lab_interface]).stdout
+        assert str(host.lab_address) in addresses
+        assert (str(hosts.vip) in addresses) == (role == "be1")
+        assert node.run(["uname", "-r"]).stdout.strip() != os.uname().release  # a kernel of its own
+    # this machine reaches the management addresses only: no route of the hosts' lab subnet here
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
+    assert all(testhosts.VETH not in line for line in routes.splitlines() if line.startswith(str(hosts.subnet)))
+    assert str(hosts.subnet.network_address) not in routes
+
+
+def test_the_agent_over_ssh_keeps_the_node_contract(nodes: dict[str, AgentNode]) -> None:
+    fe = nodes["fe"]
+    failed = fe.run(["sh", "-c", "echo out; echo err >&2; exit 3"], check=False)
+    assert (failed.returncode, failed.stdout, failed.stderr) == (3, "out\n", "err\n")
+    with pytest.raises(CommandError, match="exited 3"):
+        fe.run(["sh", "-c", "exit 3"])
+    with pytest.raises(CommandTimeout):
+        fe.run(["sleep", "5"], timeout=0.5)
+    path = fe.workdir / "secret"
+    fe.run(["mkdir", "-p", str(fe.workdir)])
+    fe.put(PurePosixPath(path), "psk\n")
+    assert fe.run(["stat", "-c", "%a %s", str(path)]).stdout.split() == ["600", "4"]
+    process = fe.spawn(["sh", "-c", "echo started; exec sleep 60"], capture=True)
+    assert next(process.lines()).strip() == "started"
+    process.signal(signal.SIGTERM)
+    assert process.wait(10) != 0
+
+
+def test_the_harness_files_on_a_host_are_its_owner_s_alone(
+    connections: dict[str, ssh_hosts.Connection], nodes: dict[str, AgentNode]
+) -> None:
+    be1 = nodes["be1"]
+    listing = be1.run(
+        ["stat", "-c", "%a %n", str(ssh_hosts.REMOTE_ROOT), str(ssh_hosts.REMOTE_ROOT / "test" / "agents")]
+    )
+    assert [line.split()[0] for line in listing.stdout.splitlines()] == ["700", "700"]
+    modes = be1.run(["sh", "-c", f"stat -c %a {ssh_hosts.REMOTE_ROOT}/test/agents/*.py | sort -u"]).stdout.split()
+    assert modes == ["600"]
+
+
+def test_an_unknown_or_changed_host_key_is_refused_in_one_line(hosts: inventory.Inventory, tmp_path: Path) -> None:
+    fe = hosts.hosts["fe"]
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(
+        UsageError, match=r"^fe \(root@198\.19\.253\.10:22\): the host is not in .*--insecure-host-keys$"
+    ):
+        ssh_hosts.connect(fe, _with_known_hosts(hosts, empty))
+    other = (testhosts.HOSTS_DIR / "be1" / "ssh_host_ed25519_key.pub").read_text().split()
+    changed = tmp_path / "changed"
+    changed.write_text(f"{fe.host} {other[0]} {other[1]}\n")
+    with pytest.raises(UsageError, match=r"its host key \(ssh-ed25519 .*\) is not the one in .*changed"):
+        ssh_hosts.connect(fe, _with_known_hosts(hosts, changed))
+    accepted = ssh_hosts.connect(fe, _with_known_hosts(hosts, empty), insecure_host_keys=True)
+    accepted.close()
+
+
+def test_hosts_up_twice_is_refused(hosts: inventory.Inventory) -> None:
+    again = cli("hosts", "up", "--out", "/dev/null")
+    assert again.returncode == 2
+    assert again.stderr.strip().startswith("failover-lab: error: test hosts are already up")
+
+
+def _with_known_hosts(hosts: inventory.Inventory, path: Path) -> inventory.Inventory:
+    return dataclasses.replace(hosts, known_hosts=path)
