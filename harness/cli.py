@@ -287,6 +287,20 @@ def parser() -> Parser:
     hosts.add_argument(
         "--out", type=Path, default=Path("hosts.yaml"), help="up: where to write the inventory (default hosts.yaml)"
     )
+    preflight = commands.add_parser(
+        "preflight",
+        help="check the hosts of an SSH inventory: what each offers, one line per problem",
+        description="Connects to every host of the inventory and checks, without changing anything, what a lab "
+        "needs there: root or sudo, strongSwan, an IPsec datapath, tcpdump, a firewall for the fault table, "
+        "python3, the lab interface and address, SSH off the lab wire, and the VIP on exactly one back-end. "
+        "Prints a table; exit 2 with one line per problem.",
+    )
+    preflight.add_argument("--inventory", type=Path, required=True, help="the inventory file (see inventories/)")
+    preflight.add_argument(
+        "--insecure-host-keys",
+        action="store_true",
+        help="accept hosts missing from known_hosts (each unknown key is printed); never needed with hosts up",
+    )
     return top
 
 
@@ -516,6 +530,7 @@ COMMANDS = {
     "down": lab_commands.cmd_down,
     "clean": lab_commands.cmd_clean,
     "hosts": lab_commands.cmd_hosts,
+    "preflight": lab_commands.cmd_preflight,
 }
 
 

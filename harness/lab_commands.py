@@ -1,6 +1,7 @@
 """The commands on running labs, as a person sees them: what `up` says about the lab it leaves
-running, `status`, `exec`, `down` and `clean`. Lines that carry a command the user is told to run
-are printed unwrapped (``say``), so the command stays whole whatever the terminal's width.
+running, `status`, `exec`, `down` and `clean`; and the SSH side's `hosts` and `preflight`. Lines
+that carry a command the user is told to run are printed unwrapped (``say``), so the command
+stays whole whatever the terminal's width.
 
 Owns: the output and exit codes of the lab commands. Not: argument parsing (harness.cli), a
 lab's life (harness.lab, harness.registry).
@@ -19,7 +20,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from harness import lab, registry, report, runs, testhosts
+from harness import inventory, lab, preflight, registry, report, runs, testhosts
 from harness.backends import backend
 from harness.errors import UsageError
 
@@ -209,3 +210,36 @@ def cmd_hosts(arguments: argparse.Namespace) -> int:
     say(f"test hosts up: fe, be1, be2 and dc, reachable over SSH only; inventory written to {written}")
     say(f"  use it: failover-lab run --backend ssh --inventory {written} ...; remove them: failover-lab hosts down")
     return 0
+
+
+def cmd_preflight(arguments: argparse.Namespace) -> int:
+    """The inventory's hosts as a table; their problems as the error (exit 2), one line each."""
+    found = preflight.check(inventory.load(arguments.inventory), arguments.insecure_host_keys)
+    table = Table(title=f"hosts of {escape(str(arguments.inventory))}")
+    for column in ("node", "host", "strongSwan", "datapaths", "firewall", "tcpdump", "python", "lab address", "VIP"):
+        table.add_column(column)
+    for role, verdict in found.verdicts.items():
+        facts, host = verdict.facts, verdict.host
+        table.add_row(
+            role,
+            escape(f"{host.user}@{host.host}:{host.port}" + (" (sudo)" if host.sudo else "")),
+            escape(facts.get("strongswan") or "-") if facts else "not reached",
+            "/".join(verdict.datapaths) or "-",
+            verdict.firewall or "-",
+            _yes(verdict, "tcpdump"),
+            escape(facts.get("python") or "-"),
+            escape(f"{host.lab_address} on {host.lab_interface}") + (" ok" if verdict.has("address") else ""),
+            "owner" if role == found.vip_owner else "",
+        )
+    runs.console.print(table)
+    if found.problems:
+        raise UsageError("\n".join(found.problems))
+    say(
+        f"all {len(found.verdicts)} hosts ready: datapath {found.datapath}, "
+        f"VIP {found.inventory.vip.ip} on {found.vip_owner}"
+    )
+    return 0
+
+
+def _yes(verdict: preflight.Verdict, key: str) -> str:
+    return "-" if not verdict.facts else "yes" if verdict.has(key) else "no"

@@ -44,7 +44,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from harness import report, timers
+from harness import timers
 from harness.policy import DEFAULT as DEFAULT_POLICY
 from harness.probe import SERVICES
 
@@ -217,7 +217,7 @@ def timeline_figure(result: Result) -> Figure:
     back = result.get("back_s")
     if back is not None and inside(back):
         axes.axvline(back, color="0.35", linestyle=":", linewidth=1.2)
-        legend.add(Line2D([], [], color="0.35", linestyle=":", label=report.BACK[result["fault"]]), 3.2)
+        legend.add(Line2D([], [], color="0.35", linestyle=":", label=timers.BACK[result["fault"]]), 3.2)
 
     band_label = "predicted recovery: outage start + predicted outage"
     side_labels: dict[float, str] = {}

@@ -74,19 +74,11 @@ def outcome_line(result: Result) -> str:
     return f"{text}; {plural(result['plaintext_packets'], 'protected packet')} in clear"
 
 
-BACK = {
-    "freeze": "the frozen VM answering again",
-    "reboot": "the back-end up again",
-    "reboot-announce": "the restarted back-end initiating",
-}
-"""What ``back_s`` is when for each fault that sets it (harness.faults.Injected.t_back)."""
-
-
 def what_was_measured(result: Result) -> str:
     """The times a run measured that its prediction depends on."""
     parts = []
     if result.get("back_s") is not None:
-        parts.append(f"{BACK[result['fault']]} after {result['back_s']:.3f} s, as measured")
+        parts.append(f"{timers.BACK[result['fault']]} after {result['back_s']:.3f} s, as measured")
     if result.get("vip_moved_s") is not None:
         parts.append(f"the measured VIP move of {result['vip_moved_s']:.3f} s")
     return " and ".join(parts) or "what the run measured"

@@ -346,6 +346,15 @@ def esp_defers_dpd(version: str, nat: bool) -> bool:
     return nat or (bool(numbers) and numbers < (6, 0, 1))
 
 
+BACK = {
+    "freeze": "the frozen VM answering again",
+    "reboot": "the back-end up again",
+    "reboot-announce": "the restarted back-end initiating",
+}
+"""What the model's ``back`` (a result's ``back_s``) is for each fault that sets it
+(harness.faults.Injected.t_back)."""
+
+
 def version_numbers(version: str) -> tuple[int, ...]:
     """The leading numbers of a version string: "6.0.1" -> (6, 0, 1), "5.9.8dr1" -> (5, 9, 8)."""
     numbers = []

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from harness import inventory, ssh_hosts, testhosts
+from harness import inventory, preflight, ssh_hosts, testhosts
 from harness.agent import AgentNode
 from harness.errors import CommandError, CommandTimeout, UsageError
 from harness.topology import NODES
@@ -164,3 +164,45 @@ def test_hosts_up_twice_is_refused(hosts: inventory.Inventory) -> None:
 
 def _with_known_hosts(hosts: inventory.Inventory, path: Path) -> inventory.Inventory:
     return dataclasses.replace(hosts, known_hosts=path)
+
+
+def test_preflight_finds_the_test_hosts_ready_for_the_kernel_datapath(hosts: inventory.Inventory) -> None:
+    found = preflight.check(hosts)
+    assert found.problems == []
+    assert (found.datapath, found.vip_owner) == ("kernel", "be1")
+    for verdict in found.verdicts.values():  # UML kernels: no nftables families, iptables-legacy instead
+        assert (verdict.firewall, verdict.facts["strongswan"]) == ("iptables-legacy", charon_version())
+
+
+def charon_version() -> str:
+    said = subprocess.run(["swanctl", "-h"], capture_output=True, text=True, check=False)
+    return (said.stdout + said.stderr).split()[1]
+
+
+def test_preflight_says_each_host_s_problem_in_one_line_and_exits_2(
+    hosts: inventory.Inventory, nodes: dict[str, AgentNode], tmp_path: Path
+) -> None:
+    """A wrong interface for be2, an address fe does not have, and the VIP on no back-end."""
+    text = hosts.path.read_text()
+    be2, fe = hosts.hosts["be2"], hosts.hosts["fe"]
+    text = text.replace(
+        f"lab_interface: eth0, lab_address: {be2.lab_address}", f"lab_interface: eth9, lab_address: {be2.lab_address}"
+    )
+    text = text.replace(f"lab_address: {fe.lab_address}", "lab_address: 198.18.253.99/24")
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(text)
+    vip = str(hosts.vip)
+    nodes["be1"].run(["ip", "addr", "del", vip, "dev", "eth0"])
+    try:
+        checked = cli("preflight", "--inventory", str(wrong))
+    finally:
+        nodes["be1"].run(["ip", "addr", "add", vip, "dev", "eth0"])
+    assert checked.returncode == 2, checked.stderr
+    assert checked.stderr.splitlines() == [
+        "failover-lab: error: fe (198.19.253.10): 198.18.253.99 is not on eth0: "
+        "add it (ip addr add 198.18.253.99/24 dev eth0) or fix lab_address",
+        "failover-lab: error: be2 (198.19.253.12): no interface eth9: fix lab_interface in the inventory",
+        "failover-lab: error: no back-end holds the VIP (198.18.253.100 on an interface): "
+        "ip addr add 198.18.253.100/24 dev <its lab interface> on be1",
+    ]
+    assert "not reached" not in checked.stdout
