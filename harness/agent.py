@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.agents.node_agent import CLOSE, DATA, EOF, HEADER, OPEN, REPLY
 from harness.errors import CharonError, CommandError, CommandTimeout, LabError, NodeLost
-from harness.node import Clock, Firewall, Machine, Result, checked
+from harness.node import VICI_SOCKET, Clock, Firewall, Machine, Result, checked
 
 if TYPE_CHECKING:
     import vici
 
 AGENT_SCRIPT = "node_agent.py"
-VICI_SOCKET = "/run/charon.vici"
+LAB_INTERFACE = "eth0"
+"""The lab wire's interface on the harness's own nodes."""
 REPLY_MARGIN_S = 5.0
 """How much longer than a command's own timeout the harness waits for the agent's answer."""
 CLOCK_SAMPLES = 5
@@ -307,8 +308,10 @@ class AgentNode:
         machine: Machine | None = None,
         firewall: Firewall = "nft",
         vici_socket: str = VICI_SOCKET,
+        lab_interface: str = LAB_INTERFACE,
     ) -> None:
         self.name = name
+        self.lab_interface = lab_interface
         self.vici_socket = vici_socket
         """charon's vici socket on the node (a real host's own charon keeps /run/charon.vici)."""
         self.machine = machine

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 from rich.markup import escape
 
 from harness import faults, lab, lab_commands, policy, report, result, runs, scenario, timers, userfiles
-from harness.backends import AUTO, BACKENDS, backend
+from harness.backends import AUTO, BACKENDS, SSH, backend
 from harness.errors import LabError, UsageError
 
 DEMO_PROFILES = (("win2000", True), ("win2003-nlbsflags", True), ("strongswan-default", True), ("fast", False))
@@ -134,13 +134,29 @@ def parser() -> Parser:
     commands = top.add_subparsers(dest="command", required=True, parser_class=Parser)
     profiles = ", ".join(timers.PROFILES)
 
-    def common(command: argparse.ArgumentParser, default: str | None = AUTO) -> None:
+    def common(command: argparse.ArgumentParser, default: str | None = AUTO, ssh: bool = False) -> None:
+        """--backend; with ``ssh`` also the ssh backend and its options."""
         command.add_argument(
             "--backend",
-            type=_one_of([AUTO, *BACKENDS]),
+            type=_one_of([AUTO, *BACKENDS, *([SSH] if ssh else [])]),
             default=default,
-            help=f"where the lab runs: {', '.join(BACKENDS)}, or {AUTO} (default: docker when an engine "
-            "answers, else netns)",
+            help=f"where the lab runs: {', '.join([*BACKENDS, *([SSH] if ssh else [])])}, or {AUTO} "
+            "(default: docker when an engine answers, else netns)",
+        )
+        if ssh:
+            ssh_options(command)
+
+    def ssh_options(command: argparse.ArgumentParser, required: bool = False) -> None:
+        command.add_argument(
+            "--inventory",
+            type=Path,
+            required=required,
+            help="your hosts, as an inventory file (see inventories/)" + ("" if required else ": --backend ssh"),
+        )
+        command.add_argument(
+            "--insecure-host-keys",
+            action="store_true",
+            help="accept hosts missing from known_hosts (each unknown key is printed); never needed with hosts up",
         )
 
     def timing(
@@ -192,7 +208,7 @@ def parser() -> Parser:
     up = commands.add_parser("up", help="bring a lab up and leave it running")
     profile_options(up, several=False)
     policy_option(up)
-    common(up)
+    common(up, ssh=True)
     status = commands.add_parser("status", help="nodes, VIP owner and SAs of every running lab")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
     status.add_argument("--backend", type=_one_of(list(BACKENDS)), help="only the labs of this backend")
@@ -276,6 +292,7 @@ def parser() -> Parser:
     clean = commands.add_parser("clean", help="remove leftovers of any lab of ours on this host")
     clean.add_argument("--force", action="store_true", help="also remove labs that a live run or test uses")
     clean.add_argument("--backend", type=_one_of(list(BACKENDS)), help="only the labs of this backend")
+    ssh_options(clean)
     hosts = commands.add_parser(
         "hosts",
         help="test hosts for the ssh backend: four VMs on this machine reachable only over SSH",
@@ -295,12 +312,7 @@ def parser() -> Parser:
         "python3, the lab interface and address, SSH off the lab wire, and the VIP on exactly one back-end. "
         "Prints a table; exit 2 with one line per problem.",
     )
-    preflight.add_argument("--inventory", type=Path, required=True, help="the inventory file (see inventories/)")
-    preflight.add_argument(
-        "--insecure-host-keys",
-        action="store_true",
-        help="accept hosts missing from known_hosts (each unknown key is printed); never needed with hosts up",
-    )
+    ssh_options(preflight, required=True)
     return top
 
 
@@ -344,7 +356,12 @@ def cmd_up(arguments: argparse.Namespace) -> int:
         raise UsageError(f"up brings up one lab with one profile, not {names}: give --profile once")
     (profile,) = chosen
     with lab.running(
-        profile, arguments.backend, keep=True, policy_name=policy.policy(arguments.policy).name
+        profile,
+        arguments.backend,
+        keep=True,
+        policy_name=policy.policy(arguments.policy).name,
+        inventory=arguments.inventory,
+        insecure_host_keys=arguments.insecure_host_keys,
     ) as running:
         lab_commands.announce_up(running)
     return 0

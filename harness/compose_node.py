@@ -34,11 +34,11 @@ from types import FrameType
 
 from harness import guard, policy, strongswan, timers
 from harness.errors import CommandError, LabError, UsageError
+from harness.node import VICI_SOCKET
 from harness.topology import DOMAIN_CONTROLLER, FIRST_OWNER, LAB_SUBNETS, NODES, STAND_INS, Topology, role_of
 
 WORKDIR = Path("/lab")
 SECRETS = Path("/run/flab-secrets")
-VICI_SOCKET = "/run/charon.vici"
 AGENTS = Path(__file__).resolve().parent / "agents"
 START_TIMEOUT_S = 10.0
 """How long charon may take to open its vici socket."""

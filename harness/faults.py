@@ -113,13 +113,14 @@ def take_vip(node: Node, topology: Topology) -> tuple[float, Process]:
     """Configure the VIP on ``node`` and announce it; returns when the VIP was configured (the
     moment the node answers on it) and the announcing arping (it lingers about a second after
     sending, so it runs in the background; starting it costs a VM tens of milliseconds)."""
-    node.run(["ip", "addr", "add", f"{topology.vip}/32", "dev", "eth0"])
+    node.run(["ip", "addr", "add", f"{topology.vip}/32", "dev", node.lab_interface])
     taken = time.monotonic()
-    return taken, node.spawn(["arping", "-q", "-U", "-c", "1", "-I", "eth0", "-s", topology.vip, topology.vip])
+    announce = ["arping", "-q", "-U", "-c", "1", "-I", node.lab_interface, "-s", topology.vip, topology.vip]
+    return taken, node.spawn(announce)
 
 
 def release_vip(node: Node, topology: Topology) -> None:
-    node.run(["ip", "addr", "del", f"{topology.vip}/32", "dev", "eth0"])
+    node.run(["ip", "addr", "del", f"{topology.vip}/32", "dev", node.lab_interface])
 
 
 def _pair(lab: Lab) -> tuple[str, str]:
@@ -196,9 +197,9 @@ def _halt(lab: Lab, name: str, undo: contextlib.ExitStack) -> None:
         node.machine.kill()
         undo.callback(_boot, lab, name)
         return
-    node.run(["ip", "link", "set", "dev", "eth0", "down"])
+    node.run(["ip", "link", "set", "dev", node.lab_interface, "down"])
     undo.callback(lab.restart_charon, name)
-    undo.callback(node.run, ["ip", "link", "set", "dev", "eth0", "up"])
+    undo.callback(node.run, ["ip", "link", "set", "dev", node.lab_interface, "up"])
     undo.callback(release_vip, node, lab.topology)
     _kill_charon(lab, name)
 
@@ -233,8 +234,8 @@ def link_cut(lab: Lab, params: FaultParams) -> Iterator[Injected]:
             old_node.machine.unplug()
             undo.callback(old_node.machine.plug)
         else:
-            old_node.run(["ip", "link", "set", "dev", "eth0", "down"])
-            undo.callback(old_node.run, ["ip", "link", "set", "dev", "eth0", "up"])
+            old_node.run(["ip", "link", "set", "dev", old_node.lab_interface, "down"])
+            undo.callback(old_node.run, ["ip", "link", "set", "dev", old_node.lab_interface, "up"])
         undo.callback(charon.terminate, old_node, strongswan.CONNECTION)  # its SA with fe died with the link
         release_vip(old_node, lab.topology)  # fenced: an isolated node gives up the cluster's VIP
         with _standby_takes_over(lab, "link-cut", old, t_fault, params.cluster_delay) as injected:

@@ -35,6 +35,7 @@ from harness.topology import DOMAIN_CONTROLLER, FRONT_END, Topology, role_of
 TABLE = "failover_lab_guard"
 CHAIN = "FLAB_GUARD"
 WIRE = "eth0"
+"""The lab interface of the harness's own nodes (a real host's is its Node.lab_interface)."""
 FILES: dict[Firewall, str] = {"nft": "guard.nft", "iptables-legacy": "guard.sh"}
 """The guard's file in the node's directory, per firewall."""
 LOAD: dict[Firewall, str] = {"nft": "nft -f {}", "iptables-legacy": "sh {}"}
@@ -60,11 +61,11 @@ def drops(policy_: Policy, topology: Topology, node: str) -> list[Drop]:
     return [*_vip_drops(policy_, topology, node), *_dc_drops(policy_, topology, node)]
 
 
-def rules(policy_: Policy, topology: Topology, node: str) -> str:
+def rules(policy_: Policy, topology: Topology, node: str, wire: str = WIRE) -> str:
     """nft -f input: drop the node's protected packets that would leave on the wire without
     being charon's own (IKE and ESP-in-UDP carry charon's mark). Loading it twice is harmless."""
     rules = "\n".join(
-        f'        oifname "{WIRE}" {_nft(drop)} meta mark != {IKE_MARK} counter drop'
+        f'        oifname "{wire}" {_nft(drop)} meta mark != {IKE_MARK} counter drop'
         for drop in drops(policy_, topology, node)
     )
     return f"""\
@@ -79,14 +80,14 @@ table inet {TABLE} {{
 """
 
 
-def iptables_script(policy_: Policy, topology: Topology, node: str) -> str:
+def iptables_script(policy_: Policy, topology: Topology, node: str, wire: str = WIRE) -> str:
     """The same guard for a kernel datapath node whose nftables lacks the families (User-mode
     Linux): iptables-legacy drops the node's protected packets that leave on the wire outside
     any IPsec policy (``-m policy --pol none``: a packet about to be encrypted has one); ESP and
     IKE themselves pass. Running it twice is harmless."""
     lines = [
         f"iptables-legacy -N {CHAIN} 2>/dev/null || iptables-legacy -F {CHAIN}",
-        f"iptables-legacy -C OUTPUT -o {WIRE} -j {CHAIN} 2>/dev/null || iptables-legacy -A OUTPUT -o {WIRE} -j {CHAIN}",
+        f"iptables-legacy -C OUTPUT -o {wire} -j {CHAIN} 2>/dev/null || iptables-legacy -A OUTPUT -o {wire} -j {CHAIN}",
         f"iptables-legacy -A {CHAIN} -p esp -j RETURN",
         f"iptables-legacy -A {CHAIN} -p udp --sport 500 -j RETURN",
         f"iptables-legacy -A {CHAIN} -p udp --sport 4500 -j RETURN",
@@ -100,9 +101,23 @@ def iptables_script(policy_: Policy, topology: Topology, node: str) -> str:
     return "set -e\n" + "\n".join(lines) + "\n"
 
 
-def guard_file(policy_: Policy, topology: Topology, node: str, firewall: Firewall) -> str:
-    """The guard for the node's firewall, as its file's content."""
-    return rules(policy_, topology, node) if firewall == "nft" else iptables_script(policy_, topology, node)
+def unload(firewall: Firewall, wire: str = WIRE) -> list[list[str]]:
+    """argv lists that remove the guard again (a real host left as it was); each harmless when
+    it is gone already."""
+    if firewall == "nft":
+        return [["nft", "delete", "table", "inet", TABLE]]
+    return [
+        ["iptables-legacy", "-D", "OUTPUT", "-o", wire, "-j", CHAIN],
+        ["iptables-legacy", "-F", CHAIN],
+        ["iptables-legacy", "-X", CHAIN],
+    ]
+
+
+def guard_file(policy_: Policy, topology: Topology, node: str, firewall: Firewall, wire: str = WIRE) -> str:
+    """The guard for the node's firewall on its lab interface ``wire``, as its file's content."""
+    if firewall == "nft":
+        return rules(policy_, topology, node, wire)
+    return iptables_script(policy_, topology, node, wire)
 
 
 def _nft(drop: Drop) -> str:

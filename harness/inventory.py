@@ -50,7 +50,7 @@ from pydantic import (
 )
 
 from harness.errors import UsageError
-from harness.topology import BACKENDS, DOMAIN_CONTROLLER, FRONT_END, NODES
+from harness.topology import BACKENDS, DOMAIN_CONTROLLER, FRONT_END, NODES, Placement
 from harness.userfiles import parse
 
 DEFAULT_USER = "root"
@@ -335,6 +335,18 @@ class Inventory:
     def subnet(self) -> ipaddress.IPv4Network:
         """The lab subnet: the VIP's."""
         return self.vip.network
+
+    def placement(self) -> Placement:
+        """The hosts' lab addresses as a lab topology takes them; a UsageError if a node the lab
+        needs has no host (dc: the lab's domain controller is not optional yet)."""
+        missing = [node for node in NODES if node not in self.hosts]
+        if missing:
+            raise UsageError(
+                f"{self.path}: hosts: {', '.join(missing)} missing: a lab needs a host for every node "
+                f"({', '.join(NODES)}) so far"
+            )
+        addresses = tuple((node, str(self.hosts[node].lab_address.ip)) for node in NODES)
+        return Placement(self.subnet, str(self.vip.ip), addresses)
 
 
 def load(path: Path) -> Inventory:

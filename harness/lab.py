@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import secrets
+import shlex
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -80,18 +81,23 @@ class Lab:
 
     def start_charon(self, name: str) -> None:
         """(Re)start charon on a node with no IPsec state: load the fail-closed guard, remove
-        what a killed charon leaves behind (PID file, socket, its routing rules, kernel SAs and
-        policies), then exec charon (its stdout and stderr go to charon.stderr in the node's
-        directory)."""
+        what a killed charon leaves behind (its socket; on the lab's own nodes also its PID
+        file, routing rules and every kernel SA and policy; on a user's host only the SAs and
+        policies between the lab's addresses), then exec charon (its stdout and stderr go to
+        charon.stderr in the node's directory)."""
         node = self.nodes[name]
-        table = strongswan.ROUTING_TABLE
         guarded = guard.LOAD[node.firewall].format(node.workdir / guard.FILES[node.firewall])
-        script = (
-            f"{guarded} && rm -f /run/charon.pid /run/charon.vici "
-            f"&& {{ ip rule del pref {table}; ip -6 rule del pref {table}; true; }} 2>/dev/null "
-            "&& { ip xfrm state flush; ip xfrm policy flush; true; } 2>/dev/null "
-            f"&& exec {strongswan.CHARON} >>{node.workdir / CHARON_STDERR} 2>&1"
-        )
+        if self.backend.owns_nodes:
+            table = strongswan.ROUTING_TABLE
+            leftovers = (
+                f"rm -f /run/charon.pid {node.vici_socket} "
+                f"&& {{ ip rule del pref {table}; ip -6 rule del pref {table}; true; }} 2>/dev/null "
+                "&& { ip xfrm state flush; ip xfrm policy flush; true; } 2>/dev/null"
+            )
+        else:
+            forget = "; ".join(shlex.join(argv) for argv in strongswan.forget_lab_ipsec(self.topology, name))
+            leftovers = f"rm -f {node.vici_socket} && {{ {forget}; true; }} 2>/dev/null"
+        script = f"{guarded} && {leftovers} && exec {strongswan.CHARON} >>{node.workdir / CHARON_STDERR} 2>&1"
         self.charons[name] = node.spawn(
             ["sh", "-c", script], env={"STRONGSWAN_CONF": str(node.workdir / "strongswan.conf")}
         )
@@ -150,7 +156,7 @@ class Lab:
 
 
 def addresses(node: Node) -> list[str]:
-    shown = json.loads(node.run(["ip", "-j", "-4", "addr", "show", "dev", "eth0"]).stdout or "[]")
+    shown = json.loads(node.run(["ip", "-j", "-4", "addr", "show", "dev", node.lab_interface]).stdout or "[]")
     return [info["local"] for link in shown for info in link.get("addr_info", [])]
 
 
@@ -165,16 +171,24 @@ def last_words(node: Node) -> str:
 
 @contextlib.contextmanager
 def running(
-    profile: Profile, backend_name: str = "netns", keep: bool = False, policy_name: str = policy.DEFAULT
+    profile: Profile,
+    backend_name: str = "netns",
+    keep: bool = False,
+    policy_name: str = policy.DEFAULT,
+    inventory: Path | None = None,
+    insecure_host_keys: bool = False,
 ) -> Iterator[Lab]:
     """A lab with every CHILD_SA of its policy installed, torn down when the block exits; with
-    ``keep`` it is left running if the block succeeds (`failover-lab up`)."""
+    ``keep`` it is left running if the block succeeds (`failover-lab up`). ``inventory``: the
+    user's hosts, for backend ssh."""
     chosen = policy.policy(policy_name)
-    lab_backend = backend(backend_name)
+    lab_backend = backend(backend_name, inventory, insecure_host_keys)
+    if lab_backend.placement is not None:  # before the preflight, which would find the other lab's charon
+        registry.refuse_hosts_in_use(lab_backend.placement)
     lab_backend.check()
     refuse_what_the_datapath_cannot_run(profile, lab_backend)
     with contextlib.ExitStack() as undo:
-        state = registry.allocate(lab_backend.name, profile.name, chosen.name)
+        state = registry.allocate(lab_backend.name, profile.name, chosen.name, inventory, lab_backend.placement)
         topology = state.topology
         undo.callback(registry.remove, lab_backend, topology.qualified)
         lab = _bring_up(lab_backend, topology, registry.directory(topology.qualified), profile, chosen, undo)
@@ -199,9 +213,12 @@ def _bring_up(
     lab = Lab(topology, lab_backend, profile, nodes, directory, psk=secrets.token_urlsafe(32), policy=chosen)
     for name in NODES:
         node = nodes[name]
-        conf = strongswan.strongswan_conf(node.workdir, profile, chosen, lab.datapath)
+        conf = strongswan.strongswan_conf(node.workdir, profile, chosen, lab.datapath, node.vici_socket)
         node.put(node.workdir / "strongswan.conf", conf)
-        node.put(node.workdir / guard.FILES[node.firewall], guard.guard_file(chosen, topology, name, node.firewall))
+        node.put(
+            node.workdir / guard.FILES[node.firewall],
+            guard.guard_file(chosen, topology, name, node.firewall, node.lab_interface),
+        )
         if lab.datapath == "libipsec":  # the kernel datapath takes ports in its traffic selectors
             _route_protected_ports(node, chosen, topology)
         lab.start_charon(name)
@@ -288,11 +305,12 @@ def status(state: registry.State) -> dict[str, Any]:
         "nodes": {},
     }
     try:
-        nodes = backend(state.backend).nodes(topology, registry.directory(topology.qualified))
+        lab_backend = state.lab_backend()
+        nodes = lab_backend.nodes(topology, registry.directory(topology.qualified))
     except LabError as error:
         report["problem"] = str(error)
         return report
-    kernel = backend(state.backend).datapath == "kernel"
+    kernel = lab_backend.datapath == "kernel"
     try:
         for name in NODES:
             report["nodes"][name] = _node_status(nodes[name], topology, kernel)

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness import inventory, lab, preflight, registry, report, runs, testhosts
-from harness.backends import backend
+from harness.backends import SSH, Backend, backend
 from harness.errors import UsageError
 
 
@@ -33,7 +33,7 @@ def announce_up(running: lab.Lab) -> None:
         f"profile {running.profile.name}, strongSwan {running.strongswan_version}): fe {topology.address('fe')}, "
         f"be1 {topology.address('be1')}, be2 {topology.address('be2')}, VIP {topology.vip} on {running.vip_owner()}"
     )
-    say("look inside (any node: fe, be1, be2, dc, sw; any command):")
+    say(f"look inside (any node: {', '.join(running.nodes)}; any command):")
     say(f"  failover-lab exec {topology.name} fe -- swanctl --list-sas")
     say("show it: failover-lab status")
     say(f"remove it: failover-lab down {topology.name}")
@@ -144,7 +144,7 @@ def cmd_exec(arguments: argparse.Namespace) -> int:
     where, command = split_exec(arguments.words)
     name, node_name = (None, where[0]) if len(where) == 1 else (where[0], where[1])
     state = pick_lab(name)
-    nodes = backend(state.backend).nodes(state.topology, registry.directory(state.topology.qualified))
+    nodes = state.lab_backend().nodes(state.topology, registry.directory(state.topology.qualified))
     if node_name not in nodes:
         raise UsageError(f"no node {node_name!r} in lab {state.name}: choose one of {', '.join(nodes)}")
     node = nodes[node_name]
@@ -187,13 +187,17 @@ def cmd_down(arguments: argparse.Namespace) -> int:
     if state.in_use():
         assert state.owner is not None
         raise UsageError(f"lab {state.name} belongs to process {state.owner.pid}, which removes it when done")
-    registry.remove(backend(state.backend), state.topology.qualified)
+    registry.remove(state.lab_backend(), state.topology.qualified)
     runs.console.print(f"lab {state.name} removed")
     return 0
 
 
 def cmd_clean(arguments: argparse.Namespace) -> int:
-    only = backend(arguments.backend) if arguments.backend else None
+    only: Backend | None
+    if arguments.inventory is not None:
+        only = backend(SSH, arguments.inventory, arguments.insecure_host_keys)
+    else:
+        only = backend(arguments.backend) if arguments.backend else None
     removed, skipped = registry.clean(force=arguments.force, only=only)
     runs.console.print(f"removed {', '.join(removed)}" if removed else "nothing to clean")
     if skipped:

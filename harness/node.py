@@ -36,6 +36,8 @@ class Result:
 
 
 Firewall = Literal["nft", "iptables-legacy"]
+VICI_SOCKET = "/run/charon.vici"
+"""Where a node's charon listens for vici, unless the node says otherwise (Node.vici_socket)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,11 @@ class Node(Protocol):
     firewall: Firewall
     """What filters packets on the node: nft, or iptables-legacy where the kernel's nftables
     lacks the families (User-mode Linux)."""
+    lab_interface: str
+    vici_socket: str
+    """Where the node's charon listens for vici (its strongswan.conf says so)."""
+    """The node's interface on the lab wire (eth0 on the harness's own nodes; a real host's is
+    its inventory's lab_interface)."""
 
     def run(self, argv: Sequence[str], *, input: str | None = None, check: bool = True, timeout: float = 30) -> Result:
         """Run a command to completion; raises CommandError on a non-zero exit if ``check``."""

@@ -3,12 +3,13 @@
 For each host, over its own SSH connection (harness.ssh_hosts) and with read-only commands: it
 answers, the user authenticates, ``sudo -n`` works where the inventory asks for sudo (else the
 user is root), strongSwan's charon and the plugins the harness runs are installed (and which
-version), which datapath the kernel offers (kernel ESP through XFRM, else strongSwan's libipsec
-with a TUN device), tcpdump for the captures, a firewall for the fault table (nftables with the inet family,
-else iptables-legacy), python3 for the node agent, the lab interface with the lab address on it, and
-that the SSH connection does not run over the lab interface (faults would cut it). Across hosts:
-one datapath they all offer, and the VIP held by exactly one back-end (as the cluster's owner
-command says, when the inventory names one).
+version), UDP 500 and 4500 are free (the harness runs a charon of its own on each host, see
+README), which datapath the kernel offers (kernel ESP through XFRM, else strongSwan's libipsec
+with a TUN device), tcpdump for the captures, a firewall for the fault table (nftables with the
+inet family, else iptables-legacy), python3 for the node agent, the lab interface with the lab
+address on it, and that the SSH connection does not run over the lab interface (faults would cut
+it). Across hosts: one datapath they all offer, and the VIP held by exactly one back-end (as the
+cluster's owner command says, when the inventory names one).
 
 The result is a table of what each host has, and one line per problem naming the host and the fix.
 
@@ -44,6 +45,7 @@ has kernel_libipsec "test -e @PLUGINS@/libstrongswan-kernel-libipsec.so"
 has xfrm "ip xfrm state count"
 has esp "grep -qw esp4 /proc/modules || test -d /sys/module/esp4 || modprobe -n -q esp4"
 has tun "test -c /dev/net/tun"
+has ike_port_free "test -z \"$(ss -Hlun '( sport = :500 or sport = :4500 )')\""
 has tcpdump "command -v tcpdump"
 has nft "echo 'table inet failover_lab { chain c { type filter hook input priority 0; }; }' | nft -c -f -"
 has iptables_legacy "iptables-legacy -S OUTPUT"
@@ -125,6 +127,11 @@ def judge(verdict: Verdict) -> None:
         say(
             f"{where}: no IPsec datapath: the kernel has no XFRM/ESP (modprobe esp4 xfrm_user) and strongSwan's "
             "kernel-libipsec plugin with /dev/net/tun is not there either (apt-get install libstrongswan-extra-plugins)"
+        )
+    if verdict.facts.get("ike_port_free") == "no":
+        say(
+            f"{where}: something already listens on UDP 500/4500 (the host's own IKE daemon?): the harness runs "
+            "its own charon there; stop the other for the run (e.g. systemctl stop strongswan)"
         )
     if not verdict.has("tcpdump"):
         say(f"{where}: tcpdump is missing (the plaintext check captures on every host): apt-get install tcpdump")

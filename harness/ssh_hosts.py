@@ -22,9 +22,10 @@ from pathlib import Path, PurePosixPath
 
 import paramiko
 
-from harness.agent import AGENT_SCRIPT, AgentNode, ByteStream
-from harness.errors import NodeLost, UsageError
+from harness.agent import AGENT_SCRIPT, LAB_INTERFACE, AgentNode, ByteStream
+from harness.errors import LabError, NodeLost, UsageError
 from harness.inventory import DEFAULT_KNOWN_HOSTS, Host, Inventory
+from harness.node import Firewall
 
 AGENTS = Path(__file__).resolve().parent / "agents"
 CONNECT_TIMEOUT_S = 10.0
@@ -32,6 +33,8 @@ KEEPALIVE_S = 5
 REMOTE_ROOT = PurePosixPath("/run/failover-lab")
 """Where the harness keeps its files on a host: a tmpfs, gone at the host's next boot; 0700."""
 PYTHON = "python3"
+RELAY_WAIT_S = 10.0
+"""How long a relay waits for the host's agent daemon to listen."""
 
 
 @dataclass
@@ -143,20 +146,63 @@ def install_agents(connection: Connection, directory: PurePosixPath) -> PurePosi
     return target
 
 
+def start_agent(connection: Connection, agents: PurePosixPath, socket: PurePosixPath) -> None:
+    """Start the node agent on the host as a daemon serving ``socket`` (0600, in a 0700 folder),
+    detached from the SSH session: it outlives the harness (a lab left running by `up`) and
+    owns every process of the lab on the host until asked to shut down."""
+    log = socket.parent / "agent.log"
+    argv = [PYTHON, "-I", "-S", str(agents / AGENT_SCRIPT), "--listen", f"unix:{socket}"]
+    script = (
+        f"umask 077 && mkdir -p {shlex.quote(str(socket.parent))} && "
+        f"setsid {shlex.join(argv)} </dev/null >>{shlex.quote(str(log))} 2>&1 &"
+    )
+    code, _, stderr = connection.exec(["sh", "-c", script])
+    if code != 0:
+        raise LabError(f"{connection.host.role}: the node agent did not start: {stderr.strip()}")
+
+
 def agent_node(
-    connection: Connection, name: str, workdir: PurePosixPath, agents: PurePosixPath, vici_socket: PurePosixPath
+    connection: Connection,
+    name: str,
+    workdir: PurePosixPath,
+    agents: PurePosixPath,
+    vici_socket: PurePosixPath,
+    agent_socket: PurePosixPath | None = None,
+    lab_interface: str = LAB_INTERFACE,
+    firewall: Firewall = "nft",
 ) -> AgentNode:
-    """The host as a Node: every new link is the agent run on a fresh exec channel."""
+    """The host as a Node. Every new link is an SSH exec channel running the agent: with
+    ``agent_socket``, its relay to the daemon there (start_agent); else an agent of the
+    channel's own (``--stdio``: it lives as long as the channel)."""
+    script = str(agents / AGENT_SCRIPT)
+    if agent_socket is None:
+        argv = [PYTHON, "-I", "-S", script, "--stdio"]
+    else:
+        argv = [PYTHON, "-I", "-S", script, "--relay", str(agent_socket), "--wait", str(RELAY_WAIT_S)]
 
     def open_agent() -> ByteStream:
         try:
             channel = connection.transport.open_session(timeout=CONNECT_TIMEOUT_S)
-            channel.exec_command(connection.privileged([PYTHON, "-I", "-S", str(agents / AGENT_SCRIPT), "--stdio"]))
-        except (paramiko.SSHException, OSError, EOFError) as error:
+            channel.exec_command(connection.privileged(argv))
+        except (paramiko.SSHException, OSError, EOFError, NodeLost) as error:
             raise ConnectionError(f"cannot start the agent over SSH: {error}") from None
-        return _ChannelStream(channel)
+        stream = _ChannelStream(channel)
+        if agent_socket is not None and stream.recv(1) != b"+":
+            stream.close()
+            raise ConnectionRefusedError(f"no agent answers on {agent_socket}")
+        return stream
 
-    return AgentNode(name, workdir, open_agent, [PYTHON, "-I"], agents, own_clock=True, vici_socket=str(vici_socket))
+    return AgentNode(
+        name,
+        workdir,
+        open_agent,
+        [PYTHON, "-I"],
+        agents,
+        own_clock=True,
+        firewall=firewall,
+        vici_socket=str(vici_socket),
+        lab_interface=lab_interface,
+    )
 
 
 class _ChannelStream:

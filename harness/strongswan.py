@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from harness.errors import UsageError
+from harness.node import VICI_SOCKET
 from harness.policy import DC_PEERS, IKE_MARK, IP_PROTOCOLS, Policy
 from harness.timers import JITTER_MAX, Profile
 from harness.topology import BACKENDS, DOMAIN_CONTROLLER, FRONT_END, VIP_PEER, Topology, role_of
@@ -67,7 +68,13 @@ def check_installed() -> None:
         raise UsageError(f"strongSwan plugins {', '.join(missing)} are missing: apt-get install {PACKAGES}")
 
 
-def strongswan_conf(workdir: PurePosixPath, profile: Profile, policy_: Policy, datapath: Datapath = "libipsec") -> str:
+def strongswan_conf(
+    workdir: PurePosixPath,
+    profile: Profile,
+    policy_: Policy,
+    datapath: Datapath = "libipsec",
+    vici_socket: str = VICI_SOCKET,
+) -> str:
     """A self-contained strongswan.conf for one node (nothing read from /etc)."""
     return f"""\
 charon {{
@@ -99,7 +106,7 @@ charon {{
     }}
     plugins {{
 {_datapath_plugins(policy_, datapath)}        vici {{
-            socket = unix:///run/charon.vici
+            socket = unix://{vici_socket}
         }}
     }}
 }}
@@ -292,6 +299,28 @@ def expected_children(policy_: Policy, node: str) -> int:
     if policy_.ipsec and role_of(node) == "front-end":
         count += len(policy_.ports) if policy_.ports is not None else 1
     return count
+
+
+def forget_lab_ipsec(topology: Topology, node: str) -> list[list[str]]:
+    """argv lists that delete the XFRM states and policies between the node and its lab peers,
+    and nothing else (a real host may carry IPsec state of its own): what a killed charon of the
+    lab left in the node's kernel."""
+    own = [topology.address(node)]
+    match role_of(node):
+        case "front-end":
+            peers = [topology.vip, topology.address(DOMAIN_CONTROLLER)]
+        case "back-end":
+            own.append(topology.vip)
+            peers = [topology.address(FRONT_END), topology.address(DOMAIN_CONTROLLER)]
+        case "domain-controller":
+            peers = [topology.address(peer) for peer in DC_PEERS]
+    commands = []
+    for here in own:
+        for there in peers:
+            for src, dst in ((here, there), (there, here)):
+                commands.append(["ip", "xfrm", "state", "deleteall", "src", src, "dst", dst])
+                commands.append(["ip", "xfrm", "policy", "deleteall", "src", f"{src}/32", "dst", f"{dst}/32"])
+    return commands
 
 
 def shared_secret(topology: Topology, psk: str) -> dict[str, Any]:

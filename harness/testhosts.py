@@ -40,7 +40,6 @@ MGMT = ipaddress.IPv4Network("198.19.253.0/24")
 LAB = ipaddress.IPv4Network("198.18.253.0/24")
 """The hosts' lab subnet (private to the namespace's bridge, like every lab's)."""
 VIP_NUMBER = 100
-MEMORY = "96M"
 INIT = uml.REPO / "lab" / "uml" / "host-init.sh"
 SSHD_CONFIG = """\
 ListenAddress {address}
@@ -196,19 +195,23 @@ def _umid(node: str) -> str:
 
 
 def _boot(node: str) -> None:
-    directory, helpers = HOSTS_DIR / node, HOSTS_DIR / "uml"
-    argv = [
-        "setsid", "--fork", "ip", "netns", "exec", NAMESPACE, str(uml.KERNEL),
-        f"umid={_umid(node)}", f"uml_dir={helpers}", f"mem={MEMORY}", "rootfstype=hostfs", "hostfs=/", "ro",
-        f"init={INIT}", "con=null", "con0=fd:0,fd:1",
-        f"vec0:transport=tap,ifname=l-{node},mac=02:00:00:fd:00:{HOST_NUMBERS[node]:02x}",
-        f"vec1:transport=tap,ifname=m-{node},mac=02:00:00:fd:01:{HOST_NUMBERS[node]:02x}",
-        f"flab_node={node}", f"flab_dir={directory}", f"flab_mgmt={management_address(node)}",
-        f"flab_lab={lab_address(node)}", f"flab_vip={vip() if node == FIRST_OWNER else ''}",
-        f"flab_modprobe={helpers / 'modprobe.sh'}",
-    ]  # fmt: skip
-    with open(directory / "kernel.log", "ab") as log:
-        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True)
+    uml.boot(
+        NAMESPACE,
+        _umid(node),
+        HOSTS_DIR / "uml",
+        INIT,
+        HOSTS_DIR / node,
+        taps=[
+            (f"{kind}-{node}", f"02:00:00:fd:{index:02x}:{HOST_NUMBERS[node]:02x}") for index, kind in enumerate("lm")
+        ],
+        settings={
+            "flab_node": node,
+            "flab_dir": str(HOSTS_DIR / node),
+            "flab_mgmt": management_address(node),
+            "flab_lab": lab_address(node),
+            "flab_vip": vip() if node == FIRST_OWNER else "",
+        },
+    )
 
 
 def _wait(node: str) -> None:

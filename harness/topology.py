@@ -2,7 +2,9 @@
 
 Every lab gets its own index, which picks its name prefix and its /24 inside 198.18.0.0/16, so
 labs can run side by side on one host. 198.19.0.0/16 is left for the Docker backend's address
-pool. Nothing here touches the system; ``check()`` rejects a description that cannot work.
+pool. A lab on the user's own hosts (the ssh backend) takes the addresses its inventory gives
+instead (a Placement), in whatever subnet the hosts are. Nothing here touches the system;
+``check()`` rejects a description that cannot work.
 
 Every node has one role: the front-end ``fe``, a back-end of the clustered pair ``be1``/``be2``
 (sharing the VIP and its identity), or the domain controller ``dc``. Code that renders per node
@@ -60,11 +62,24 @@ def role_of(node: str) -> Role:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """The addresses of hosts that exist already (an SSH inventory's): their subnet, the VIP and
+    each node's lab address."""
+
+    subnet: ipaddress.IPv4Network
+    vip: str
+    addresses: tuple[tuple[str, str], ...]
+    """(node, address) for every node of NODES."""
+
+
+@dataclass(frozen=True)
 class Topology:
     """One lab: fe, the back-end pair be1/be2 and dc on one L2 segment, the VIP on one back-end."""
 
     name: str
     index: int
+    placement: Placement | None = None
+    """The user's hosts' addresses; None: the lab's own, from its index."""
 
     @classmethod
     def for_index(cls, index: int) -> Topology:
@@ -74,13 +89,17 @@ class Topology:
 
     @property
     def subnet(self) -> ipaddress.IPv4Network:
+        if self.placement is not None:
+            return self.placement.subnet
         return ipaddress.IPv4Network((int(LAB_SUBNETS.network_address) + 256 * self.index, 24))
 
     @property
     def vip(self) -> str:
-        return str(self.subnet[VIP_NUMBER])
+        return self.placement.vip if self.placement is not None else str(self.subnet[VIP_NUMBER])
 
     def address(self, node: str) -> str:
+        if self.placement is not None:
+            return dict(self.placement.addresses)[node]
         return str(self.subnet[HOST_NUMBERS[node]])
 
     @property
@@ -110,5 +129,6 @@ class Topology:
         addresses = [self.address(node) for node in NODES] + [self.vip]
         if len(set(addresses)) != len(addresses):
             raise UsageError(f"lab {self.name}: duplicate addresses {addresses}")
-        if not all(ipaddress.IPv4Address(a) in LAB_NETWORK for a in addresses):
-            raise UsageError(f"lab {self.name}: addresses must lie in {LAB_NETWORK}")
+        allowed = self.subnet if self.placement is not None else LAB_NETWORK
+        if not all(ipaddress.IPv4Address(a) in allowed for a in addresses):
+            raise UsageError(f"lab {self.name}: addresses must lie in {allowed}")

@@ -26,6 +26,8 @@ EOF frame where a stream ends:
                                                     charon's vici; or TCP: a VM's agent), EOF when either ends
     ping     {}                                  -> REPLY {"pid", "python"}
     clock    {}                                  -> REPLY {"monotonic", "time"}: the node's clocks
+    shutdown {}                                  -> REPLY {"killed"}: SIGKILL every process group it started,
+                                                    then the agent exits (a real host's lab torn down)
 
 A failed request gets REPLY {"error": "..."}. The harness sends DATA (bytes for a connected socket),
 EOF (half-close) and CLOSE (it has no further interest in the channel: stop relaying; a spawned
@@ -134,6 +136,19 @@ class Processes:
             except OSError as error:
                 return f"cannot signal {pid}: {error.strerror}"
         return None
+
+    def kill_all(self) -> list[int]:
+        """SIGKILL the process group of every process this agent started (each leads its own
+        session) and reap them; the PIDs killed."""
+        with self._lock:
+            running = [process for process in self._running.values() if process.poll() is None]
+        for process in running:
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
+        for process in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(TIMEOUT_GRACE_S)
+        return [process.pid for process in running]
 
 
 PROCESSES = Processes()
@@ -338,6 +353,9 @@ def serve(stream: Stream) -> None:
                     stream.reply(channel, {"pid": os.getpid(), "python": sys.version.split()[0]})
                 elif operation == "clock":
                     stream.reply(channel, {"monotonic": time.monotonic(), "time": time.time()})
+                elif operation == "shutdown":
+                    stream.reply(channel, {"killed": PROCESSES.kill_all()})
+                    os._exit(0)
                 else:
                     stream.reply(channel, {"error": f"unknown request {operation!r}"})
                 continue

@@ -11,11 +11,13 @@ from typing import Protocol
 
 from harness.backends.docker import RELEASES, DockerBackend
 from harness.backends.netns import NetnsBackend
+from harness.backends.ssh import SshBackend
 from harness.backends.uml import UmlBackend
 from harness.errors import UsageError
+from harness.inventory import load as load_inventory
 from harness.node import Node
 from harness.strongswan import Datapath
-from harness.topology import Topology
+from harness.topology import Placement, Topology
 
 
 class Backend(Protocol):
@@ -31,6 +33,11 @@ class Backend(Protocol):
     catch_up_s: float
     """What a node continuing after a freeze takes to work through what queued up for it and its
     peers (0 where a freeze stops charon only: the kernel keeps working)."""
+    owns_nodes: bool
+    """The nodes are the lab's own (namespaces, containers, VMs it built): what a killed charon
+    left is cleared wholesale. False on a user's hosts (ssh): only the lab's own state goes."""
+    placement: Placement | None
+    """The addresses of hosts that exist already (ssh); None: the lab's own, from its index."""
 
     def wire_interface(self, topology: Topology) -> str:
         """Interface of the switch node on which every frame of the lab can be captured."""
@@ -72,17 +79,26 @@ userspace datapath; uml (User-mode Linux VMs, the host's strongSwan): the kernel
 
 
 AUTO = "auto"
+SSH = "ssh"
+"""The user's own hosts, named by an inventory: a backend made per inventory, not one of BACKENDS."""
 
 
-def backend(name: str) -> Backend:
+def backend(name: str, inventory: Path | None = None, insecure_host_keys: bool = False) -> Backend:
     """A backend by name; ``auto`` picks docker when an engine answers, else netns when this is
-    root Linux with strongSwan, else says what to install."""
+    root Linux with strongSwan, else says what to install; ``ssh`` runs on the hosts of
+    ``inventory`` (which only it takes)."""
+    if name == SSH:
+        if inventory is None:
+            raise UsageError("--backend ssh needs --inventory FILE: your hosts (see inventories/example.yaml)")
+        return SshBackend(load_inventory(inventory), insecure_host_keys)
+    if inventory is not None:
+        raise UsageError(f"--inventory is for --backend ssh, not {name}: drop one of them")
     if name == AUTO:
         return choose()
     try:
         return BACKENDS[name]
     except KeyError:
-        choices = ", ".join([AUTO, *BACKENDS])
+        choices = ", ".join([AUTO, *BACKENDS, SSH])
         raise UsageError(f"unknown backend {name!r}: choose one of {choices}") from None
 
 

@@ -38,7 +38,7 @@ from harness.backends.compose_file import ONEOFF_LABEL, PROJECT_LABEL, SERVICE_L
 from harness.errors import LabError, UsageError
 from harness.node import Node
 from harness.strongswan import Datapath
-from harness.topology import FIRST_OWNER, NODES, PREFIX, Topology
+from harness.topology import FIRST_OWNER, NODES, PREFIX, Placement, Topology
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -206,6 +206,8 @@ class DockerBackend:
     datapath: Datapath = "libipsec"
     setup_allowance_s = timers.SETUP_ALLOWANCE_S
     catch_up_s = 0.0
+    owns_nodes = True
+    placement: Placement | None = None
 
     def __init__(self, release: str = DEFAULT_RELEASE) -> None:
         self.release = release

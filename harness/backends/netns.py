@@ -32,7 +32,7 @@ from harness.agent import AGENT_SCRIPT, AgentNode
 from harness.errors import CommandError, LabError, UsageError
 from harness.node import Node
 from harness.strongswan import Datapath
-from harness.topology import FIRST_OWNER, NODES, PREFIX, Topology
+from harness.topology import FIRST_OWNER, NODES, PREFIX, Placement, Topology
 
 AGENTS = PurePosixPath(Path(__file__).resolve().parent.parent / "agents")
 SWITCH = "sw"
@@ -149,6 +149,8 @@ class NetnsBackend:
     datapath: Datapath = "libipsec"
     setup_allowance_s = timers.SETUP_ALLOWANCE_S
     catch_up_s = 0.0
+    owns_nodes = True
+    placement: Placement | None = None
 
     def wire_interface(self, topology: Topology) -> str:
         return WIRE_INTERFACE

@@ -41,7 +41,7 @@ from harness.backends import netns
 from harness.errors import LabError, NodeLost, UsageError
 from harness.node import Node
 from harness.strongswan import Datapath
-from harness.topology import FIRST_OWNER, HOST_NUMBERS, NODES, Topology
+from harness.topology import FIRST_OWNER, HOST_NUMBERS, NODES, Placement, Topology
 
 REPO = Path(__file__).resolve().parents[2]
 KERNEL = Path("/usr/bin/linux.uml")
@@ -112,20 +112,23 @@ class Vm:
 
     def start(self) -> None:
         """Boot the VM in the switch's namespace, detached (setsid: a process group of its own)."""
-        helpers = self.labdir / HELPERS
         (self.workdir / "booted").unlink(missing_ok=True)
-        argv = [
-            "setsid", "--fork", "ip", "netns", "exec", netns.namespace(self.topology, SWITCH), str(KERNEL),
-            f"umid={self.umid}", f"uml_dir={helpers}", f"mem={MEMORY}", "rootfstype=hostfs", "hostfs=/", "ro",
-            f"init={INIT}", "con=null", "con0=fd:0,fd:1",
-            f"vec0:transport=tap,ifname={_tap('l', self.name)},mac={_mac(0, self.name)}",
-            f"vec1:transport=tap,ifname={_tap('m', self.name)},mac={_mac(1, self.name)}",
-            f"flab_node={self.name}", f"flab_dir={self.workdir}", f"flab_mgmt={management_address(self.name)}",
-            f"flab_port={AGENT_PORT}", f"flab_python={NODE_PYTHON}", f"flab_agent={AGENTS / AGENT_SCRIPT}",
-            f"flab_modprobe={helpers / 'modprobe.sh'}",
-        ]  # fmt: skip
-        with open(self.workdir / "kernel.log", "ab") as log:
-            subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True)
+        boot(
+            netns.namespace(self.topology, SWITCH),
+            self.umid,
+            self.labdir / HELPERS,
+            INIT,
+            self.workdir,
+            taps=[(_tap(kind, self.name), _mac(index, self.name)) for index, kind in enumerate("lm")],
+            settings={
+                "flab_node": self.name,
+                "flab_dir": str(self.workdir),
+                "flab_mgmt": management_address(self.name),
+                "flab_port": str(AGENT_PORT),
+                "flab_python": NODE_PYTHON,
+                "flab_agent": str(AGENTS / AGENT_SCRIPT),
+            },
+        )
 
     def wait(self, node: AgentNode) -> None:
         """Until the VM's agent answers (init.sh goes on loading the IPsec modules meanwhile:
@@ -264,6 +267,8 @@ class UmlBackend:
     datapath: Datapath = "kernel"
     setup_allowance_s = SETUP_ALLOWANCE_S
     catch_up_s = CATCH_UP_S
+    owns_nodes = True
+    placement: Placement | None = None
 
     def wire_interface(self, topology: Topology) -> str:
         return WIRE
@@ -385,6 +390,31 @@ def _relay(switch: AgentNode, address: str) -> Callable[[], ByteStream]:
         return ChannelSocket(channel)
 
     return connect
+
+
+def boot(
+    namespace: str,
+    umid: str,
+    helpers: Path,
+    init: Path,
+    directory: Path,
+    taps: list[tuple[str, str]],
+    settings: dict[str, str],
+) -> None:
+    """Boot a VM in ``namespace``, detached (setsid: a process group of its own, led by UML's main
+    process): ``init`` as its PID 1 with ``settings`` in its environment (and flab_modprobe, the
+    modprobe of ``helpers``), one vector interface per (tap, MAC) of ``taps`` (vec0, vec1, ...),
+    UML's output appended to ``directory``/kernel.log. Lab nodes and the SSH test hosts boot so."""
+    argv = [
+        "setsid", "--fork", "ip", "netns", "exec", namespace, str(KERNEL),
+        f"umid={umid}", f"uml_dir={helpers}", f"mem={MEMORY}", "rootfstype=hostfs", "hostfs=/", "ro",
+        f"init={init}", "con=null", "con0=fd:0,fd:1",
+        *(f"vec{index}:transport=tap,ifname={tap},mac={mac}" for index, (tap, mac) in enumerate(taps)),
+        *(f"{key}={value}" for key, value in settings.items()),
+        f"flab_modprobe={helpers / 'modprobe.sh'}",
+    ]  # fmt: skip
+    with open(directory / "kernel.log", "ab") as log:
+        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True)
 
 
 def install_modprobe(directory: Path) -> None:

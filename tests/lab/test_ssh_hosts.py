@@ -5,7 +5,10 @@ nothing but their inventory. Booted once for the module, removed at its end with
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,9 +17,10 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from harness import inventory, preflight, ssh_hosts, testhosts
+from harness import inventory, preflight, registry, ssh_hosts, testhosts
 from harness.agent import AgentNode
 from harness.errors import CommandError, CommandTimeout, UsageError
+from harness.strongswan import CHARON
 from harness.topology import NODES
 
 from .conftest import netns_list
@@ -206,3 +210,66 @@ def test_preflight_says_each_host_s_problem_in_one_line_and_exits_2(
         "ip addr add 198.18.253.100/24 dev <its lab interface> on be1",
     ]
     assert "not reached" not in checked.stdout
+
+
+def host_state(node: AgentNode) -> dict[str, str]:
+    """What a lab may change on a host and must leave as it found it."""
+    commands = {
+        "xfrm states": "ip xfrm state",
+        "xfrm policies": "ip xfrm policy",
+        "firewall": "iptables-legacy -S",
+        "addresses": "ip -o -4 addr",
+        "harness folders": f"ls -A {ssh_hosts.REMOTE_ROOT}",
+        "lab processes": f"ps -e -o args= | grep -e {CHARON} -e {ssh_hosts.REMOTE_ROOT}/flab- | grep -v grep",
+    }
+    return {what: node.run(["sh", "-c", command], check=False).stdout for what, command in commands.items()}
+
+
+def test_a_lab_comes_up_on_the_hosts_over_ssh_and_goes_leaving_them_as_they_were(
+    hosts: inventory.Inventory, nodes: dict[str, AgentNode]
+) -> None:
+    before = {role: host_state(node) for role, node in nodes.items()}
+    up = cli("up", "--backend", "ssh", "--inventory", str(hosts.path), "--profile", "fast")
+    assert up.returncode == 0, up.stderr
+    name = re.search(r"lab (\w+) is up \(backend ssh, policy all-traffic, profile fast, strongSwan ", up.stdout)
+    assert name is not None, up.stdout
+    try:
+        again = cli("up", "--backend", "ssh", "--inventory", str(hosts.path))
+        assert again.returncode == 2
+        assert again.stderr.strip() == (
+            f"failover-lab: error: lab {name.group(1)} runs on these hosts already (inventory {hosts.path}): "
+            f"remove it first (failover-lab down {name.group(1)})"
+        )
+        [status] = [entry for entry in json.loads(cli("status", "--json").stdout) if entry["name"] == name.group(1)]
+        assert status["backend"] == "ssh" and status["vip"] == str(hosts.vip.ip)
+        fe = status["nodes"]["fe"]
+        assert fe["address"] == str(hosts.hosts["fe"].lab_address.ip) and fe["charon"] == "running"
+        assert sorted(sa["remote"] for sa in fe["sas"] if sa["state"] == "ESTABLISHED") == sorted(
+            [str(hosts.vip.ip), str(hosts.hosts["dc"].lab_address.ip)]
+        )
+        assert [role for role in ("be1", "be2") if status["nodes"][role]["vip"]] == ["be1"]
+        assert {k["mode"] for k in fe["kernel_sas"]} == {"transport"} and len(fe["kernel_sas"]) == 4
+        during = host_state(nodes["fe"])
+        assert during["lab processes"].count(CHARON) == 1
+        assert "FLAB_GUARD" in during["firewall"]
+    finally:
+        down = cli("down", name.group(1))
+    assert down.returncode == 0, down.stderr
+    assert {role: host_state(node) for role, node in nodes.items()} == before
+
+
+def test_clean_with_the_inventory_removes_a_lab_the_registry_here_forgot(
+    hosts: inventory.Inventory, nodes: dict[str, AgentNode]
+) -> None:
+    """A lab left on the hosts (its registry entry lost, as after running it from another
+    machine) is found on them and removed."""
+    before = {role: host_state(node) for role, node in nodes.items()}
+    up = cli("up", "--backend", "ssh", "--inventory", str(hosts.path))
+    assert up.returncode == 0, up.stderr
+    name = re.search(r"lab (\w+) is up", up.stdout)
+    assert name is not None
+    shutil.rmtree(registry.directory(f"flab-{name.group(1)}"))
+    cleaned = cli("clean", "--inventory", str(hosts.path))
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert cleaned.stdout.strip() == f"removed flab-{name.group(1)}"
+    assert {role: host_state(node) for role, node in nodes.items()} == before

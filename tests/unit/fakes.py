@@ -49,7 +49,7 @@ from harness.lab import Lab
 from harness.node import Clock, Firewall, Machine, Node, Process, Result, checked
 from harness.sa import SaEvent
 from harness.strongswan import Datapath, strongswan_conf
-from harness.topology import BACKENDS, NODES, Topology
+from harness.topology import BACKENDS, NODES, Placement, Topology
 
 SWITCH = "sw"
 WIRE_INTERFACE = "br-lab0"
@@ -282,6 +282,8 @@ class FakeNode:
         self.charon_version = "5.9.8"
         self.machine: Machine | None = None
         self.firewall: Firewall = "nft"
+        self.lab_interface = "eth0"
+        self.vici_socket = "/run/charon.vici"
         self.vici_events: list[tuple[bytes, dict[str, Any]]] = []
         self._runs: list[_Script] = []
         self._spawns: list[_Script] = []
@@ -398,6 +400,8 @@ class FakeBackend:
     setup_allowance_s: float = timers.SETUP_ALLOWANCE_S
     catch_up_s: float = 0.0
     interface: str = WIRE_INTERFACE
+    owns_nodes: bool = True
+    placement: Placement | None = None
 
     def wire_interface(self, topology: Topology) -> str:
         return self.interface

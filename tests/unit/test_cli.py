@@ -102,9 +102,9 @@ def test_a_fault_option_without_its_fault_is_refused(
 
 def test_unknown_backend(capsys: pytest.CaptureFixture[str]) -> None:
     choices = "auto, netns, docker, docker:bookworm, uml"
-    for command in ("up", "run", "demo"):
+    for command, more in (("up", ", ssh"), ("run", ""), ("demo", "")):
         assert argument_error([command, "--backend", "vmware"], capsys) == (
-            f"failover-lab {command}: error: argument --backend: 'vmware' is not one of {choices} (see --help)"
+            f"failover-lab {command}: error: argument --backend: 'vmware' is not one of {choices}{more} (see --help)"
         )
     for command in ("status", "clean"):
         assert argument_error([command, "--backend", "auto"], capsys).endswith(
@@ -536,3 +536,28 @@ def test_status_counts_kernel_sas_per_pair_and_mode() -> None:
     ]
     assert lab_commands.kernel_sas(held) == "2 198.18.0.10<->198.18.0.100 transport, 1 198.18.0.11<->198.18.0.20 tunnel"
     assert lab_commands.kernel_sas([]) == "none"
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["up", "--backend", "ssh"],
+            "--backend ssh needs --inventory FILE: your hosts (see inventories/example.yaml)",
+        ),
+        (
+            ["up", "--backend", "netns", "--inventory", "hosts.yaml"],
+            "--inventory is for --backend ssh, not netns: drop one of them",
+        ),
+        (
+            ["up", "--backend", "ssh", "--inventory", "inventories/example.yaml"],
+            "inventories/example.yaml: hosts: dc missing: a lab needs a host for every node (fe, be1, be2, dc) so far",
+        ),
+    ],
+)
+def test_the_ssh_backend_s_options_are_refused_in_one_line_before_anything_is_built(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str], lab_root: Path
+) -> None:
+    assert cli.main(argv) == 2
+    assert one_error_line(capsys) == f"failover-lab: error: {line}"
+    assert nothing_built(lab_root)

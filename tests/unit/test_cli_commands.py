@@ -167,7 +167,7 @@ def exec_on(node: ExecNode, monkeypatch: pytest.MonkeyPatch) -> None:
             return {"fe": node}
 
     monkeypatch.setattr(lab_commands, "pick_lab", lambda name: State("lab0", 0, "netns", "fast", "all-traffic", None))
-    monkeypatch.setattr(lab_commands, "backend", lambda name: Backend())
+    monkeypatch.setattr(State, "lab_backend", lambda self: Backend())
 
 
 def test_exec_runs_the_command_through_the_shell_and_returns_its_code(

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from harness import inventory
+from harness import inventory, policy, strongswan, timers
 from harness.errors import UsageError
-from harness.topology import BACKENDS, DOMAIN_CONTROLLER, FRONT_END, NODES
+from harness.topology import BACKENDS, DOMAIN_CONTROLLER, FRONT_END, NODES, Topology
 
 from .golden import assert_golden_error
 
@@ -289,3 +289,28 @@ def test_mutated_hosts_never_crash_the_loader(tmp_path: Path, node: str, key: st
     else:
         host[key] = value
     loads_or_says_why(tmp_path, {**VALID, "hosts": hosts})
+
+
+def test_a_lab_on_the_hosts_takes_their_addresses_and_names_the_missing_dc(tmp_path: Path) -> None:
+    text = """
+vip: 10.1.0.100/24
+hosts:
+  fe: {host: 192.0.2.1, lab_interface: eth1, lab_address: 10.1.0.10/24}
+  be1: {host: 192.0.2.2, lab_interface: eth1, lab_address: 10.1.0.21/24}
+  be2: {host: 192.0.2.3, lab_interface: eth1, lab_address: 10.1.0.22/24}
+"""
+    without = write(tmp_path, text, "three.yaml")
+    with pytest.raises(UsageError, match=r"three\.yaml: hosts: dc missing: a lab needs a host for every node"):
+        inventory.load(without).placement()
+    path = write(tmp_path, text + "  dc: {host: 192.0.2.4, lab_interface: eth2, lab_address: 10.1.0.5/24}\n")
+    topology = Topology("lab3", 3, inventory.load(path).placement())
+    topology.check()
+    assert [topology.address(node) for node in NODES] == ["10.1.0.10", "10.1.0.21", "10.1.0.22", "10.1.0.5"]
+    assert (topology.vip, topology.subnet, topology.prefixlen) == (
+        "10.1.0.100",
+        ipaddress.IPv4Network("10.1.0.0/24"),
+        24,
+    )
+    assert topology.identity(FRONT_END) == "fe.lab3.failover-lab.test"
+    conns = strongswan.connections(topology, FRONT_END, timers.profile("fast"), policy.policy("all-traffic"), "kernel")
+    assert conns["vip"]["remote_addrs"] == ["10.1.0.100"] and conns["dc"]["remote_addrs"] == ["10.1.0.5"]

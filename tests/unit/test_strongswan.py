@@ -170,3 +170,22 @@ def test_libipsec_refuses_what_it_cannot_run_as_the_profile_says() -> None:
     assert trap is not None and "use --backend uml" in trap
     assert strongswan.datapath_refuses(dataclasses.replace(FAST, mode="transport", recovery="trap"), "kernel") is None
     assert strongswan.datapath_refuses(dataclasses.replace(FAST, mode="tunnel"), "libipsec") is None
+
+
+def test_on_a_user_s_host_only_the_lab_s_own_xfrm_state_is_forgotten() -> None:
+    topology = Topology.for_index(0)
+    fe, be1, dc, vip = topology.address("fe"), topology.address("be1"), topology.address("dc"), topology.vip
+    pairs = {
+        node: {
+            (argv[5].removesuffix("/32"), argv[7].removesuffix("/32"))
+            for argv in strongswan.forget_lab_ipsec(topology, node)
+        }
+        for node in ("fe", "be1", "dc")
+    }
+    assert pairs["fe"] == {(fe, vip), (vip, fe), (fe, dc), (dc, fe)}
+    assert pairs["be1"] == {(be1, fe), (fe, be1), (vip, fe), (fe, vip), (be1, dc), (dc, be1), (vip, dc), (dc, vip)}
+    assert {(a, b) for a, b in pairs["dc"] if a == dc} == {(dc, topology.address(n)) for n in ("fe", "be1", "be2")}
+    every = [argv for node in ("fe", "be1", "be2", "dc") for argv in strongswan.forget_lab_ipsec(topology, node)]
+    assert all(
+        argv[:3] in (["ip", "xfrm", "state"], ["ip", "xfrm", "policy"]) and argv[3] == "deleteall" for argv in every
+    )

@@ -16,6 +16,7 @@ from harness.topology import (
     NODES,
     STAND_INS,
     VIP_PEER,
+    Placement,
     Topology,
     role_of,
 )
@@ -61,3 +62,13 @@ def test_every_node_has_one_role() -> None:
     assert stand_ins == {"fe": None, "be1": "backend", "be2": "backend", "dc": "dc"}
     with pytest.raises(KeyError):
         role_of(VIP_PEER)  # the back-end pair as one peer is no node
+
+
+def test_placed_addresses_must_lie_in_their_own_subnet() -> None:
+    addresses = tuple((node, f"10.9.0.{number}") for node, number in HOST_NUMBERS.items())
+    placed = Topology("lab0", 0, Placement(ipaddress.IPv4Network("10.9.0.0/24"), "10.9.0.100", addresses))
+    placed.check()
+    assert placed.address(DOMAIN_CONTROLLER) == "10.9.0.20"
+    outside = Placement(ipaddress.IPv4Network("10.9.0.0/24"), "10.9.1.100", addresses)
+    with pytest.raises(UsageError, match=r"addresses must lie in 10\.9\.0\.0/24"):
+        Topology("lab0", 0, outside).check()
