@@ -228,7 +228,11 @@ def _bring_up(
         lab.wait_charon(name)
         lab.wait_services(name)
     lab.strongswan_version = charon.version(lab.fe)
-    lab_backend.wait_datapath(nodes)
+    for name in lab_backend.wait_datapath(nodes):  # booted again: its charon and stand-ins went with it
+        lab.start_charon(name)
+        lab.start_services(name)
+        lab.wait_charon(name)
+        lab.wait_services(name)
     for name in (DOMAIN_CONTROLLER, *BACKEND_NODES):  # responders before the initiators that need them
         lab.configure(name)
     lab.events = EventRecorder(lab.fe)

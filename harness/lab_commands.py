@@ -212,7 +212,10 @@ def cmd_hosts(arguments: argparse.Namespace) -> int:
         return 0
     written = testhosts.up(arguments.out)
     say(f"test hosts up: fe, be1, be2 and dc, reachable over SSH only; inventory written to {written}")
-    say(f"  use it: failover-lab run --backend ssh --inventory {written} ...; remove them: failover-lab hosts down")
+    say(
+        f"  use them: failover-lab preflight --inventory {written}; "
+        f"failover-lab up --backend ssh --inventory {written}; remove them: failover-lab hosts down"
+    )
     return 0
 
 

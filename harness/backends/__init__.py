@@ -55,9 +55,10 @@ class Backend(Protocol):
         """Node objects for a lab that already exists."""
         ...
 
-    def wait_datapath(self, nodes: Mapping[str, Node]) -> None:
+    def wait_datapath(self, nodes: Mapping[str, Node]) -> list[str]:
         """Until every node's datapath can install SAs (uml: its VM's IPsec modules loaded and
-        crypto warmed up); at once where the host's kernel or libipsec does ESP."""
+        crypto warmed up); at once where the host's kernel or libipsec does ESP. Returns the
+        nodes it had to boot again meanwhile (everything started on them is gone)."""
         ...
 
     def destroy(self, qualified: str) -> None:

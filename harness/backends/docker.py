@@ -358,8 +358,9 @@ class DockerBackend:
             return False
         return True
 
-    def wait_datapath(self, nodes: Mapping[str, Node]) -> None:
+    def wait_datapath(self, nodes: Mapping[str, Node]) -> list[str]:
         """libipsec installs SAs as soon as charon runs."""
+        return []
 
     def destroy(self, qualified: str) -> None:
         """Remove the lab's containers (killed, not stopped; side by side), its network and its

@@ -211,8 +211,9 @@ class NetnsBackend:
                 raise LabError(f"{name}: its agent did not start ({error}); see {labdir / name / AGENT_LOG}") from None
         return self.nodes(topology, labdir)
 
-    def wait_datapath(self, nodes: Mapping[str, Node]) -> None:
+    def wait_datapath(self, nodes: Mapping[str, Node]) -> list[str]:
         """libipsec installs SAs as soon as charon runs."""
+        return []
 
     def destroy(self, qualified: str) -> None:
         destroy_namespaces(qualified)

@@ -85,8 +85,9 @@ class SshBackend:
         folder = _folder(topology.qualified)
         return {name: self._node(name, folder, folder / "agents") for name in NODES}
 
-    def wait_datapath(self, nodes: Mapping[str, Node]) -> None:
+    def wait_datapath(self, nodes: Mapping[str, Node]) -> list[str]:
         """The hosts' kernels are up and running."""
+        return []
 
     def destroy(self, qualified: str) -> None:
         """Every host as it was before the lab (harmless when nothing of the lab is left); a host

@@ -41,7 +41,8 @@ ipsec_ready() {
         aead 'rfc4106(gcm(aes))' $key 128; do
         refused=$((refused + 1))
         echo "init: $(cut -d' ' -f1 /proc/uptime) the kernel refused the ESP crypto ($refused)"
-        if [ "$refused" -ge 50 ]; then
+        if [ "$refused" -ge 15 ]; then
+            dmesg | grep -i -E 'alg:|crypto|testmgr|page allocation|warning|drbg|jitter' | tail -n 20
             echo "init: the kernel does not take rfc4106(gcm(aes)) SAs: ESP cannot work on this node"
             return
         fi

@@ -415,8 +415,8 @@ class FakeBackend:
     def nodes(self, topology: Topology, labdir: Path) -> Mapping[str, Node]:
         raise AssertionError("a fake backend finds no lab")
 
-    def wait_datapath(self, nodes: Mapping[str, Node]) -> None:
-        pass
+    def wait_datapath(self, nodes: Mapping[str, Node]) -> list[str]:
+        return []
 
     def destroy(self, qualified: str) -> None:
         raise AssertionError("a fake backend destroys no lab")

@@ -1,5 +1,6 @@
 """Lab registry: index allocation, ownership and what clean may remove (no root needed)."""
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness import registry
+from harness.errors import UsageError
 from harness.registry import Owner, State
+from harness.topology import HOST_NUMBERS, Placement, Topology
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +82,20 @@ def test_clean_can_keep_to_one_backend(lab_root: Path, monkeypatch: pytest.Monke
     removed, skipped = registry.clean(only=docker)  # type: ignore[arg-type]
     assert (removed, skipped) == (["flab-lab1", "flab-lab5"], [])
     assert [s.name for s in registry.registered()] == ["lab0"]
+
+
+def test_a_lab_on_ssh_hosts_keeps_their_addresses_and_refuses_a_second_lab_on_them(tmp_path: Path) -> None:
+    addresses = tuple((node, f"10.9.0.{number}") for node, number in HOST_NUMBERS.items())
+    placement = Placement(ipaddress.IPv4Network("10.9.0.0/24"), "10.9.0.100", addresses)
+    inventory = tmp_path / "hosts.yaml"
+    state = registry.allocate("ssh", "fast", "all-traffic", inventory, placement)
+    [loaded] = registry.registered()
+    assert loaded == state and loaded.inventory == str(inventory)
+    assert loaded.topology == Topology(state.name, state.index, placement)
+    assert loaded.topology.address("dc") == "10.9.0.20" and loaded.topology.vip == "10.9.0.100"
+    with pytest.raises(UsageError, match=rf"^lab {state.name} runs on these hosts already \(inventory {inventory}\)"):
+        registry.allocate("ssh", "fast", "all-traffic", tmp_path / "other.yaml", placement)
+    elsewhere = Placement(
+        ipaddress.IPv4Network("10.8.0.0/24"), "10.8.0.100", tuple((n, f"10.8.0.{i}") for n, i in HOST_NUMBERS.items())
+    )
+    assert registry.allocate("ssh", "fast", "all-traffic", tmp_path / "other.yaml", elsewhere).index == state.index + 1
