@@ -381,7 +381,7 @@ class UmlBackend:
             vm.start()
         with ThreadPoolExecutor(len(vms)) as pool:
             list(pool.map(lambda vm: _booted(vm), vms))
-        nodes[FIRST_OWNER].run(["ip", "addr", "add", f"{topology.vip}/32", "dev", "eth0"])
+        _hold_vip(nodes[FIRST_OWNER], topology)
         return nodes
 
     def wait_datapath(self, nodes: Mapping[str, Node]) -> list[str]:
@@ -400,7 +400,7 @@ class UmlBackend:
                 )
                 vm.boot_again()
                 if name == FIRST_OWNER:
-                    nodes[name].run(["ip", "addr", "add", f"{vm.topology.vip}/32", "dev", "eth0"])
+                    _hold_vip(nodes[name], vm.topology)
                 again.append(name)
         return again
 
@@ -409,6 +409,11 @@ class UmlBackend:
 
     def leftovers(self) -> set[str]:
         return netns.namespaced_labs()
+
+
+def _hold_vip(node: Node, topology: Topology) -> None:
+    """The VIP on the back-end that holds it when a lab comes up (no announcement: nobody asked yet)."""
+    node.run(["ip", "addr", "add", f"{topology.vip}/32", "dev", "eth0"])
 
 
 def _vm(node: Node) -> Vm:
