@@ -410,5 +410,5 @@ class AgentNode:
             reply = self.link.request({"op": "clock"})
             back = time.monotonic()
             samples.append((back - sent, (sent + back) / 2, reply))
-        _, middle, reply = min(samples, key=lambda sample: sample[0])
-        return Clock(middle - float(reply["monotonic"]), middle - float(reply["time"]))
+        round_trip, middle, reply = min(samples, key=lambda sample: sample[0])
+        return Clock(middle - float(reply["monotonic"]), middle - float(reply["time"]), round_trip / 2)

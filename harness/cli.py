@@ -134,24 +134,25 @@ def parser() -> Parser:
     commands = top.add_subparsers(dest="command", required=True, parser_class=Parser)
     profiles = ", ".join(timers.PROFILES)
 
-    def common(command: argparse.ArgumentParser, default: str | None = AUTO, ssh: bool = False) -> None:
-        """--backend; with ``ssh`` also the ssh backend and its options."""
+    def common(command: argparse.ArgumentParser, default: str | None = AUTO, scenario_file: bool = False) -> None:
+        """--backend and the ssh backend's options (``scenario_file``: they override a scenario file's)."""
         command.add_argument(
             "--backend",
-            type=_one_of([AUTO, *BACKENDS, *([SSH] if ssh else [])]),
+            type=_one_of([AUTO, *BACKENDS, SSH]),
             default=default,
-            help=f"where the lab runs: {', '.join([*BACKENDS, *([SSH] if ssh else [])])}, or {AUTO} "
-            "(default: docker when an engine answers, else netns)",
+            help=f"where the lab runs: {', '.join([*BACKENDS, SSH])}, or {AUTO} "
+            "(default: docker when an engine answers, else netns; never ssh)",
         )
-        if ssh:
-            ssh_options(command)
+        ssh_options(command, scenario_file=scenario_file)
 
-    def ssh_options(command: argparse.ArgumentParser, required: bool = False) -> None:
+    def ssh_options(command: argparse.ArgumentParser, required: bool = False, scenario_file: bool = False) -> None:
         command.add_argument(
             "--inventory",
             type=Path,
             required=required,
-            help="your hosts, as an inventory file (see inventories/)" + ("" if required else ": --backend ssh"),
+            help="your hosts, as an inventory file (see inventories/)"
+            + ("" if required else ": --backend ssh")
+            + ("; overrides a scenario file's inventory" if scenario_file else ""),
         )
         command.add_argument(
             "--insecure-host-keys",
@@ -208,7 +209,7 @@ def parser() -> Parser:
     up = commands.add_parser("up", help="bring a lab up and leave it running")
     profile_options(up, several=False)
     policy_option(up)
-    common(up, ssh=True)
+    common(up)
     status = commands.add_parser("status", help="nodes, VIP owner and SAs of every running lab")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
     status.add_argument("--backend", type=_one_of(list(BACKENDS)), help="only the labs of this backend")
@@ -217,8 +218,8 @@ def parser() -> Parser:
         help="bring up fresh labs, inject faults, measure the outages (or run a scenario file)",
         description="Either `run --fault F [options]` or `run SCENARIO.yaml [options]` (the scenario "
         "says profiles, fault, repeat and expectations; exit 1 if one is not met). With a scenario, "
-        "--repeat, --time-scale, --policy and --backend override its own settings; --fault, --profile, "
-        "--profiles, --cluster-delay and --freeze are refused (the file defines them).",
+        "--repeat, --time-scale, --policy, --backend, --inventory and --insecure-host-keys override its own "
+        "settings; --fault, --profile, --profiles, --cluster-delay and --freeze are refused (the file defines them).",
     )
     run.add_argument("scenario", nargs="?", type=Path, help="a scenario file (see scenarios/)")
     run.add_argument(
@@ -242,7 +243,7 @@ def parser() -> Parser:
     )
     run.add_argument("--json", type=Path, help="write the results (a JSON list, one object per run) here")
     run.add_argument("--out", type=Path, help="write a report folder (JSON per run, report.md, plots) here")
-    common(run, None)
+    common(run, None, scenario_file=True)
     demo = commands.add_parser(
         "demo",
         help="reproduce KB 821839: graceful move and crash under the Windows profiles and strongSwan's",
@@ -386,14 +387,26 @@ def cmd_run(arguments: argparse.Namespace) -> int:
     plan = [(profile, fault, chosen) for profile in profiles for fault in names]
     _check_plan(plan, _params(arguments))
     _require_writable(arguments.json, arguments.out)
-    backend(arguments.backend)
-    results = runs.measure_runs(plan, _params(arguments), arguments.repeat, arguments.backend)
+    _check_backend(arguments)
+    results = _measure_runs(arguments, plan)
     runs.show_runs(results)
     if arguments.json:
         write_json(results, arguments.json)
     if arguments.out:
         runs.console.print(f"report written to {report.write_folder(results, arguments.out)}")
     return 0 if all(r["recovered"] for r in results) else 1
+
+
+def _check_backend(arguments: argparse.Namespace) -> None:
+    """--backend can run here (auto: one can), with --inventory exactly when it is ssh: before any lab."""
+    backend(arguments.backend, arguments.inventory, arguments.insecure_host_keys)
+
+
+def _measure_runs(arguments: argparse.Namespace, plan: runs.Plan) -> list[result.Result]:
+    """``plan`` --repeat times, each run on a fresh lab of --backend (ssh: on the hosts of --inventory)."""
+    return runs.measure_runs(
+        plan, _params(arguments), arguments.repeat, arguments.backend, arguments.inventory, arguments.insecure_host_keys
+    )
 
 
 def _scaled(profile: timers.Profile, scale: float) -> timers.Profile:
@@ -444,33 +457,60 @@ SCENARIO_DEFINES = {
     "freeze": ("--freeze", "the file's fault sets the freeze"),
 }
 """Options that a scenario file defines itself: refused with one (option, why)."""
-SCENARIO_OVERRIDES = {"repeat": "--repeat", "time_scale": "--time-scale", "policy": "--policy", "backend": "--backend"}
+SCENARIO_OVERRIDES = {
+    "repeat": "--repeat",
+    "time_scale": "--time-scale",
+    "policy": "--policy",
+    "backend": "--backend",
+    "inventory": "--inventory",
+    "insecure_host_keys": "--insecure-host-keys",
+}
 """Options that override the scenario's own setting (scenario.OVERRIDABLE), said before the runs."""
 
 
 def _scenario_with_options(arguments: argparse.Namespace) -> scenario.Scenario:
     """The scenario file with the options that override it applied (one line each says so); the
-    options it defines itself are refused, all in one line, before the file is read."""
+    options it defines itself are refused, all in one line, before the file is read. --backend ssh
+    and --inventory are refused without each other as without a file, the file's backend and
+    inventory standing in for those not given."""
     refused = [SCENARIO_DEFINES[field] for field in SCENARIO_DEFINES if getattr(arguments, field) is not None]
     if refused:
         flags = _and([flag for flag, _ in refused])
         why = " and ".join(dict.fromkeys(reason for _, reason in refused))
         raise UsageError(f"{flags} cannot be combined with a scenario file: {why}; edit the file or drop {flags}")
     loaded = scenario.load(arguments.scenario)
-    changes = {
-        field: getattr(arguments, field) for field in SCENARIO_OVERRIDES if getattr(arguments, field) is not None
-    }
+    if arguments.backend == SSH or arguments.inventory is not None:
+        backend(arguments.backend or loaded.model.backend or AUTO, arguments.inventory or loaded.inventory)
+    changes = _given_overrides(arguments)
     for field, value in changes.items():
         was = getattr(loaded.model, field)
-        if was is None or was == value:
+        if was is None or was == value or (field == "inventory" and str(loaded.inventory) == value):
             continue  # the file leaves it to the command line (backend), or says the same
-        shown = (timers.scale_text(was), timers.scale_text(value)) if field == "time_scale" else (was, value)
+        if field == "insecure_host_keys" and loaded.model.backend != SSH:
+            continue  # the file leaves the ssh backend to the command line
         runs.console.print(
-            f"overriding the scenario's {field} {shown[0]} with {SCENARIO_OVERRIDES[field]} {shown[1]}",
+            f"overriding the scenario's {field} {_shown(field, was)} with {SCENARIO_OVERRIDES[field]}"
+            + ("" if field == "insecure_host_keys" else f" {_shown(field, getattr(arguments, field))}"),
             highlight=False,
             markup=False,
         )
     return scenario.override(loaded, changes) if changes else loaded
+
+
+def _given_overrides(arguments: argparse.Namespace) -> dict[str, Any]:
+    """The options of SCENARIO_OVERRIDES given, as the file would say them: --inventory as an
+    absolute path (the file's are relative to its folder), --insecure-host-keys only when given."""
+    given = {field: getattr(arguments, field) for field in SCENARIO_OVERRIDES}
+    given["inventory"] = None if arguments.inventory is None else os.path.abspath(arguments.inventory)
+    given["insecure_host_keys"] = arguments.insecure_host_keys or None
+    return {field: value for field, value in given.items() if value is not None}
+
+
+def _shown(field: str, value: Any) -> str:
+    """A setting as the file or the command line says it."""
+    if field == "time_scale":
+        return timers.scale_text(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def run_scenario(arguments: argparse.Namespace) -> int:
@@ -479,7 +519,7 @@ def run_scenario(arguments: argparse.Namespace) -> int:
     out = arguments.out or Path("results") / loaded.name
     _require_writable(arguments.json, out)
     chosen = loaded.model.backend or AUTO
-    backend(chosen)
+    backend(chosen, loaded.inventory, loaded.model.insecure_host_keys)
     results, problems = [], []
     for profile in loaded.profiles:
         outcomes = scenario.run(
@@ -504,7 +544,7 @@ def run_scenario(arguments: argparse.Namespace) -> int:
 def cmd_demo(arguments: argparse.Namespace) -> int:
     if arguments.policies and arguments.time_scale is not None:
         raise UsageError("--time-scale does not apply to demo --policies (profile fast at real time): drop it")
-    backend(arguments.backend)
+    _check_backend(arguments)
     scale = arguments.time_scale if arguments.time_scale is not None else timers.parse_scale(DEFAULT_DEMO_SCALE)
     if arguments.policies:
         fast = timers.profile("fast")
@@ -517,7 +557,7 @@ def cmd_demo(arguments: argparse.Namespace) -> int:
         ]
     out: Path = arguments.out or Path("results/policies" if arguments.policies else "results/demo")
     _require_writable(None, out)
-    results = runs.measure_runs(plan, _params(arguments), arguments.repeat, arguments.backend)
+    results = _measure_runs(arguments, plan)
     runs.console.print(report.policy_table(results) if arguments.policies else report.kb_table(results))
     runs.console.print(f"report written to {report.write_folder(results, out)}")
     return 0 if all(r["recovered"] and r["within_prediction"] for r in results) else 1

@@ -8,14 +8,16 @@ graceful          The active back-end stops accepting new IKE (drops udp/500), d
 graceful-noblock  The same without blocking new IKE first: fe re-initiates within a millisecond
                   of the DELETE and races the VIP move (usually it wins and builds a new SA
                   with the old owner, which then loses the VIP: a black hole until DPD).
-crash             The active back-end falls silent (link down) and its charon is SIGKILLed;
+crash             The active back-end falls silent (link down; on a user's host the harness's
+                  table drops everything on its lab interface) and its charon is SIGKILLed;
                   after the cluster-detection delay the standby takes the VIP.
 freeze            The active back-end's charon (and with it the userspace ESP datapath) is
                   SIGSTOPped for a while, then SIGCONTinued; a VM is paused whole. The VIP
                   stays. It is over when the node answers fe on its link again (a VM first
                   works through what queued up for it).
 link-cut          The active back-end's data link goes down (charon keeps running, isolated;
-                  a VM's tap goes down at the switch, its own link stays up); the cluster
+                  a VM's tap goes down at the switch, its own link stays up; a user's host
+                  gets the harness's drop-everything table on its lab interface); the cluster
                   fences it and the standby takes the VIP after the delay.
 reboot            The active back-end's charon is killed and started again at once with no SA
                   state; the node keeps the VIP.
@@ -45,7 +47,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
-from harness import charon, strongswan
+from harness import charon, disrupt, strongswan
 from harness.errors import LabError, UsageError
 from harness.lab import Lab
 from harness.node import Clock, Node, Process
@@ -113,14 +115,14 @@ def take_vip(node: Node, topology: Topology) -> tuple[float, Process]:
     """Configure the VIP on ``node`` and announce it; returns when the VIP was configured (the
     moment the node answers on it) and the announcing arping (it lingers about a second after
     sending, so it runs in the background; starting it costs a VM tens of milliseconds)."""
-    node.run(["ip", "addr", "add", f"{topology.vip}/32", "dev", node.lab_interface])
+    node.run(["ip", "addr", "add", topology.vip_with_prefix, "dev", node.lab_interface])
     taken = time.monotonic()
     announce = ["arping", "-q", "-U", "-c", "1", "-I", node.lab_interface, "-s", topology.vip, topology.vip]
     return taken, node.spawn(announce)
 
 
 def release_vip(node: Node, topology: Topology) -> None:
-    node.run(["ip", "addr", "del", f"{topology.vip}/32", "dev", node.lab_interface])
+    node.run(["ip", "addr", "del", topology.vip_with_prefix, "dev", node.lab_interface])
 
 
 def _pair(lab: Lab) -> tuple[str, str]:
@@ -197,11 +199,27 @@ def _halt(lab: Lab, name: str, undo: contextlib.ExitStack) -> None:
         node.machine.kill()
         undo.callback(_boot, lab, name)
         return
-    node.run(["ip", "link", "set", "dev", node.lab_interface, "down"])
     undo.callback(lab.restart_charon, name)
-    undo.callback(node.run, ["ip", "link", "set", "dev", node.lab_interface, "up"])
+    _cut_link(lab, node, undo)
     undo.callback(release_vip, node, lab.topology)
     _kill_charon(lab, name)
+
+
+def _cut_link(lab: Lab, node: Node, undo: contextlib.ExitStack) -> None:
+    """Nothing in or out of the node's lab interface until ``undo`` runs: the lab's own node's
+    link goes down; a user's host keeps its link, the harness's disruption table drops everything
+    on it (harness.disrupt)."""
+    if lab.backend.owns_nodes:
+        node.run(["ip", "link", "set", "dev", node.lab_interface, "down"])
+        undo.callback(node.run, ["ip", "link", "set", "dev", node.lab_interface, "up"])
+        return
+    node.run(["sh", "-c", disrupt.isolate(node.lab_interface, node.firewall)])
+    undo.callback(_heal, node)
+
+
+def _heal(node: Node) -> None:
+    for argv in disrupt.heal(node.firewall):
+        node.run(argv)
 
 
 def _boot(lab: Lab, name: str) -> None:
@@ -234,8 +252,7 @@ def link_cut(lab: Lab, params: FaultParams) -> Iterator[Injected]:
             old_node.machine.unplug()
             undo.callback(old_node.machine.plug)
         else:
-            old_node.run(["ip", "link", "set", "dev", old_node.lab_interface, "down"])
-            undo.callback(old_node.run, ["ip", "link", "set", "dev", old_node.lab_interface, "up"])
+            _cut_link(lab, old_node, undo)
         undo.callback(charon.terminate, old_node, strongswan.CONNECTION)  # its SA with fe died with the link
         release_vip(old_node, lab.topology)  # fenced: an isolated node gives up the cluster's VIP
         with _standby_takes_over(lab, "link-cut", old, t_fault, params.cluster_delay) as injected:

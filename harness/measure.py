@@ -26,7 +26,7 @@ from harness.policy import DC_PEERS, DC_PORTS, Policy
 from harness.probe import SERVICES, Probe
 from harness.sa import SaEvent
 from harness.topology import BACKENDS, DOMAIN_CONTROLLER, FRONT_END, NODES
-from harness.wire import Capture
+from harness.wire import Wire
 
 STEADY_TIMEOUT_S = 10.0
 """How long a fresh lab may take until every service answers through the tunnel."""
@@ -280,7 +280,7 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
     clock = lab.fe.clock()  # fe's probe stamps and charon log onto the harness's clock
     wall_to_monotonic = clock.wall_offset
     with contextlib.ExitStack() as running:
-        capture = Capture(lab.nodes["sw"], lab.backend.wire_interface(lab.topology))
+        capture = Wire(lab.nodes, lab.backend.capture_points(lab.topology))
         running.callback(capture.stop)
         traffic = Probe(lab.fe, lab.topology.vip, clock.monotonic_offset)
         running.callback(traffic.stop)
@@ -302,7 +302,7 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
                 return None
             return Watch(injected.t_fault, predicted, follower, report, injected.describe())
 
-        with inject(lab, params) as injected:
+        with lab.backend.unattended(lab.topology, lab.nodes), inject(lab, params) as injected:
             _wait_for_recovery(lab, traffic, injected, predicted, watch(injected))
             guard_drops = {name: guard.dropped(lab.nodes[name]) for name in NODES}
             peer = negotiated_with(lab)
@@ -310,7 +310,8 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
     attempts = traffic.snapshot()
     assert lab.events is not None
     outages = {
-        service: probe.outage(attempts, service, injected.t_fault, probe.INTERVALS[service]) for service in SERVICES
+        service: probe.outage(attempts, service, injected.t_fault, probe.INTERVALS[service] + clock.uncertainty)
+        for service in SERVICES
     }
     ends = [o.first_after for o in outages.values()]
     t_recovered = None if None in ends else max(e for e in ends if e is not None)

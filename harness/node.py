@@ -49,6 +49,9 @@ class Clock:
     """harness monotonic = node monotonic + this (probe attempts are stamped on the node)."""
     wall_offset: float = 0.0
     """harness monotonic = node wall clock + this (charon's log is stamped in epoch seconds)."""
+    uncertainty: float = 0.0
+    """How far off the offsets may be: half the round trip they were measured over (0 where the
+    node shares the harness's kernel); a run adds it to its probe resolution."""
 
 
 class Process(Protocol):

@@ -10,7 +10,9 @@ scenario files as tests, and fixtures for your own timer regression tests.
   the timer model refuses for the profile (no DPD for a crash) fails the test before any lab.
 * ``failover_lab``: that shared lab, for tests that look at it directly.
 
-Options: --lab-backend (repeatable), --profile, --policy, --time-scale, --results-dir, --keep-lab.
+Options: --lab-backend (repeatable), --profile, --policy, --time-scale, --results-dir, --keep-lab;
+--lab-inventory FILE and --lab-insecure-host-keys for --lab-backend ssh (the user's own hosts),
+which needs --lab-inventory (and --lab-inventory needs it).
 Labs of parallel workers (pytest -n N) get their own names, subnets and compose projects.
 
 Owns: pytest integration. Not: running anything (harness.scenario, harness.measure).
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -28,7 +31,7 @@ from typing import Any
 import pytest
 
 from harness import charon, faults, lab, measure, policy, report, result, sa, scenario, timers
-from harness.backends import AUTO, BACKENDS
+from harness.backends import AUTO, BACKENDS, SSH, backend
 from harness.errors import LabError, UsageError
 from harness.topology import BACKENDS as BACKEND_NODES
 
@@ -40,8 +43,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--lab-backend",
         action="append",
-        choices=[AUTO, *BACKENDS],
-        help="backend of the labs (repeatable; default: auto; the lab tests: every backend that can run)",
+        choices=[AUTO, *BACKENDS, SSH],
+        help="backend of the labs (repeatable; default: auto, never ssh; the lab tests: every backend that can run; "
+        "ssh: with --lab-inventory)",
+    )
+    group.addoption(
+        "--lab-inventory",
+        type=Path,
+        help="--lab-backend ssh: your hosts, as an inventory file (see inventories/); overrides a scenario's own",
+    )
+    group.addoption(
+        "--lab-insecure-host-keys",
+        action="store_true",
+        help="ssh: accept hosts missing from known_hosts (each unknown key is printed)",
     )
     group.addoption(
         "--profile", default="fast", help=f"profile of run_fault and the shared lab: {', '.join(timers.PROFILES)}"
@@ -73,6 +87,51 @@ def backends(config: pytest.Config) -> list[str]:
     return chosen or [AUTO]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """--lab-backend ssh and --lab-inventory each need the other, and the inventory must be one a
+    lab can run on: else one usage error before any test."""
+    inventory: Path | None = config.getoption("--lab-inventory")
+    ssh = SSH in backends(config)
+    if ssh and inventory is None:
+        raise pytest.UsageError(
+            "--lab-backend ssh needs --lab-inventory FILE: your hosts (see inventories/example.yaml)"
+        )
+    if inventory is None:
+        return
+    if not ssh:
+        raise pytest.UsageError(
+            "--lab-inventory is for --lab-backend ssh: add --lab-backend ssh or drop --lab-inventory"
+        )
+    try:
+        backend(SSH, inventory, bool(config.getoption("--lab-insecure-host-keys")))
+    except UsageError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def ssh_arguments(config: pytest.Config, backend_name: str) -> dict[str, Any]:
+    """lab.running's arguments for the user's hosts: --lab-inventory and --lab-insecure-host-keys
+    on ssh, none elsewhere."""
+    if backend_name != SSH:
+        return {}
+    return {"inventory": _inventory(config), "insecure_host_keys": bool(config.getoption("--lab-insecure-host-keys"))}
+
+
+def _inventory(config: pytest.Config) -> Path:
+    """--lab-inventory as an absolute path (recorded with the lab, read from anywhere)."""
+    return Path(os.path.abspath(config.getoption("--lab-inventory")))
+
+
+def scenario_overrides(config: pytest.Config, backend_name: str | None) -> dict[str, Any]:
+    """What the options change in a scenario run on ``backend_name`` (None: on the file's own
+    choice): --lab-backend, on ssh --lab-inventory; --lab-insecure-host-keys when given."""
+    settings: dict[str, Any] = {} if backend_name is None else {"backend": backend_name}
+    if backend_name == SSH:
+        settings["inventory"] = str(_inventory(config))
+    if config.getoption("--lab-insecure-host-keys"):
+        settings["insecure_host_keys"] = True
+    return settings
+
+
 def _save(config: pytest.Config, name: str, outcomes: list[measure.Outcome]) -> None:
     directory: Path | None = config.getoption("--results-dir")
     if directory is not None and outcomes:
@@ -92,18 +151,23 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
+        explicit: list[str] | None = self.config.getoption("--lab-backend")
         try:
             loaded = scenario.load(self.path)
+            chosen = explicit or [loaded.model.backend or AUTO]  # --lab-backend overrides the file's backend
+            runs_on = {
+                name: scenario.override(loaded, scenario_overrides(self.config, name if explicit else None))
+                for name in chosen
+            }
         except UsageError as error:
             raise self.CollectError(str(error)) from None
-        explicit: list[str] | None = self.config.getoption("--lab-backend")
-        chosen = explicit or [loaded.model.backend or AUTO]  # --lab-backend overrides the file's backend
         for profile in loaded.profiles:
             for backend_name in chosen:
                 suffix = f"-{backend_name}" if len(chosen) > 1 else ""
                 name = f"{loaded.name}[{profile.name}{suffix}]"
-                on = scenario.override(loaded, {"backend": backend_name}) if explicit else loaded
-                yield ScenarioItem.from_parent(self, name=name, loaded=on, profile=profile, backend_name=backend_name)
+                yield ScenarioItem.from_parent(
+                    self, name=name, loaded=runs_on[backend_name], profile=profile, backend_name=backend_name
+                )
 
 
 class ScenarioItem(pytest.Item):
@@ -175,7 +239,9 @@ def _lab_pool(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
             if "stack" in pool:
                 pool.pop("stack").close()
             inner = contextlib.ExitStack()
-            running: lab.Lab = inner.enter_context(lab.running(profile, backend_name, policy_name=policy_name))
+            running: lab.Lab = inner.enter_context(
+                lab.running(profile, backend_name, policy_name=policy_name, **pool["ssh"])
+            )
             pool["lab"], pool["stack"] = running, inner
             return running
 
@@ -186,6 +252,7 @@ def _lab_pool(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
         pool["fresh"] = fresh
         pool["profile"] = profile
         pool["backend"] = backend_name
+        pool["ssh"] = ssh_arguments(request.config, backend_name)
         pool["policy"] = policy_name
         stack.callback(close)
         yield pool
@@ -225,7 +292,7 @@ def run_fault(request: pytest.FixtureRequest, _lab_pool: dict[str, Any]) -> Iter
         if chosen == _lab_pool["profile"] and design == _lab_pool["policy"]:
             outcome = measure.run(request.getfixturevalue("failover_lab"), fault, fault_params)
         else:
-            with lab.running(chosen, _lab_pool["backend"], policy_name=design) as running:
+            with lab.running(chosen, _lab_pool["backend"], policy_name=design, **_lab_pool["ssh"]) as running:
                 outcome = measure.run(running, fault, fault_params)
         outcomes.append(outcome)
         return outcome

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
@@ -94,14 +95,28 @@ def say_rounded(profile: timers.Profile) -> None:
         console.print(f"  note: {rounded.describe()}", highlight=False)
 
 
-def measure_runs(plan: Plan, params: timers.FaultParams, repeat: int, backend_name: str) -> list[result.Result]:
-    """Each (profile, fault, policy) ``repeat`` times, every run on a fresh lab."""
+def measure_runs(
+    plan: Plan,
+    params: timers.FaultParams,
+    repeat: int,
+    backend_name: str,
+    inventory: Path | None = None,
+    insecure_host_keys: bool = False,
+) -> list[result.Result]:
+    """Each (profile, fault, policy) ``repeat`` times, every run on a fresh lab (backend ssh: on
+    the hosts of ``inventory``)."""
     results = []
     for profile, fault, policy_name in plan:
         scaled_params = params.scaled(profile.time_scale)
         for number in range(1, repeat + 1):
             started = time.monotonic()
-            with lab.running(profile, backend_name, policy_name=policy_name) as running:
+            with lab.running(
+                profile,
+                backend_name,
+                policy_name=policy_name,
+                inventory=inventory,
+                insecure_host_keys=insecure_host_keys,
+            ) as running:
                 title = f"{fault} / {profile.name}" + (f" / {policy_name}" if policy_name != policy.DEFAULT else "")
                 title += f" (run {number} of {repeat})" if repeat > 1 else ""
                 outcome, before = measure_one(running, title, fault, scaled_params)

@@ -5,6 +5,8 @@
     profiles: [fast, {name: cautious, dpd_delay: 5, retransmit_timeout: 1, retransmit_base: 1}]
     time_scale: 1            # or 1/30: every timer (and the cluster's) multiplied
     backend: netns           # optional: otherwise the command line's choice
+    # backend: ssh with inventory: hosts.yaml (your hosts, relative to this file's folder)
+    # insecure_host_keys: false   # ssh: accept hosts missing from known_hosts
     policy: mail-passwords   # what IPsec protects (default all-traffic)
     fault: {kind: crash, cluster_delay: 1.0}   # cluster_delay: crash, link-cut; freeze: freeze
     repeat: 1
@@ -18,7 +20,8 @@
 Parsed strictly (unknown keys, and a fault parameter its kind does not take, rejected); every
 problem is listed, one line each naming the file and the field. `failover-lab run FILE` and
 `pytest scenarios/` (harness.pytest_plugin) run them the same way; the command line may override
-repeat, time_scale, policy and backend (``override``).
+repeat, time_scale, policy, backend, inventory and insecure_host_keys (``override``). ``inventory``
+goes with ``backend: ssh`` and only with it, both ways.
 
 Owns: the scenario models, loading (meaning included: the timer model must accept every profile
 for the fault, checked before any lab exists), running and judging. Not: measuring
@@ -28,6 +31,7 @@ for the fault, checked before any lab exists), running and judging. Not: measuri
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,14 +48,14 @@ from pydantic import (
 )
 
 from harness import lab, measure, policy, probe, timers
-from harness.backends import AUTO
+from harness.backends import AUTO, SSH
 from harness.errors import UsageError
 from harness.measure import Outcome
 from harness.userfiles import ProfileModel, ProfileName, parse, validate
 
 FaultKind = Literal["graceful", "graceful-noblock", "crash", "freeze", "link-cut", "reboot", "reboot-announce"]
 Service = Literal["udp", "http", "pop3", "imap"]
-Backend = Literal["auto", "netns", "docker", "docker:bookworm", "uml"]
+Backend = Literal["auto", "netns", "docker", "docker:bookworm", "uml", "ssh"]
 PolicyName = Literal["none", "mail-passwords", "mail-all", "all-traffic"]
 
 SECONDS_MAX = 3600.0
@@ -182,6 +186,12 @@ class Expectations(Strict):
 class ScenarioModel(Strict):
     description: str = ""
     backend: Backend | None = None
+    inventory: str | None = Field(
+        None, min_length=1, description="backend ssh: your hosts' inventory file, relative to this file's folder"
+    )
+    insecure_host_keys: bool = Field(
+        False, description="backend ssh: accept hosts missing from known_hosts (each unknown key is printed)"
+    )
     policy: PolicyName = "all-traffic"
     time_scale: Annotated[float, PlainValidator(timers.parse_scale, json_schema_input_type=str | float)] = 1.0
     profiles: list[ProfileEntry] = Field(min_length=1)
@@ -217,6 +227,13 @@ class Scenario:
             ) from None
 
     @property
+    def inventory(self) -> Path | None:
+        """The file's ``inventory`` as a path: relative to the file's folder, ``~`` the home."""
+        if self.model.inventory is None:
+            return None
+        return Path(os.path.abspath(self.path.parent / Path(self.model.inventory).expanduser()))
+
+    @property
     def params(self) -> timers.FaultParams:
         return self.model.fault.params().scaled(self.model.time_scale)
 
@@ -232,18 +249,22 @@ def load(path: Path) -> Scenario:
     return _checked(Scenario(path.stem, path, model))
 
 
-OVERRIDABLE = ("repeat", "time_scale", "policy", "backend")
-"""The settings the command line may override (--repeat, --time-scale, --policy, --backend);
-the profiles and the fault are what a scenario is, so they are not."""
+OVERRIDABLE = ("repeat", "time_scale", "policy", "backend", "inventory", "insecure_host_keys")
+"""The settings the command line may override (--repeat, --time-scale, --policy, --backend,
+--inventory, --insecure-host-keys); the profiles and the fault are what a scenario is, so they
+are not."""
 
 
 def override(scenario: Scenario, settings: dict[str, Any]) -> Scenario:
     """The scenario with some of its OVERRIDABLE settings replaced, validated and checked as if
-    the file had said them."""
+    the file had said them. A backend other than ssh takes the file's inventory with the file's
+    backend (an inventory given along with it is refused, as in a file)."""
     unknown = set(settings) - set(OVERRIDABLE)
     if unknown:
         raise ValueError(f"not overridable: {', '.join(sorted(unknown))}")
     data = {**scenario.model.model_dump(exclude_unset=True), **settings}
+    if settings.get("backend", SSH) != SSH and "inventory" not in settings:
+        data.pop("inventory", None)
     return _checked(Scenario(scenario.name, scenario.path, validate(scenario.path, data, ScenarioModel)))
 
 
@@ -253,9 +274,33 @@ def _checked(scenario: Scenario) -> Scenario:
         problems = _duplicates(scenario) + _refused_by_the_model(scenario)
     if not problems:
         problems = never_met(scenario)
+    problems = _where_problems(scenario) + problems
     if problems:
         raise UsageError("\n".join(problems))
     return scenario
+
+
+def _where_problems(scenario: Scenario) -> list[str]:
+    """``backend: ssh`` and ``inventory`` each without the other, or an inventory that is not there."""
+    backend, inventory = scenario.model.backend, scenario.inventory
+    if backend == SSH and inventory is None:
+        return [
+            f"{scenario.path}: backend: ssh needs the inventory of your hosts: add inventory: FILE "
+            "(relative to this file's folder; see inventories/example.yaml)"
+        ]
+    if inventory is None:
+        return []
+    if backend != SSH:
+        which = "names no backend" if backend is None else f"says backend {backend}"
+        return [
+            f"{scenario.path}: inventory: only backend ssh takes one, and the file {which}: "
+            "set backend: ssh or drop inventory"
+        ]
+    if not inventory.is_file():
+        return [
+            f"{scenario.path}: inventory: {scenario.model.inventory} is not a file (relative to this file's folder)"
+        ]
+    return []
 
 
 def _unfit_when_scaled(scenario: Scenario) -> list[str]:
@@ -351,12 +396,18 @@ def run(
     scenario: Scenario, profile: timers.Profile, backend_name: str = AUTO, measure_on: MeasureOn = measure.run
 ) -> list[Outcome]:
     """The scenario's fault ``repeat`` times with one of its profiles, each on a fresh lab, on
-    the scenario's own backend when it names one, else on ``backend_name`` (callers apply an
-    explicit choice of the user with ``override`` first and say so)."""
+    the scenario's own backend when it names one (ssh: on the hosts of its inventory), else on
+    ``backend_name`` (callers apply an explicit choice of the user with ``override`` first and
+    say so)."""
     outcomes = []
     for _ in range(scenario.model.repeat):
-        backend_choice = scenario.model.backend or backend_name
-        with lab.running(profile, backend_choice, policy_name=scenario.model.policy) as running:
+        with lab.running(
+            profile,
+            scenario.model.backend or backend_name,
+            policy_name=scenario.model.policy,
+            inventory=scenario.inventory,
+            insecure_host_keys=scenario.model.insecure_host_keys,
+        ) as running:
             outcomes.append(measure_on(running, scenario.model.fault.kind, scenario.params))
     return outcomes
 

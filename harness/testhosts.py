@@ -63,6 +63,10 @@ Subsystem sftp internal-sftp
 """
 BOOT_TIMEOUT_S = uml.BOOT_TIMEOUT_S
 SSH_PORT = 22
+MEMORY = "192M"
+"""Twice a lab node's: a host also runs sshd, an SSH session and an agent relay per link, the
+dead-man switch and its own capture; with 96M a run left it 1 MB free and every Python start
+read its files from hostfs again (seconds per command, traffic stalled)."""
 
 
 def management_address(node: str) -> str:
@@ -211,6 +215,7 @@ def _boot(node: str) -> None:
             "flab_lab": lab_address(node),
             "flab_vip": vip() if node == FIRST_OWNER else "",
         },
+        memory=MEMORY,
     )
 
 

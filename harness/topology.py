@@ -97,6 +97,12 @@ class Topology:
     def vip(self) -> str:
         return self.placement.vip if self.placement is not None else str(self.subnet[VIP_NUMBER])
 
+    @property
+    def vip_with_prefix(self) -> str:
+        """The VIP as a back-end configures it: /32 in the lab's own nodes; on a user's hosts with
+        the inventory's prefix, as their cluster has it."""
+        return f"{self.vip}/{self.subnet.prefixlen if self.placement is not None else 32}"
+
     def address(self, node: str) -> str:
         if self.placement is not None:
             return dict(self.placement.addresses)[node]

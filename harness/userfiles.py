@@ -101,6 +101,7 @@ MESSAGES = {
     "model_type": "must be a mapping",
     "model_attributes_type": "must be a mapping",
     "too_short": "must not be empty",
+    "string_too_short": "must not be empty",
     "string_pattern_mismatch": "must match {pattern}",
 }
 

@@ -1,9 +1,12 @@
-"""The capture on the lab switch: every frame of a run, and what of it crossed in clear.
+"""The capture of the lab wire: every frame of a run, and what of it crossed in clear.
 
-tcpdump runs on the switch node (for netns, the bridge's own namespace; for Docker, a container
-in the host's network namespace on the lab's bridge) and writes a pcap in the switch's
-directory; the pcap is read back on the same node. On the bridge device, promiscuous, it sees
-every frame forwarded between ports once. It runs in immediate mode: otherwise packets still
+Where the lab has a switch of its own, tcpdump runs on the switch node (for netns, the bridge's
+own namespace; for Docker, a container in the host's network namespace on the lab's bridge) and
+writes a pcap in the switch's directory; the pcap is read back on the same node. On the bridge
+device, promiscuous, it sees every frame forwarded between ports once. On a user's hosts (ssh)
+there is no switch of ours: every host captures what it sends on its lab interface (`-Q out`, the
+SSH port left out), and the captures together are every packet a lab node put on the wire, each
+once (a Wire adds them up). It runs in immediate mode: otherwise packets still
 waiting in the kernel's capture buffer when tcpdump is stopped are counted as "received" but
 never written, and the capture would miss the end of a run.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import re
 import signal
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -90,17 +94,39 @@ def clear_by_port(packets: list[Packet], topology: Topology) -> dict[str, int]:
     return counts
 
 
-class Capture:
-    """tcpdump on the lab wire for the lifetime of this object."""
+@dataclass(frozen=True)
+class CapturePoint:
+    """Where a backend's lab wire is captured: a node and its interface; ``outgoing``: only what
+    the node sends (one point per node, so each packet is seen once); ``excluding``: a tcpdump
+    filter of packets that are not the lab's (the SSH connection on a user's host)."""
 
-    def __init__(self, switch: Node, interface: str, name: str = "wire") -> None:
+    node: str
+    interface: str
+    outgoing: bool = False
+    excluding: str | None = None
+
+
+class Capture:
+    """tcpdump on the lab wire (one point of it) for the lifetime of this object."""
+
+    def __init__(
+        self,
+        switch: Node,
+        interface: str,
+        name: str = "wire",
+        outgoing: bool = False,
+        excluding: str | None = None,
+    ) -> None:
         self.switch = switch
         self.path = PurePosixPath(switch.workdir) / f"{name}.pcap"
         self.dropped: int | None = None
+        direction = ["-Q", "out", "--no-promiscuous-mode"] if outgoing else []
+        bpf = "ip" if excluding is None else f"ip and not ({excluding})"
         self.process = switch.spawn(
-            ["tcpdump", "-i", interface, "--immediate-mode", "-nn", "-U", "-s", "512", "-w", str(self.path), "ip"],
+            ["tcpdump", "-i", interface, *direction, "--immediate-mode", "-nn", "-U", "-s", "512",
+             "-w", str(self.path), bpf],
             capture=True,
-        )
+        )  # fmt: skip
         said: list[str] = []
         reader = threading.Thread(target=self._until_listening, args=(said,), daemon=True)
         reader.start()
@@ -142,3 +168,39 @@ class Capture:
         """How often each of the probe's login credentials can be read in clear."""
         text = self.switch.run(["tcpdump", "-nn", "-A", "-r", str(self.path), "tcp port 110 or tcp port 143"]).stdout
         return {name: text.count(secret) for name, secret in CREDENTIALS.items()}
+
+
+class Wire:
+    """The lab wire captured at every point a backend names, read as one capture."""
+
+    def __init__(self, nodes: Mapping[str, Node], points: Sequence[CapturePoint]) -> None:
+        self.captures: list[Capture] = []
+        try:
+            for point in points:
+                capture = Capture(
+                    nodes[point.node], point.interface, outgoing=point.outgoing, excluding=point.excluding
+                )
+                self.captures.append(capture)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for capture in self.captures:
+            capture.stop()
+
+    @property
+    def dropped(self) -> int | None:
+        """Packets the kernels dropped, all points together (None if any point could not say)."""
+        counts = [capture.dropped for capture in self.captures]
+        return None if None in counts else sum(count for count in counts if count is not None)
+
+    def count(self, bpf: str | None) -> int:
+        return sum(capture.count(bpf) for capture in self.captures)
+
+    def packets(self) -> list[Packet]:
+        return [packet for capture in self.captures for packet in capture.packets()]
+
+    def credentials(self) -> dict[str, int]:
+        found = [capture.credentials() for capture in self.captures]
+        return {name: sum(seen[name] for seen in found) for name in CREDENTIALS}

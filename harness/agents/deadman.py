@@ -1,18 +1,21 @@
 """Dead-man switch on a real host: heals the host if the harness disappears mid-fault.
 
     deadman.py --heartbeat FILE --timeout 30 --heal FILE [--log FILE]
+    deadman.py --heal FILE --now [--log FILE]     heal at once (a lab's teardown: the same commands)
 
 Forks into the background (a session of its own, SIGHUP ignored: it outlives the SSH connection
-and the node agent that started it), prints the background process's PID and returns. From then
-on the harness touches FILE (the heartbeat) while it runs. If FILE is not touched for
-``--timeout`` seconds (the harness was killed, its machine lost the network), the switch runs
-every command of the heal file, a JSON list of argv lists (remove the fault's firewall table,
-continue a stopped charon, give the VIP back to its owner), logs what each returned, and exits.
-If FILE disappears, the harness disarmed it (it healed the host itself): it exits doing nothing.
-A SIGTERM disarms it too.
+and the node agent that started it), prints the background process's PID and returns. It is
+started once with the lab and sleeps while the heartbeat FILE does not exist. The harness arms
+it by creating FILE when a disruption begins and keeps touching it while it runs; it disarms it
+by removing FILE (the switch sleeps again). If FILE is not touched for ``--timeout`` seconds
+(the harness was killed, its machine lost the network), the switch runs every command of the
+heal file, a JSON list of argv lists (shut the lab's agent down, remove the fault's firewall
+table, the lab's SAs, give the VIP back to its owner, remove the lab's folder), logs what each
+returned, and exits. When the heal file is gone (the lab was torn down) or on SIGTERM it exits
+doing nothing. Starting it once costs a host one Python start per lab, not one per fault.
 
 Standard library only (it runs on any host with python3). Owns: watching and healing. Not: what
-the heal commands are (the harness writes them before each disruption).
+the heal commands are (the harness writes them when the lab comes up).
 """
 
 from __future__ import annotations
@@ -55,29 +58,44 @@ def watch(arguments: argparse.Namespace) -> None:
         stopped = True
 
     signal.signal(signal.SIGTERM, disarm)
-    note(arguments.log, f"armed: heal after {arguments.timeout:g} s without a heartbeat")
+    note(arguments.log, f"watching: heal after {arguments.timeout:g} s without a heartbeat once armed")
+    armed = False
     while not stopped:
+        if not os.path.exists(arguments.heal):
+            note(arguments.log, "done: the heal file is gone (the lab was torn down)")
+            return
         try:
             silent = time.time() - os.stat(arguments.heartbeat).st_mtime
         except FileNotFoundError:
-            note(arguments.log, "disarmed: the heartbeat file is gone")
-            return
+            if armed:
+                note(arguments.log, "disarmed: the heartbeat file is gone")
+            armed = False
+            time.sleep(POLL_S)
+            continue
+        if not armed:
+            note(arguments.log, "armed: a disruption began")
+        armed = True
         if silent > arguments.timeout:
             note(arguments.log, f"no heartbeat for {silent:.1f} s: healing")
             heal(arguments.heal, arguments.log)
             return
         time.sleep(POLL_S)
-    note(arguments.log, "disarmed: SIGTERM")
+    note(arguments.log, "stopped: SIGTERM")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--heartbeat", required=True)
-    parser.add_argument("--timeout", type=float, required=True)
+    parser.add_argument("--heartbeat")
+    parser.add_argument("--timeout", type=float)
     parser.add_argument("--heal", required=True)
     parser.add_argument("--log")
+    parser.add_argument("--now", action="store_true", help="heal at once, in the foreground")
     arguments = parser.parse_args()
-    os.utime(arguments.heartbeat)  # armed from now, whenever the harness last touched it
+    if arguments.now:
+        heal(arguments.heal, arguments.log)
+        return
+    if arguments.heartbeat is None or arguments.timeout is None:
+        parser.error("--heartbeat and --timeout are needed unless --now")
     child = os.fork()
     if child:
         print(child, flush=True)

@@ -12,6 +12,8 @@ container, in a User-mode Linux VM and on a real host. Three ways to start it:
     node_agent.py --relay /lab/agent.sock         join stdin/stdout to a running agent's socket (what
                                                   one `docker exec -i` stream runs); writes b"+" once
                                                   connected, b"-" and exits 1 if nothing answers
+    node_agent.py --shutdown /lab/agent.sock      ask the agent there to shut down (what the dead-man
+                                                  switch runs on a real host); done when nothing answers
 
 The protocol multiplexes channels over one byte stream. Every frame is a header ``>IIB`` (payload
 length, channel number, kind) and its payload. The harness opens a channel with an OPEN frame
@@ -451,17 +453,36 @@ def relay(path: str, wait: float) -> int:
     return 0
 
 
+def shutdown(path: str) -> int:
+    """Ask the agent listening on ``path`` to kill everything it started and exit; waits for its
+    answer (its processes are reaped by then). Nothing listening: nothing to do."""
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.connect(path)
+    except OSError:
+        return 0
+    stream = _socket_stream(sock)
+    stream.send(1, OPEN, json.dumps({"op": "shutdown"}).encode())
+    frame = stream.receive()
+    stream.close()
+    print(frame[2].decode() if frame is not None else "{}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--listen", metavar="unix:PATH|tcp:HOST:PORT", help="serve every connection to this address")
     mode.add_argument("--stdio", action="store_true", help="serve one connection on stdin/stdout")
     mode.add_argument("--relay", metavar="PATH", help="join stdin/stdout to the agent listening on PATH")
+    mode.add_argument("--shutdown", metavar="PATH", help="ask the agent listening on PATH to shut down")
     parser.add_argument("--wait", type=float, default=10.0, help="--relay: seconds to wait for the agent")
     arguments = parser.parse_args()
     os.environ.setdefault("PATH", SANE_PATH)
     if arguments.relay:
         return relay(arguments.relay, arguments.wait)
+    if arguments.shutdown:
+        return shutdown(arguments.shutdown)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     if arguments.stdio:
         serve(_stdio_stream())

@@ -6,6 +6,7 @@ Owns: the Backend protocol and the name -> backend table. Not: any backend's mec
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
@@ -18,6 +19,7 @@ from harness.inventory import load as load_inventory
 from harness.node import Node
 from harness.strongswan import Datapath
 from harness.topology import Placement, Topology
+from harness.wire import CapturePoint
 
 
 class Backend(Protocol):
@@ -41,6 +43,15 @@ class Backend(Protocol):
 
     def wire_interface(self, topology: Topology) -> str:
         """Interface of the switch node on which every frame of the lab can be captured."""
+        ...
+
+    def capture_points(self, topology: Topology) -> list[CapturePoint]:
+        """Where the lab wire is captured: the switch's interface, or every host's lab interface."""
+        ...
+
+    def unattended(self, topology: Topology, nodes: Mapping[str, Node]) -> AbstractContextManager[None]:
+        """While a fault runs: what heals the nodes if the harness disappears (ssh: a dead-man
+        switch on every host); nothing where the nodes are the lab's own (clean removes them)."""
         ...
 
     def check(self) -> None:

@@ -39,6 +39,7 @@ from harness.errors import LabError, UsageError
 from harness.node import Node
 from harness.strongswan import Datapath
 from harness.topology import FIRST_OWNER, NODES, PREFIX, Placement, Topology
+from harness.wire import CapturePoint
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -222,6 +223,12 @@ class DockerBackend:
 
     def wire_interface(self, topology: Topology) -> str:
         return topology.qualified
+
+    def capture_points(self, topology: Topology) -> list[CapturePoint]:
+        return [CapturePoint(SWITCH, self.wire_interface(topology))]
+
+    def unattended(self, topology: Topology, nodes: Mapping[str, Node]) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def check(self) -> None:
         try:

@@ -33,6 +33,7 @@ from harness.errors import CommandError, LabError, UsageError
 from harness.node import Node
 from harness.strongswan import Datapath
 from harness.topology import FIRST_OWNER, NODES, PREFIX, Placement, Topology
+from harness.wire import CapturePoint
 
 AGENTS = PurePosixPath(Path(__file__).resolve().parent.parent / "agents")
 SWITCH = "sw"
@@ -154,6 +155,12 @@ class NetnsBackend:
 
     def wire_interface(self, topology: Topology) -> str:
         return WIRE_INTERFACE
+
+    def capture_points(self, topology: Topology) -> list[CapturePoint]:
+        return [CapturePoint(SWITCH, self.wire_interface(topology))]
+
+    def unattended(self, topology: Topology, nodes: Mapping[str, Node]) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def check(self) -> None:
         """Refuse to start where namespaces cannot work, naming what to install or use instead."""

@@ -9,9 +9,13 @@ relay to that socket, so commands, processes, files and vici travel inside the S
 hosts keep their addresses, interfaces and VIP: the lab takes them as they are (a Placement).
 
 Each host runs a charon of the harness's own (README: why), with its vici socket in the node's
-folder. ``destroy`` leaves a host as it was: its agent kills every process it started (charon,
-the stand-ins, captures) and exits; the guard, the disruption table and the lab's SAs and policies
-(only those between the lab's addresses) are removed, and so is the lab's folder.
+folder. At creation every host gets its heal file (``heal.json``: the commands that leave it as it
+was): its agent kills every process it started (charon, the stand-ins, captures) and exits; the
+guard, the disruption table and the lab's SAs and policies (only those between the lab's
+addresses) are removed, the VIP goes back to the back-end that held it when the lab came up, and
+the lab's folder is removed. ``destroy`` runs it. While a fault runs (``unattended``), a dead-man
+switch on every host (harness/agents/deadman.py) runs it too if the harness stops touching its
+heartbeat for the inventory's ``deadman_s``: a harness killed mid-fault leaves no host cut off.
 
 Owns: the lab's life on SSH hosts. Not: SSH and host keys (harness.ssh_hosts), the checks
 (harness.preflight), what runs in the lab (harness.lab).
@@ -20,22 +24,30 @@ Owns: the lab's life on SSH hosts. Not: SSH and host keys (harness.ssh_hosts), t
 from __future__ import annotations
 
 import contextlib
+import json
 import shlex
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from harness import disrupt, guard, preflight, ssh_hosts, strongswan
-from harness.agent import AgentNode
+from harness.agent import AGENT_SCRIPT, AgentNode
 from harness.errors import LabError, UsageError
 from harness.inventory import Inventory
 from harness.node import Firewall, Node
 from harness.strongswan import Datapath
-from harness.topology import NODES, PREFIX, Placement, Topology
+from harness.topology import BACKENDS, NODES, PREFIX, Placement, Topology
+from harness.wire import CapturePoint
 
 SETUP_ALLOWANCE_S = 0.3
 """As on uml until measured on real hosts: their processes start slower than in a namespace."""
+BEATS_PER_DEADLINE = 5
+"""Heartbeats the harness sends each host per dead-man deadline (one lost beat is harmless)."""
+HEAL_FILE, HEARTBEAT, DEADMAN_LOG = "heal.json", "heartbeat", "deadman.log"
+FIREWALLS: tuple[Firewall, ...] = ("nft", "iptables-legacy")
+"""Whichever the lab used, both are healed."""
 Result = TypeVar("Result")
 
 
@@ -56,7 +68,14 @@ class SshBackend:
         self._connections: dict[str, ssh_hosts.Connection] = {}
 
     def wire_interface(self, topology: Topology) -> str:
-        raise UsageError("the ssh backend runs up, status and down so far: faults and measurements come next")
+        raise UsageError("a lab on SSH hosts has no switch of its own: its wire is captured on every host")
+
+    def capture_points(self, topology: Topology) -> list[CapturePoint]:
+        """What every host sends on its lab interface, its SSH connection left out."""
+        return [
+            CapturePoint(name, host.lab_interface, outgoing=True, excluding=f"tcp port {host.port}")
+            for name, host in self.inventory.hosts.items()
+        ]
 
     def check(self) -> None:
         """The preflight: every problem of every host, one line each, before anything is touched."""
@@ -73,13 +92,52 @@ class SshBackend:
         def start(name: str) -> AgentNode:
             connection = self._connection(name)
             folder = _folder(topology.qualified)
+            heal = [argv for firewall in FIREWALLS for argv in disrupt.heal(firewall)]  # a fault of a lost harness
+            connection.exec(["sh", "-c", "; ".join(f"{shlex.join(argv)} >/dev/null 2>&1" for argv in heal) + "; true"])
             agents = ssh_hosts.install_agents(connection, folder)
             ssh_hosts.start_agent(connection, agents, folder / name / "agent.sock")
             node = self._node(name, folder, agents)
             node.link.request({"op": "ping"})
             return node
 
-        return dict(zip(NODES, _each(start, NODES), strict=True))
+        nodes = dict(zip(NODES, _each(start, NODES), strict=True))
+        home = _vip_holder(nodes, topology)
+        for name, node in nodes.items():
+            commands = heal_commands(topology, name, node, self.inventory.hosts[name].lab_interface, home)
+            node.put(node.workdir / HEAL_FILE, json.dumps(commands))
+            switch = [
+                *node.agent("deadman"), "--heartbeat", str(node.workdir / HEARTBEAT),
+                "--timeout", str(self.inventory.deadman_s), "--heal", str(node.workdir / HEAL_FILE),
+                "--log", str(node.workdir / DEADMAN_LOG),
+            ]  # fmt: skip
+            node.run(switch)
+        return nodes
+
+    @contextlib.contextmanager
+    def unattended(self, topology: Topology, nodes: Mapping[str, Node]) -> Iterator[None]:
+        """The dead-man switch of every host (started with the lab) armed for the block (a fault):
+        if the harness stops beating for the inventory's ``deadman_s`` (killed, or its machine lost
+        the network), every host runs its heal file. Leaving the block disarms them."""
+        timeout = self.inventory.deadman_s
+        for node in nodes.values():
+            node.put(node.workdir / HEARTBEAT, "")
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(timeout / BEATS_PER_DEADLINE):
+                for node in nodes.values():
+                    with contextlib.suppress(LabError, OSError):
+                        node.put(node.workdir / HEARTBEAT, "")
+
+        beating = threading.Thread(target=beat, name="deadman-heartbeat", daemon=True)
+        beating.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beating.join()
+            for node in nodes.values():
+                node.run(["rm", "-f", str(node.workdir / HEARTBEAT)], check=False)
 
     def nodes(self, topology: Topology, labdir: Path) -> Mapping[str, Node]:
         folder = _folder(topology.qualified)
@@ -100,16 +158,22 @@ class SshBackend:
                 connection = self._connection(name)
             except UsageError as error:
                 return f"{error} (left on it: {folder})"
-            if _agent_answers(connection, folder / name / "agent.sock"):
+            workdir = folder / name
+            heal_file = shlex.quote(str(workdir / HEAL_FILE))
+            deadman = shlex.join([ssh_hosts.PYTHON, "-I", "-S", str(folder / "agents" / "deadman.py")])
+            connection.exec(
+                ["sh", "-c", f"rm -f {shlex.quote(str(workdir / HEARTBEAT))}; "
+                 f"if [ -f {heal_file} ]; then {deadman} --heal {heal_file} --now; fi"]
+            )  # fmt: skip
+            if _agent_answers(connection, workdir / "agent.sock"):
                 node = self._node(name, folder, folder / "agents")
                 with contextlib.suppress(LabError, OSError):
                     node.link.request({"op": "shutdown"})
                 node.close()
             host = self.inventory.hosts[name]
-            firewalls: tuple[Firewall, ...] = ("nft", "iptables-legacy")  # whichever the lab used: both go
             commands = [
-                *(argv for firewall in firewalls for argv in guard.unload(firewall, host.lab_interface)),
-                *(argv for firewall in firewalls for argv in disrupt.heal(firewall)),
+                *(argv for firewall in FIREWALLS for argv in guard.unload(firewall, host.lab_interface)),
+                *(argv for firewall in FIREWALLS for argv in disrupt.heal(firewall)),
                 *strongswan.forget_lab_ipsec(topology, name),
                 ["rm", "-rf", str(folder)],
                 ["rmdir", str(ssh_hosts.REMOTE_ROOT)],  # gone when nothing else of ours is there
@@ -158,6 +222,38 @@ class SshBackend:
             lab_interface=self.inventory.hosts[name].lab_interface,
             firewall=self.firewalls[name],
         )
+
+
+def heal_commands(topology: Topology, name: str, node: Node, lab_interface: str, home: str) -> list[list[str]]:
+    """What leaves host ``name`` as it was before the lab (harness/agents/deadman.py runs them
+    in order, each whatever the one before returned): its agent shuts down (every process of
+    the lab with it), the guard and the disruption table go (whichever firewall was used), the
+    lab's SAs and policies, the VIP back where it was (``home``), and the lab's folder."""
+    agent = [ssh_hosts.PYTHON, "-I", "-S", str(node.workdir.parent / "agents" / AGENT_SCRIPT)]
+    commands = [
+        [*agent, "--shutdown", str(node.workdir / "agent.sock")],
+        *(argv for firewall in FIREWALLS for argv in guard.unload(firewall, lab_interface)),
+        *(argv for firewall in FIREWALLS for argv in disrupt.heal(firewall)),
+        *strongswan.forget_lab_ipsec(topology, name),
+    ]
+    if name == home:
+        commands += [
+            ["ip", "addr", "replace", topology.vip_with_prefix, "dev", lab_interface],
+            ["arping", "-q", "-U", "-c", "1", "-I", lab_interface, "-s", topology.vip, topology.vip],
+        ]
+    elif name in BACKENDS:
+        commands.append(["ip", "addr", "del", topology.vip_with_prefix, "dev", lab_interface])
+    return [*commands, ["rm", "-rf", str(node.workdir.parent)], ["rmdir", str(ssh_hosts.REMOTE_ROOT)]]
+
+
+def _vip_holder(nodes: Mapping[str, Node], topology: Topology) -> str:
+    """The back-end that holds the VIP now (the preflight saw exactly one)."""
+    for name in BACKENDS:
+        node = nodes[name]
+        shown = node.run(["ip", "-o", "-4", "addr", "show", "dev", node.lab_interface]).stdout
+        if f" {topology.vip}/" in shown:
+            return name
+    raise LabError(f"no back-end holds the VIP {topology.vip} any more (it did at the preflight)")
 
 
 def _folder(qualified: str) -> PurePosixPath:

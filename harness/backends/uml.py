@@ -43,6 +43,7 @@ from harness.errors import LabError, NodeLost, UsageError
 from harness.node import Node
 from harness.strongswan import Datapath
 from harness.topology import FIRST_OWNER, HOST_NUMBERS, NODES, Placement, Topology
+from harness.wire import CapturePoint
 
 REPO = Path(__file__).resolve().parents[2]
 KERNEL = Path("/usr/bin/linux.uml")
@@ -308,6 +309,12 @@ class UmlBackend:
     def wire_interface(self, topology: Topology) -> str:
         return WIRE
 
+    def capture_points(self, topology: Topology) -> list[CapturePoint]:
+        return [CapturePoint(SWITCH, self.wire_interface(topology))]
+
+    def unattended(self, topology: Topology, nodes: Mapping[str, Node]) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
     def check(self) -> None:
         if os.geteuid() != 0:
             raise UsageError("the uml backend needs root (network namespaces and taps): run as root, e.g. with sudo")
@@ -454,14 +461,15 @@ def boot(
     directory: Path,
     taps: list[tuple[str, str]],
     settings: dict[str, str],
+    memory: str = MEMORY,
 ) -> None:
-    """Boot a VM in ``namespace``, detached (setsid: a process group of its own, led by UML's main
+    """Boot a VM with ``memory`` in ``namespace``, detached (setsid: a process group of its own, led by UML's main
     process): ``init`` as its PID 1 with ``settings`` in its environment (and flab_modprobe, the
     modprobe of ``helpers``), one vector interface per (tap, MAC) of ``taps`` (vec0, vec1, ...),
     UML's output appended to ``directory``/kernel.log. Lab nodes and the SSH test hosts boot so."""
     argv = [
         "setsid", "--fork", "ip", "netns", "exec", namespace, str(KERNEL),
-        f"umid={umid}", f"uml_dir={helpers}", f"mem={MEMORY}", "rootfstype=hostfs", "hostfs=/", "ro",
+        f"umid={umid}", f"uml_dir={helpers}", f"mem={memory}", "rootfstype=hostfs", "hostfs=/", "ro",
         f"init={init}", "con=null", "con0=fd:0,fd:1",
         *(f"vec{index}:transport=tap,ifname={tap},mac={mac}" for index, (tap, mac) in enumerate(taps)),
         *(f"{key}={value}" for key, value in settings.items()),

@@ -30,6 +30,7 @@ Owns: the fakes, the Journal and ``fake_lab()``. Not: any lab behaviour.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import shlex
@@ -50,6 +51,7 @@ from harness.node import Clock, Firewall, Machine, Node, Process, Result, checke
 from harness.sa import SaEvent
 from harness.strongswan import Datapath, strongswan_conf
 from harness.topology import BACKENDS, NODES, Placement, Topology
+from harness.wire import CapturePoint
 
 SWITCH = "sw"
 WIRE_INTERFACE = "br-lab0"
@@ -405,6 +407,12 @@ class FakeBackend:
 
     def wire_interface(self, topology: Topology) -> str:
         return self.interface
+
+    def capture_points(self, topology: Topology) -> list[CapturePoint]:
+        return [CapturePoint("sw", self.interface)]
+
+    def unattended(self, topology: Topology, nodes: Mapping[str, Node]) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def check(self) -> None:
         pass

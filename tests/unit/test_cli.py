@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness import cli, lab_commands, measure, registry, report, result, runs, scenario, strongswan, timers
+from harness import backends, cli, lab_commands, measure, registry, report, result, runs, scenario, strongswan, timers
+from harness.backends import SSH
 from harness.backends.netns import NetnsBackend
 
+from .hosts import write_inventory
 from .outcomes import synthetic_outcome
 
 
@@ -101,10 +103,10 @@ def test_a_fault_option_without_its_fault_is_refused(
 
 
 def test_unknown_backend(capsys: pytest.CaptureFixture[str]) -> None:
-    choices = "auto, netns, docker, docker:bookworm, uml"
-    for command, more in (("up", ", ssh"), ("run", ""), ("demo", "")):
+    choices = "auto, netns, docker, docker:bookworm, uml, ssh"
+    for command in ("up", "run", "demo"):
         assert argument_error([command, "--backend", "vmware"], capsys) == (
-            f"failover-lab {command}: error: argument --backend: 'vmware' is not one of {choices}{more} (see --help)"
+            f"failover-lab {command}: error: argument --backend: 'vmware' is not one of {choices} (see --help)"
         )
     for command in ("status", "clean"):
         assert argument_error([command, "--backend", "auto"], capsys).endswith(
@@ -179,7 +181,7 @@ def argument_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         ("--repeat", "many", "must be a whole number from 1 to 100, got 'many'"),
         ("--repeat", "1.5", "must be a whole number from 1 to 100, got '1.5'"),
         ("--policy", "nope", "'nope' is not one of none, mail-passwords, mail-all, all-traffic"),
-        ("--backend", "nope", "'nope' is not one of auto, netns, docker, docker:bookworm, uml"),
+        ("--backend", "nope", "'nope' is not one of auto, netns, docker, docker:bookworm, uml, ssh"),
         ("--fault", "nope", f"'nope' is not one of {FAULTS}"),
     ],
 )
@@ -229,7 +231,7 @@ def test_run_leaves_what_was_not_typed_none_and_help_shows_the_defaults(capsys: 
     with pytest.raises(SystemExit):
         cli.main(["run", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
-    for default in ("(default fast)", "(default all-traffic)", "(default 1)", "(default 3)", "else netns)"):
+    for default in ("(default fast)", "(default all-traffic)", "(default 1)", "(default 3)", "else netns; never ssh)"):
         assert default in shown, default
 
 
@@ -400,6 +402,13 @@ class ScenarioRuns:
         self.calls.append((loaded, profile, backend_name))
         return [synthetic_outcome(self.gap, profile) for _ in range(loaded.model.repeat)]
 
+    def check(self, name: str, inventory: Path | None = None, insecure_host_keys: bool = False) -> None:
+        """cli.backend: records the backend; the ssh options' pairing and the inventory are checked
+        as they are (the host's fitness is not under test)."""
+        self.checked.append(name)
+        if name == SSH or inventory is not None:
+            backends.backend(name, inventory, insecure_host_keys)
+
 
 @pytest.fixture
 def scenario_runs(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], tuple[ScenarioRuns, io.StringIO]]:
@@ -407,7 +416,7 @@ def scenario_runs(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], tuple[Sc
         scripted = ScenarioRuns(gap)
         shown = io.StringIO()
         monkeypatch.setattr(scenario, "run", scripted.run)
-        monkeypatch.setattr(cli, "backend", scripted.checked.append)
+        monkeypatch.setattr(cli, "backend", scripted.check)
         monkeypatch.setattr(report, "write_folder", lambda results, out: out)
         monkeypatch.setattr(runs, "console", Console(file=shown, width=200))
         return scripted, shown
@@ -561,3 +570,139 @@ def test_the_ssh_backend_s_options_are_refused_in_one_line_before_anything_is_bu
     assert cli.main(argv) == 2
     assert one_error_line(capsys) == f"failover-lab: error: {line}"
     assert nothing_built(lab_root)
+
+
+NEEDS_INVENTORY = "--backend ssh needs --inventory FILE: your hosts (see inventories/example.yaml)"
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["run", "--fault", "crash", "--backend", "ssh"], NEEDS_INVENTORY),
+        (
+            ["run", "--fault", "crash", "--inventory", "hosts.yaml"],
+            "--inventory is for --backend ssh, not auto: drop one of them",
+        ),
+        (["demo", "--backend", "ssh", "--insecure-host-keys"], NEEDS_INVENTORY),
+        (
+            ["demo", "--backend", "docker", "--inventory", "hosts.yaml"],
+            "--inventory is for --backend ssh, not docker: drop one of them",
+        ),
+        (["demo", "--inventory", "hosts.yaml"], "--inventory is for --backend ssh, not auto: drop one of them"),
+        (["run", str(CRASH), "--backend", "ssh"], NEEDS_INVENTORY),
+        (
+            ["run", str(CRASH), "--inventory", "hosts.yaml"],
+            "--inventory is for --backend ssh, not auto: drop one of them",
+        ),
+        (
+            ["run", str(CRASH), "--backend", "netns", "--inventory", "hosts.yaml"],
+            "--inventory is for --backend ssh, not netns: drop one of them",
+        ),
+        (
+            ["run", "--fault", "crash", "--backend", "ssh", "--inventory", "no-such-hosts.yaml"],
+            "no-such-hosts.yaml: cannot read it: No such file or directory",
+        ),
+    ],
+)
+def test_run_and_demo_refuse_the_ssh_backend_s_options_as_up_does(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str], lab_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backends, "choose", lambda: pytest.fail("auto looked for a backend"))
+    monkeypatch.setattr(runs, "measure_runs", lambda *args: pytest.fail("a lab was built"))
+    assert cli.main(argv) == 2
+    assert one_error_line(capsys) == f"failover-lab: error: {line}"
+    assert nothing_built(lab_root)
+
+
+@pytest.mark.parametrize(
+    ("argv", "backend_name", "insecure"),
+    [
+        (["run", "--fault", "crash"], "ssh", False),
+        (["run", "--fault", "crash", "--insecure-host-keys"], "ssh", True),
+        (["demo", "--insecure-host-keys"], "ssh", True),
+        (["demo"], "netns", False),
+    ],
+)
+def test_run_and_demo_build_their_labs_on_the_hosts_of_the_inventory(
+    argv: list[str], backend_name: str, insecure: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hosts = write_inventory(tmp_path / "hosts.yaml")
+    asked: list[tuple[object, ...]] = []
+
+    def measure_runs(plan: runs.Plan, params: timers.FaultParams, *where: object) -> list[result.Result]:
+        asked.append(where)
+        return [result.to_json(synthetic_outcome(4.8))]
+
+    monkeypatch.setattr(runs, "measure_runs", measure_runs)
+    monkeypatch.setattr(report, "write_folder", lambda results, out: out)
+    monkeypatch.setattr(runs, "console", Console(file=io.StringIO(), width=200))
+    monkeypatch.chdir(tmp_path)
+    hosts_options = ["--inventory", str(hosts)] if backend_name == SSH else []
+    cli.main([*argv, "--backend", backend_name, *hosts_options])
+    inventory = hosts if backend_name == SSH else None
+    assert asked == [(1, backend_name, inventory, insecure)]  # repeat 1, on these hosts
+
+
+def test_a_scenario_runs_on_the_hosts_of_its_own_inventory(
+    tmp_path: Path, scenario_runs: Callable[[float], tuple[ScenarioRuns, io.StringIO]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs, shown = scenario_runs(5.0)
+    hosts = write_inventory(tmp_path / "lab" / "hosts.yaml")
+    path = tmp_path / "lab" / "x.yaml"
+    path.write_text("profiles: [fast]\nfault: {kind: crash}\nbackend: ssh\ninventory: hosts.yaml\n")
+    monkeypatch.chdir(tmp_path)  # the inventory is found from the file's folder
+    assert cli.main(["run", str(path), "--out", "out"]) == 0
+    assert cli.main(["run", str(path), "--backend", "ssh", "--inventory", str(hosts), "--out", "out"]) == 0
+    assert "overriding" not in shown.getvalue()  # the same backend and the same file
+    for loaded, _, backend_name in runs.calls:
+        assert (backend_name, loaded.inventory, loaded.model.insecure_host_keys) == (SSH, hosts, False)
+    assert set(runs.checked) == {SSH}
+
+
+def test_the_command_line_overrides_a_scenario_s_inventory_and_backend_and_says_so(
+    tmp_path: Path, scenario_runs: Callable[[float], tuple[ScenarioRuns, io.StringIO]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs, shown = scenario_runs(5.0)
+    write_inventory(tmp_path / "lab" / "hosts.yaml")
+    other = write_inventory(tmp_path / "other.yaml")
+    path = tmp_path / "lab" / "x.yaml"
+    path.write_text("profiles: [fast]\nfault: {kind: crash}\nbackend: ssh\ninventory: hosts.yaml\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", str(path), "--inventory", "other.yaml", "--insecure-host-keys", "--out", "out"]) == 0
+    assert cli.main(["run", str(path), "--backend", "netns", "--out", "out"]) == 0
+    assert shown.getvalue().splitlines()[:2] == [
+        "overriding the scenario's inventory hosts.yaml with --inventory other.yaml",
+        "overriding the scenario's insecure_host_keys false with --insecure-host-keys",
+    ]
+    assert "overriding the scenario's backend ssh with --backend netns" in shown.getvalue()
+    (elsewhere, _, _), (local, _, backend_name) = runs.calls
+    assert (elsewhere.inventory, elsewhere.model.insecure_host_keys) == (other, True)
+    assert (backend_name, local.model.backend, local.inventory) == ("netns", "netns", None)
+
+
+def test_a_scenario_without_a_backend_runs_where_the_ssh_options_say_silently(
+    tmp_path: Path, scenario_runs: Callable[[float], tuple[ScenarioRuns, io.StringIO]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs, shown = scenario_runs(5.0)
+    hosts = write_inventory(tmp_path / "hosts.yaml")
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", str(CRASH), "--backend", "ssh", "--inventory", "hosts.yaml", "--insecure-host-keys", "--out", "out"]
+    assert cli.main(argv) == 0
+    assert "overriding" not in shown.getvalue()
+    ((loaded, _, backend_name),) = runs.calls
+    assert (backend_name, loaded.inventory, loaded.model.insecure_host_keys) == (SSH, hosts, True)
+
+
+def test_a_scenario_s_broken_inventory_is_refused_before_any_lab(
+    tmp_path: Path,
+    scenario_runs: Callable[[float], tuple[ScenarioRuns, io.StringIO]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    runs, _ = scenario_runs(5.0)
+    hosts = write_inventory(tmp_path / "hosts.yaml")
+    hosts.write_text(hosts.read_text() + "deadman: 30\n")
+    path = tmp_path / "x.yaml"
+    path.write_text("profiles: [fast]\nfault: {kind: crash}\nbackend: ssh\ninventory: hosts.yaml\n")
+    assert cli.main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert one_error_line(capsys).startswith(f"failover-lab: error: {hosts}: deadman: unknown key")
+    assert runs.calls == []

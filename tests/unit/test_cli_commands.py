@@ -121,7 +121,7 @@ def test_every_profile_named_runs_with_every_fault(monkeypatch: pytest.MonkeyPat
         return [result.to_json(synthetic_outcome(4.8))]
 
     monkeypatch.setattr(runs, "measure_runs", measure_runs)
-    monkeypatch.setattr(cli, "backend", lambda name: None)
+    monkeypatch.setattr(cli, "backend", lambda *args: None)
     monkeypatch.setattr(runs, "console", Console(file=io.StringIO(), width=200))
     argv = ["run", "--fault", "graceful,crash", "--profile", "fast", "--profile", "win2000,win2003-nlbsflags"]
     assert cli.main([*argv, "--time-scale", "1/30"]) == 0
@@ -247,7 +247,7 @@ def test_an_out_folder_that_cannot_be_written_is_refused_before_any_lab(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(runs, "measure_runs", lambda *args: pytest.fail("a lab was built"))
-    monkeypatch.setattr(cli, "backend", lambda name: None)
+    monkeypatch.setattr(cli, "backend", lambda *args: None)
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert cli.main(["run", "--fault", "crash", "--out", str(blocker / "out")]) == 2

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from harness import cli, faults, lab, policy, runs, scenario, timers
-from harness.backends import AUTO, BACKENDS
+from harness import backends, cli, faults, lab, policy, runs, scenario, timers
+from harness.backends import AUTO, BACKENDS, SSH
 from harness.probe import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +47,7 @@ VALUES = {
     ),
     "--cluster-delay": st.one_of(NUMBERS, TEXT),
     "--freeze": st.one_of(NUMBERS, TEXT),
-    "--backend": st.one_of(st.sampled_from([AUTO, *BACKENDS]), TEXT),
+    "--backend": st.one_of(st.sampled_from([AUTO, *BACKENDS, SSH]), TEXT),
     "--json": st.just("results.json"),
     "--out": st.just("out"),
 }
@@ -60,7 +60,7 @@ GOOD = {
     "--time-scale": st.one_of(st.floats(1e-6, 1).map(str), st.sampled_from(["1", "1/30", "1/2"])),
     "--cluster-delay": st.floats(0, scenario.SECONDS_MAX).map(str),
     "--freeze": st.floats(0.001, scenario.SECONDS_MAX).map(str),
-    "--backend": st.sampled_from([AUTO, *BACKENDS]),
+    "--backend": st.sampled_from([AUTO, *BACKENDS, SSH]),
 }
 """Valid values only, so that half the generated lists get past every value check."""
 
@@ -85,7 +85,7 @@ def no_lab(*args: object, **kwargs: object) -> None:
 @pytest.fixture
 def patched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     monkeypatch.setattr(lab, "running", no_lab)
-    monkeypatch.setattr(cli, "backend", lambda name: None)  # the host's fitness is not under test
+    monkeypatch.setattr(backends, "choose", lambda: BACKENDS["netns"])  # the host's fitness is not under test
     monkeypatch.setattr(runs, "console", Console(file=io.StringIO(), width=200))
     monkeypatch.chdir(tmp_path)
     (tmp_path / OWN_PROFILES).write_text("profiles:\n  cautious: {dpd_delay: 3, retransmit_timeout: 1}\n")
@@ -155,7 +155,7 @@ VALID: dict[str, Callable[[str], bool]] = {
     "--time-scale": _scale,
     "--cluster-delay": lambda text: _number(text, 0, scenario.SECONDS_MAX, low_open=False),
     "--freeze": lambda text: _number(text, 0, scenario.SECONDS_MAX, low_open=True),
-    "--backend": lambda text: text in (AUTO, *BACKENDS),
+    "--backend": lambda text: text in (AUTO, *BACKENDS, SSH),
 }
 
 
@@ -168,6 +168,8 @@ def expected(positional: str | None, options: list[tuple[str, str]]) -> str:
     faults_given = [value for option, value in options if option == "--fault"]
     if any(option in VALID and not VALID[option](value) for option, value in options):
         return "refused"  # argparse checks every value given, also one given again later
+    if given.get("--backend") == SSH:
+        return "refused"  # without --inventory (the shipped scenarios name none either)
     scale = float(Fraction(given.get("--time-scale", "1")))
     if positional is not None:
         defined = {"--fault", "--profile", "--profiles", "--cluster-delay", "--freeze"}
@@ -249,6 +251,7 @@ def test_the_oracle_knows_the_rules() -> None:
     assert expected(mail, [("--policy", "all-traffic")]) == "refused"  # its http expectation, now protected
     assert expected(mail, [("--policy", "mail-passwords")]) == "accepted"
     assert expected(None, [("--fault", "graceful"), ("--freeze", "2")]) == "refused"
+    assert expected(None, [("--fault", "crash"), ("--backend", "ssh")]) == "refused"  # no --inventory
     assert expected(None, [("--fault", "crash"), ("--profile", "fast"), ("--profile", "win2000")]) == "accepted"
     assert expected(None, [("--fault", "crash"), ("--profile", "fast,win2000,fast")]) == "refused"
     assert not VALID["--freeze"]("0") and VALID["--cluster-delay"]("0") and not _scale("1e999")

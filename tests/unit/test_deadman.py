@@ -80,13 +80,24 @@ def test_heartbeats_keep_it_armed_until_they_stop(tmp_path: Path, reap: list[int
     assert until(mark.exists, TIMEOUT_S + MARGIN_S)
 
 
-def test_removing_the_heartbeat_disarms_it(tmp_path: Path, reap: list[int]) -> None:
+def test_removing_the_heartbeat_disarms_it_until_it_is_back(tmp_path: Path, reap: list[int]) -> None:
     pid, heartbeat, mark, log = arm(tmp_path)
     reap.append(pid)
     heartbeat.unlink()
+    assert until(lambda: "disarmed" in log.read_text(), MARGIN_S)
+    time.sleep(2 * TIMEOUT_S)  # longer than its timeout: a disarmed switch does not heal
+    assert alive(pid) and not mark.exists()
+    heartbeat.touch()  # armed again: the next disruption
+    assert until(mark.exists, TIMEOUT_S + MARGIN_S)
+
+
+def test_without_a_heartbeat_file_it_sleeps_until_the_lab_is_gone(tmp_path: Path, reap: list[int]) -> None:
+    pid, heartbeat, mark, log = arm(tmp_path)
+    reap.append(pid)
+    heartbeat.unlink()
+    (tmp_path / "heal.json").unlink()
     assert until(lambda: not alive(pid), MARGIN_S)
-    assert not mark.exists()
-    assert "disarmed" in log.read_text()
+    assert not mark.exists() and "the heal file is gone" in log.read_text()
 
 
 def test_sigterm_disarms_it(tmp_path: Path, reap: list[int]) -> None:
@@ -95,7 +106,7 @@ def test_sigterm_disarms_it(tmp_path: Path, reap: list[int]) -> None:
     os.kill(pid, signal.SIGTERM)
     assert until(lambda: not alive(pid), MARGIN_S)
     assert not mark.exists()
-    assert "disarmed: SIGTERM" in log.read_text()
+    assert "stopped: SIGTERM" in log.read_text()
 
 
 def test_it_outlives_the_session_that_started_it(tmp_path: Path, reap: list[int]) -> None:
@@ -106,3 +117,23 @@ def test_it_outlives_the_session_that_started_it(tmp_path: Path, reap: list[int]
     os.kill(pid, signal.SIGHUP)
     assert alive(pid)
     assert until(mark.exists, TIMEOUT_S + MARGIN_S)
+
+
+def test_now_heals_at_once_in_the_foreground(tmp_path: Path) -> None:
+    heal, log, mark = tmp_path / "heal.json", tmp_path / "deadman.log", tmp_path / "healed"
+    heal.write_text(json.dumps([["false"], ["touch", str(mark)]]))
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--heal", str(heal), "--now", "--log", str(log)],
+        capture_output=True, text=True, check=True, timeout=10,
+    )  # fmt: skip
+    assert mark.exists()  # a command that fails does not stop the rest
+    assert "false -> exit 1" in log.read_text()
+
+
+def test_without_now_it_needs_a_heartbeat(tmp_path: Path) -> None:
+    heal = tmp_path / "heal.json"
+    heal.write_text("[]")
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--heal", str(heal)], capture_output=True, text=True, timeout=10
+    )
+    assert done.returncode == 2 and "--heartbeat and --timeout are needed" in done.stderr

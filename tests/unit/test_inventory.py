@@ -24,6 +24,7 @@ from harness.errors import UsageError
 from harness.topology import BACKENDS, DOMAIN_CONTROLLER, FRONT_END, NODES, Topology
 
 from .golden import assert_golden_error
+from .hosts import write_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "inventories" / "example.yaml"
@@ -101,18 +102,7 @@ hosts:
 
 
 def test_without_ssh_every_host_takes_the_defaults(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        """
-vip: 10.1.0.100/24
-hosts:
-  fe: {host: 192.0.2.1, lab_interface: eth1, lab_address: 10.1.0.10/24}
-  be1: {host: 192.0.2.2, lab_interface: eth1, lab_address: 10.1.0.11/24}
-  be2: {host: 192.0.2.3, lab_interface: eth1, lab_address: 10.1.0.12/24}
-  dc: {host: 192.0.2.4, lab_interface: eth1, lab_address: 10.1.0.20/24}
-""",
-    )
-    loaded = inventory.load(path)
+    loaded = inventory.load(write_inventory(tmp_path / "lab.yaml"))
     assert list(loaded.hosts) == list(NODES)
     for host in loaded.hosts.values():
         assert (host.port, host.user, host.key, host.sudo) == (22, "root", None, False)

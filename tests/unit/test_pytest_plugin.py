@@ -1,11 +1,16 @@
 """The pytest plugin's checks that come before any lab: a bad --time-scale is pytest's usage
-error, and run_fault refuses a profile the timer model refuses before it builds a lab."""
+error, and run_fault refuses a profile the timer model refuses before it builds a lab; the ssh
+backend's options go together, and reach every lab (scenarios, run_fault's shared one)."""
 
 import argparse
+from pathlib import Path
 
 import pytest
 
 from harness import lab, pytest_plugin
+from harness.errors import UsageError
+
+from .hosts import write_inventory
 
 
 def test_the_time_scale_option_parses_like_the_cli() -> None:
@@ -71,3 +76,93 @@ def test_lab_breaks():
     assert "Traceback" not in output and "raise NodeLost" not in output
     debugging = pytester.runpytest_inprocess("-p", "harness.pytest_plugin", "--tb=long")
     assert "raise NodeLost" in debugging.stdout.str()  # the traceback, when asked for
+
+
+@pytest.mark.parametrize(
+    ("options", "line"),
+    [
+        (
+            ["--lab-backend", "ssh"],
+            "--lab-backend ssh needs --lab-inventory FILE: your hosts (see inventories/example.yaml)",
+        ),
+        (
+            ["--lab-backend", "netns", "--lab-backend", "ssh", "--lab-insecure-host-keys"],
+            "--lab-backend ssh needs --lab-inventory FILE: your hosts (see inventories/example.yaml)",
+        ),
+        (
+            ["--lab-inventory", "hosts.yaml"],
+            "--lab-inventory is for --lab-backend ssh: add --lab-backend ssh or drop --lab-inventory",
+        ),
+        (
+            ["--lab-backend", "netns", "--lab-inventory", "hosts.yaml"],
+            "--lab-inventory is for --lab-backend ssh: add --lab-backend ssh or drop --lab-inventory",
+        ),
+        (
+            ["--lab-backend", "ssh", "--lab-inventory", "no-such-hosts.yaml"],
+            "no-such-hosts.yaml: cannot read it: No such file or directory",
+        ),
+    ],
+)
+def test_the_ssh_options_go_together_or_stop_the_session_with_one_line(
+    pytester: pytest.Pytester, options: list[str], line: str
+) -> None:
+    pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    run = pytester.runpytest_inprocess("-p", "harness.pytest_plugin", *options)
+    assert run.ret == pytest.ExitCode.USAGE_ERROR
+    assert [error for error in run.errlines if error.strip()] == [f"ERROR: {line}"]
+
+
+SCENARIO = "profiles: [fast]\nfault: {kind: crash}\n"
+
+
+class LabsAsked:
+    """lab.running without a lab: what it was asked for, then a failure of the test."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, Path | None, bool]] = []
+
+    def __call__(
+        self,
+        profile: object,
+        backend_name: str,
+        keep: bool = False,
+        policy_name: str = "",
+        inventory: Path | None = None,
+        insecure_host_keys: bool = False,
+    ) -> None:
+        self.asked.append((backend_name, inventory, insecure_host_keys))
+        raise UsageError("no lab in unit tests")
+
+
+@pytest.fixture
+def labs_asked(monkeypatch: pytest.MonkeyPatch) -> LabsAsked:
+    asked = LabsAsked()
+    monkeypatch.setattr(lab, "running", asked)
+    return asked
+
+
+def test_scenarios_and_run_fault_build_their_labs_on_the_hosts_of_lab_inventory(
+    pytester: pytest.Pytester, labs_asked: LabsAsked
+) -> None:
+    hosts = write_inventory(pytester.path / "hosts.yaml")
+    (pytester.path / "scenarios").mkdir()
+    (pytester.path / "scenarios" / "crash.yaml").write_text(SCENARIO + "backend: netns\n")
+    pytester.makepyfile(test_user="def test_a_crash(run_fault):\n    run_fault('crash')\n")
+    options = ["--lab-backend", "ssh", "--lab-inventory", "hosts.yaml", "--lab-insecure-host-keys"]
+    run = pytester.runpytest_inprocess("-p", "harness.pytest_plugin", *options)
+    run.assert_outcomes(failed=2)
+    assert labs_asked.asked == [("ssh", hosts, True), ("ssh", hosts, True)]
+
+
+def test_a_scenario_s_own_ssh_backend_and_inventory_are_used_and_lab_backend_overrides_them(
+    pytester: pytest.Pytester, labs_asked: LabsAsked
+) -> None:
+    hosts = write_inventory(pytester.path / "lab" / "hosts.yaml")
+    (pytester.path / "lab" / "scenarios").mkdir()
+    (pytester.path / "lab" / "scenarios" / "crash.yaml").write_text(
+        SCENARIO + "backend: ssh\ninventory: ../hosts.yaml\n"
+    )
+    pytester.runpytest_inprocess("-p", "harness.pytest_plugin", "lab").assert_outcomes(failed=1)
+    pytester.runpytest_inprocess("-p", "harness.pytest_plugin", "lab", "--lab-insecure-host-keys")
+    pytester.runpytest_inprocess("-p", "harness.pytest_plugin", "lab", "--lab-backend", "netns")
+    assert labs_asked.asked == [("ssh", hosts, False), ("ssh", hosts, True), ("netns", None, False)]

@@ -12,11 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness import faults, policy, scenario, timers
-from harness.backends import AUTO, BACKENDS
+from harness.backends import AUTO, BACKENDS, SSH
 from harness.errors import UsageError
 from harness.probe import SERVICES
 
 from .golden import assert_golden_error
+from .hosts import write_inventory
 from .outcomes import synthetic_outcome
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +28,7 @@ BROKEN = sorted((Path(__file__).parent / "errors" / "scenario-files").glob("*.ya
 def test_the_models_know_every_fault_service_and_backend() -> None:
     assert set(scenario.FaultKind.__args__) == set(faults.FAULTS)  # type: ignore[attr-defined]
     assert set(scenario.Service.__args__) == set(SERVICES)  # type: ignore[attr-defined]
-    assert set(scenario.Backend.__args__) == {AUTO, *BACKENDS}  # type: ignore[attr-defined]
+    assert set(scenario.Backend.__args__) == {AUTO, *BACKENDS, SSH}  # type: ignore[attr-defined]
     assert set(scenario.PolicyName.__args__) == set(policy.POLICIES)  # type: ignore[attr-defined]
     kinds = [get_args(model.model_fields["kind"].annotation)[0] for model in scenario.FAULT_MODELS]
     assert kinds == list(get_args(scenario.FaultKind)) == list(faults.FAULTS)  # one model per kind, same order
@@ -132,6 +133,46 @@ def test_the_command_line_may_override_repeat_time_scale_policy_and_backend(tmp_
     assert changed.model.profiles == loaded.model.profiles and changed.model.fault == loaded.model.fault
     with pytest.raises(ValueError, match="not overridable: fault"):
         scenario.override(loaded, {"fault": {"kind": "freeze"}})
+
+
+SSH_CRASH = "profiles: [fast]\nfault: {kind: crash}\nbackend: ssh\n"
+
+
+def test_backend_ssh_takes_its_inventory_from_the_file_s_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hosts = write_inventory(tmp_path / "lab" / "hosts.yaml")
+    path = tmp_path / "lab" / "scenarios" / "x.yaml"
+    path.parent.mkdir()
+    path.write_text(SSH_CRASH + "inventory: ../hosts.yaml\n")
+    monkeypatch.chdir(path.parent.parent.parent)  # not the file's folder
+    loaded = scenario.load(path)
+    assert (loaded.model.backend, loaded.inventory, loaded.model.insecure_host_keys) == (SSH, hosts, False)
+    path.write_text(SSH_CRASH + f"inventory: {hosts}\ninsecure_host_keys: true\n")  # an absolute path stays
+    loaded = scenario.load(path)
+    assert (loaded.inventory, loaded.model.insecure_host_keys) == (hosts, True)
+    path.write_text("profiles: [fast]\nfault: {kind: crash}\n")
+    assert scenario.load(path).inventory is None
+
+
+def test_the_command_line_may_override_the_inventory_and_another_backend_drops_it(tmp_path: Path) -> None:
+    write_inventory(tmp_path / "hosts.yaml")
+    other = write_inventory(tmp_path / "elsewhere" / "other.yaml")
+    path = write(tmp_path, SSH_CRASH + "inventory: hosts.yaml\n")
+    loaded = scenario.load(path)
+    moved = scenario.override(loaded, {"inventory": str(other), "insecure_host_keys": True})
+    assert (moved.model.backend, moved.inventory, moved.model.insecure_host_keys) == (SSH, other, True)
+    local = scenario.override(loaded, {"backend": "netns"})  # the file's inventory went with its backend
+    assert (local.model.backend, local.inventory) == ("netns", None)
+    with pytest.raises(UsageError) as error:
+        scenario.override(loaded, {"backend": "netns", "inventory": str(other)})
+    assert str(error.value) == (
+        f"{path}: inventory: only backend ssh takes one, and the file says backend netns: "
+        "set backend: ssh or drop inventory"
+    )
+    plain = scenario.load(write(tmp_path, "profiles: [fast]\nfault: {kind: crash}\n"))
+    remote = scenario.override(plain, {"backend": SSH, "inventory": str(other)})
+    assert (remote.model.backend, remote.inventory) == (SSH, other)
 
 
 @pytest.mark.parametrize("case", BROKEN, ids=[case.stem for case in BROKEN])
@@ -242,7 +283,9 @@ DOCUMENTS = st.recursive(
     max_leaves=20,
 )
 VALID: dict[str, object] = {"profiles": ["fast"], "fault": {"kind": "crash"}, "expect": {"outage_max_s": 6}}
-KEYS = st.sampled_from(["profiles", "fault", "expect", "repeat", "time_scale", "backend", "description", "kind", "x"])
+KEYS = st.sampled_from(
+    ["profiles", "fault", "expect", "repeat", "time_scale", "backend", "inventory", "insecure_host_keys", "kind", "x"]
+)
 
 
 def loads_or_says_why(tmp_path: Path, document: object) -> scenario.Scenario | list[str]:
