@@ -300,6 +300,11 @@ def _answered(knocking: Process, clock: Clock, name: str) -> float:
 @contextlib.contextmanager
 def freeze(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     owner, _ = _pair(lab)
+    if lab.nodes[owner].machine is None and lab.datapath == "kernel":
+        raise UsageError(
+            f"freeze on backend {lab.backend.name}: stopping charon leaves the host's kernel doing ESP, so "
+            "traffic does not stop and there is no outage to measure; use crash, link-cut or reboot"
+        )
     whole = lab.nodes[owner].machine is not None
     with contextlib.ExitStack() as undo:
         go_on = _stop(lab, owner)

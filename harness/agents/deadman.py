@@ -12,7 +12,9 @@ by removing FILE (the switch sleeps again). If FILE is not touched for ``--timeo
 heal file, a JSON list of argv lists (shut the lab's agent down, remove the fault's firewall
 table, the lab's SAs, give the VIP back to its owner, remove the lab's folder), logs what each
 returned, and exits. When the heal file is gone (the lab was torn down) or on SIGTERM it exits
-doing nothing. Starting it once costs a host one Python start per lab, not one per fault.
+doing nothing. It records its PID next to the heal file (``<heal>.watcher``): ``--now`` stops
+it first, so a teardown leaves no switch behind. Started once, it costs a host one Python start
+per lab, not one per fault.
 
 Standard library only (it runs on any host with python3). Owns: watching and healing. Not: what
 the heal commands are (the harness writes them when the lab comes up).
@@ -28,6 +30,8 @@ import subprocess
 import time
 
 POLL_S = 0.2
+STOP_TIMEOUT_S = 2.0
+"""How long a SIGTERMed switch may take to exit (it sleeps POLL_S at most)."""
 COMMAND_TIMEOUT_S = 10.0
 
 
@@ -83,6 +87,27 @@ def watch(arguments: argparse.Namespace) -> None:
     note(arguments.log, "stopped: SIGTERM")
 
 
+def watcher_file(heal_file: str) -> str:
+    return f"{heal_file}.watcher"
+
+
+def stop_watcher(heal_file: str) -> None:
+    """SIGTERM the switch watching ``heal_file`` (its recorded PID, if it is still that script)
+    and wait until it is gone."""
+    try:
+        with open(watcher_file(heal_file)) as recorded:
+            pid = int(recorded.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            if b"deadman.py" not in cmdline.read():
+                return
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heartbeat")
@@ -92,6 +117,7 @@ def main() -> None:
     parser.add_argument("--now", action="store_true", help="heal at once, in the foreground")
     arguments = parser.parse_args()
     if arguments.now:
+        stop_watcher(arguments.heal)
         heal(arguments.heal, arguments.log)
         return
     if arguments.heartbeat is None or arguments.timeout is None:
@@ -101,6 +127,8 @@ def main() -> None:
         print(child, flush=True)
         return
     os.setsid()
+    with open(watcher_file(arguments.heal), "w") as recorded:
+        recorded.write(f"{os.getpid()}\n")
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     devnull = os.open(os.devnull, os.O_RDWR)
     for stream in (0, 1, 2):

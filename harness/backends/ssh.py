@@ -13,9 +13,10 @@ folder. At creation every host gets its heal file (``heal.json``: the commands t
 was): its agent kills every process it started (charon, the stand-ins, captures) and exits; the
 guard, the disruption table and the lab's SAs and policies (only those between the lab's
 addresses) are removed, the VIP goes back to the back-end that held it when the lab came up, and
-the lab's folder is removed. ``destroy`` runs it. While a fault runs (``unattended``), a dead-man
-switch on every host (harness/agents/deadman.py) runs it too if the harness stops touching its
-heartbeat for the inventory's ``deadman_s``: a harness killed mid-fault leaves no host cut off.
+the lab's folder is removed. ``destroy`` runs it. A dead-man switch started on every host with
+the lab (harness/agents/deadman.py) runs it too if, while a fault runs (``unattended``), the
+harness stops touching its heartbeat for the inventory's ``deadman_s``: a harness killed
+mid-fault leaves no host cut off.
 
 Owns: the lab's life on SSH hosts. Not: SSH and host keys (harness.ssh_hosts), the checks
 (harness.preflight), what runs in the lab (harness.lab).

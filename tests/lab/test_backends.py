@@ -65,8 +65,9 @@ def test_spawn_without_capture_and_stop(shared_lab: lab.Lab) -> None:
 def test_vici_reaches_each_node_s_own_charon(shared_lab: lab.Lab) -> None:
     for name in ("fe", "be1", "be2"):
         assert charon.version(shared_lab.nodes[name]) == shared_lab.strongswan_version
-    with pytest.raises(CharonError, match="sw: charon: vici does not answer"):
-        shared_lab.nodes["sw"].vici(timeout=2)  # no charon on the switch
+    if "sw" in shared_lab.nodes:  # a lab of the harness's own has a switch, the user's hosts none
+        with pytest.raises(CharonError, match="sw: charon: vici does not answer"):
+            shared_lab.nodes["sw"].vici(timeout=2)  # no charon on the switch
 
 
 def test_agents_run_on_the_nodes(shared_lab: lab.Lab) -> None:

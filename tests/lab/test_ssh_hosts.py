@@ -12,17 +12,19 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
 
-from harness import inventory, preflight, registry, ssh_hosts, testhosts
+from harness import disrupt, inventory, lab, preflight, registry, ssh_hosts, testhosts, timers
 from harness.agent import AgentNode
 from harness.errors import CommandError, CommandTimeout, UsageError
 from harness.strongswan import CHARON
 from harness.topology import NODES
 
+from . import test_backends
 from .conftest import netns_list
 
 LAB_BACKENDS = ("uml",)
@@ -273,3 +275,99 @@ def test_clean_with_the_inventory_removes_a_lab_the_registry_here_forgot(
     assert cleaned.returncode == 0, cleaned.stderr
     assert cleaned.stdout.strip() == f"removed flab-{name.group(1)}"
     assert {role: host_state(node) for role, node in nodes.items()} == before
+
+
+def test_graceful_and_crash_over_ssh_recover_within_the_prediction_with_nothing_in_clear(
+    hosts: inventory.Inventory, nodes: dict[str, AgentNode], tmp_path: Path
+) -> None:
+    """The same runs as in the harness's own labs, on hosts it reaches only over SSH: the kernel
+    datapath in transport mode, raw ESP on every host's wire, the outage inside the band the
+    timers predict, nothing protected in clear, and every host left as it was."""
+    before = {role: host_state(node) for role, node in nodes.items()}
+    out = tmp_path / "runs.json"
+    args = ["run", "--backend", "ssh", "--inventory", str(hosts.path), "--fault", "graceful,crash"]
+    ran = cli(*args, "--profile", "fast", "--json", str(out))
+    assert ran.returncode == 0, ran.stderr
+    results = json.loads(out.read_text())
+    assert [r["fault"] for r in results] == ["graceful", "crash"]
+    for result in results:
+        assert (result["backend"], result["datapath"], result["mode"]) == ("ssh", "kernel", "transport")
+        assert result["recovered"] and result["within_prediction"], (result["outage_s"], result["predicted"])
+        assert (result["old_owner"], result["new_owner"]) == ("be1", "be2")
+        assert result["plaintext_packets"] == 0 and result["encapsulation"] == "raw"
+        assert result["esp_packets"] > 0 and result["capture_dropped"] == 0
+    assert results[0]["phases"]["detected_by"] == "DELETE" and results[1]["phases"]["detected_by"] == "DPD"
+    assert {role: host_state(node) for role, node in nodes.items()} == before  # the VIP back on be1 too
+
+
+DEADMAN_S = 5
+"""The dead-man timer of the test's inventory (the inventory's smallest)."""
+HEAL_ALLOWANCE_S = 20.0
+"""What a host may take, after its dead-man timer ran out, to run its heal file (some thirty
+commands, each a process start in a VM) and to be seen healed by the test's own connection."""
+
+
+def test_a_harness_killed_mid_fault_leaves_every_host_healed_within_its_dead_man_timer(
+    hosts: inventory.Inventory, nodes: dict[str, AgentNode], tmp_path: Path
+) -> None:
+    """SIGKILL of the harness while be1 is cut off (a crash with Windows 2003's two-minute
+    recovery): within the dead-man timer every host removes the fault table, the VIP is back on
+    be1 alone, and nothing of the lab is left; `clean` then forgets the lab here."""
+    before = {role: host_state(node) for role, node in nodes.items()}
+    short = tmp_path / "hosts.yaml"
+    short.write_text(hosts.path.read_text() + f"deadman_s: {DEADMAN_S}\n")
+    args = ["run", "--backend", "ssh", "--inventory", str(short), "--fault", "crash", "--profile", "win2003-nlbsflags"]
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        cut = _until(lambda: disrupt.CHAIN_IN in host_state(nodes["be1"])["firewall"], 120, harness)
+        assert cut, "be1 was never cut off"
+        harness.kill()
+        killed_at = time.monotonic()
+        harness.wait(10)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.wait(10)
+    healed = _until(lambda: {role: host_state(node) for role, node in nodes.items()} == before,
+                    DEADMAN_S + HEAL_ALLOWANCE_S)  # fmt: skip
+    assert healed, {role: host_state(node) for role, node in nodes.items()}
+    assert time.monotonic() - killed_at >= DEADMAN_S - 1  # healed by the timer, not by anything else
+    cleaned = cli("clean", "--inventory", str(short))
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "removed flab-" in cleaned.stdout
+
+
+def _until(condition: Callable[[], bool], deadline_s: float, alive: subprocess.Popen[str] | None = None) -> bool:
+    """Poll ``condition`` until it holds (False after ``deadline_s``, or once ``alive`` exited)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if condition():
+            return True
+        if alive is not None and alive.poll() is not None:
+            return False
+        time.sleep(0.2)
+    return condition()
+
+
+@pytest.fixture(scope="module")
+def shared_lab(hosts: inventory.Inventory) -> Iterator[lab.Lab]:
+    """A lab on the test hosts for the backend contract below (the module's last tests: the
+    hosts carry one lab at a time)."""
+    with lab.running(timers.profile("fast"), "ssh", inventory=hosts.path) as running:
+        yield running
+
+
+# The backend contract (tests/lab/test_backends.py), the same assertions through ssh.
+test_contract_run = test_backends.test_run_reports_exit_code_and_separate_streams
+test_contract_failed_command = test_backends.test_a_failed_command_raises_with_node_argv_code_and_stderr
+test_contract_put = test_backends.test_put_writes_a_private_file
+test_contract_spawn = test_backends.test_spawn_captures_lines_and_signals_the_process_it_started
+test_contract_spawn_and_stop = test_backends.test_spawn_without_capture_and_stop
+test_contract_vici = test_backends.test_vici_reaches_each_node_s_own_charon
+test_contract_agents = test_backends.test_agents_run_on_the_nodes
+test_contract_timeout = test_backends.test_a_command_that_overruns_is_killed_and_raises_command_timeout
+test_contract_missing_command = test_backends.test_a_missing_command_is_a_command_error
+test_contract_vici_failures = test_backends.test_vici_failures_are_charon_errors
+test_contract_one_connection = test_backends.test_a_node_runs_many_commands_over_one_connection

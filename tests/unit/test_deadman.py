@@ -137,3 +137,13 @@ def test_without_now_it_needs_a_heartbeat(tmp_path: Path) -> None:
         [sys.executable, str(SCRIPT), "--heal", str(heal)], capture_output=True, text=True, timeout=10
     )
     assert done.returncode == 2 and "--heartbeat and --timeout are needed" in done.stderr
+
+
+def test_now_stops_the_switch_watching_the_same_heal_file_first(tmp_path: Path, reap: list[int]) -> None:
+    pid, heartbeat, mark, log = arm(tmp_path)
+    reap.append(pid)
+    heartbeat.unlink()  # disarmed, watching
+    argv = [sys.executable, str(SCRIPT), "--heal", str(tmp_path / "heal.json"), "--now", "--log", str(log)]
+    subprocess.run(argv, capture_output=True, text=True, check=True, timeout=10)
+    assert not alive(pid)
+    assert mark.exists() and "stopped: SIGTERM" in log.read_text()
