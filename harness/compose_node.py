@@ -131,6 +131,7 @@ def bring_up(
     stand_ins = STAND_INS.get(role_of(node))
     if stand_ins is not None:
         agent = [str(AGENTS / "services.py"), "--node", node, "--vip", topology.vip, "--role", stand_ins]
+        agent += ["--address", topology.address(node)]
         started.append(subprocess.Popen([sys.executable, *agent]))
     if node == FIRST_OWNER:
         run(["ip", "addr", "add", f"{topology.vip}/32", "dev", "eth0"])

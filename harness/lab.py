@@ -126,6 +126,7 @@ class Lab:
         if stand_ins is not None:
             node = self.nodes[name]
             argv = [*node.agent("services"), "--node", name, "--vip", self.topology.vip, "--role", stand_ins]
+            argv += ["--address", self.topology.address(name)]
             self.services[name] = node.spawn(argv, capture=True)
 
     def wait_services(self, name: str) -> None:

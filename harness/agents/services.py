@@ -4,9 +4,11 @@ DNS 53 (tcp and udp where they use both) on dc (role dc).
 
 Standard library only, so the same file runs in a network namespace and in a node container.
 Every answer names the node that served it, which is how the probe on fe tells the old VIP
-owner from the new one. The back-ends' UDP echo is bound to the VIP with IP_FREEBIND, so
-replies always come from the VIP, also on the standby before it owns the address. The domain
-controller's stand-ins answer each line (or datagram) with "<node> <port>".
+owner from the new one. The back-ends' services are bound to the VIP with IP_FREEBIND, so
+replies always come from the VIP, also on the standby before it owns the address, and nothing
+listens on the node's other addresses (on a user's host, a port 110 of its own stays its own);
+dc's are bound to its lab address (``--address``). The domain controller's stand-ins answer each
+line (or datagram) with "<node> <port>".
 
 Owns: the wire dialogue of each service. Not: addresses, routing or IPsec (the lab's job).
 """
@@ -112,26 +114,34 @@ class _Echo(asyncio.DatagramProtocol):
             self.transport.sendto(self.node + b" " + data, addr)
 
 
-async def main(node: str, vip: str, role: str) -> None:
+def _bound(kind: int, address: str, port: int) -> socket.socket:
+    """A socket bound to ``address`` even before the node holds it (IP_FREEBIND)."""
+    bound = socket.socket(socket.AF_INET, kind)
+    bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    bound.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+    bound.bind((address, port))
+    return bound
+
+
+async def main(node: str, vip: str, role: str, address: str) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     if role == "dc":
         tcp: list[tuple[int, Handler]] = [(port, _directory(port)) for port in DC_TCP_PORTS]
-        udp = [("0.0.0.0", port) for port in DC_UDP_PORTS]
+        udp, here = list(DC_UDP_PORTS), address
     else:
         tcp = [(HTTP_PORT, _http), (POP3_PORT, _pop3), (IMAP_PORT, _imap)]
-        udp = [(vip, ECHO_PORT)]
+        udp, here = [ECHO_PORT], vip
     servers = [
-        await asyncio.start_server(_serve(node, handler), "0.0.0.0", port, reuse_address=True) for port, handler in tcp
+        await asyncio.start_server(_serve(node, handler), sock=_bound(socket.SOCK_STREAM, here, port))
+        for port, handler in tcp
     ]
     transports = []
-    for address, port in udp:
-        echo_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        echo_socket.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
-        echo_socket.bind((address, port))
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Echo(node), sock=echo_socket)
+    for port in udp:
+        sock = _bound(socket.SOCK_DGRAM, here, port)
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Echo(node), sock=sock)
         transports.append(transport)
     print("ready", flush=True)
     await stop.wait()
@@ -146,5 +156,6 @@ if __name__ == "__main__":
     parser.add_argument("--node", required=True, help="name put into every answer")
     parser.add_argument("--vip", required=True, help="address the back-end's UDP echo answers from")
     parser.add_argument("--role", choices=("backend", "dc"), default="backend", help="which services to run")
+    parser.add_argument("--address", default="0.0.0.0", help="dc: the address its services listen on")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.node, arguments.vip, arguments.role))
+    asyncio.run(main(arguments.node, arguments.vip, arguments.role, arguments.address))

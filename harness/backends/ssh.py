@@ -103,7 +103,9 @@ class SshBackend:
 
         nodes = dict(zip(NODES, _each(start, NODES), strict=True))
         home = _vip_holder(nodes, topology)
-        for name, node in nodes.items():
+
+        def watch(name: str) -> None:
+            node = nodes[name]
             commands = heal_commands(topology, name, node, self.inventory.hosts[name].lab_interface, home)
             node.put(node.workdir / HEAL_FILE, json.dumps(commands))
             switch = [
@@ -112,6 +114,8 @@ class SshBackend:
                 "--log", str(node.workdir / DEADMAN_LOG),
             ]  # fmt: skip
             node.run(switch)
+
+        _each(watch, NODES)
         return nodes
 
     @contextlib.contextmanager
@@ -162,11 +166,13 @@ class SshBackend:
             workdir = folder / name
             heal_file = shlex.quote(str(workdir / HEAL_FILE))
             deadman = shlex.join([ssh_hosts.PYTHON, "-I", "-S", str(folder / "agents" / "deadman.py")])
-            connection.exec(
+            code, _, _ = connection.exec(
                 ["sh", "-c", f"rm -f {shlex.quote(str(workdir / HEARTBEAT))}; "
-                 f"if [ -f {heal_file} ]; then {deadman} --heal {heal_file} --now; fi"]
+                 f"[ -f {heal_file} ] && {deadman} --heal {heal_file} --now"]
             )  # fmt: skip
-            if _agent_answers(connection, workdir / "agent.sock"):
+            if code == 0:  # the heal file did it all
+                return None
+            if _agent_answers(connection, workdir / "agent.sock"):  # a lab that failed before its heal file
                 node = self._node(name, folder, folder / "agents")
                 with contextlib.suppress(LabError, OSError):
                     node.link.request({"op": "shutdown"})

@@ -3,6 +3,7 @@ built; every option of `run` honoured or refused, with a scenario file too."""
 
 import io
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -706,3 +707,16 @@ def test_a_scenario_s_broken_inventory_is_refused_before_any_lab(
     assert cli.main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     assert one_error_line(capsys).startswith(f"failover-lab: error: {hosts}: deadman: unknown key")
     assert runs.calls == []
+
+
+def test_a_warning_is_one_line_of_the_cli_s_own(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        monkeypatch.setattr(warnings, "showwarning", cli._warn_in_one_line)
+        warnings.warn("be1: its VM was booted again (ESP cannot work on this node)", stacklevel=1)
+    assert (
+        capsys.readouterr().err
+        == "failover-lab: warning: be1: its VM was booted again (ESP cannot work on this node)\n"
+    )

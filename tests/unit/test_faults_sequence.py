@@ -179,7 +179,7 @@ INJECTED: dict[str, tuple[str, str, bool, bool]] = {
     "reboot": ("be1", "be1", False, True),  # t_back: when it was up again (a VM boots)
     "reboot-announce": ("be1", "be1", False, True),
 }
-SERVICES_BE1 = "python3 /agents/services.py --node be1 --vip 198.18.0.100 --role backend"
+SERVICES_BE1 = "python3 /agents/services.py --node be1 --vip 198.18.0.100 --role backend --address 198.18.0.11"
 BOOT_BE1 = [
     ("be1", "machine", "boot"),  # as fresh as at bring-up: addresses, no VIP, no charon
     ("be1", "spawn+capture", SERVICES_BE1),
