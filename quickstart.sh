@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
   libstrongswan-extra-plugins libcharon-extra-plugins iproute2 iputils-arping nftables tcpdump)
 DOCKER_PACKAGES=(docker.io docker-compose debootstrap)
-UML_PACKAGES=(user-mode-linux uml-utilities kmod python3 iptables openssh-server)
+UML_PACKAGES=(user-mode-linux uml-utilities kmod python3 iptables openssh-server keepalived)
 DOCKER_STATE=/var/lib/failover-lab-docker
 
 die() { echo "quickstart: $*" >&2; exit 2; }

@@ -35,6 +35,11 @@ reboot-announce leaves its start-at-load connection loaded, as a node configured
 tunnel up at boot keeps it (it acts only when loaded). A graceful move deletes only the VIP's
 SAs: the old owner's own SA with dc is no cluster resource and stays.
 
+On a user's hosts with a cluster manager of their own (an SSH inventory's ``cluster:``), the
+VIP is the cluster's: graceful runs its move command on the owner and waits until its owner
+command names the standby; crash and link-cut wait for the cluster to fail over by its own
+timers; leaving them waits until it has settled on one owner again.
+
 Owns: what each fault does and undoes. Not: measuring its effect (harness.measure).
 """
 
@@ -52,7 +57,7 @@ from harness.errors import LabError, UsageError
 from harness.lab import Lab
 from harness.node import Clock, Node, Process
 from harness.timers import FaultParams
-from harness.topology import Topology
+from harness.topology import BACKENDS, Topology
 
 NFT_TABLE = "failover_lab_fault"
 KILL_TIMEOUT_S = 5.0
@@ -60,6 +65,10 @@ KILL_TIMEOUT_S = 5.0
 RESUME_PROBE_S = 0.01
 """How often fe asks a node that continued after a freeze whether it answers again."""
 RESUME_DEADLINE_S = 5.0
+OWNER_POLL_S = 0.02
+"""How often the user's cluster is asked who holds the VIP while it moves."""
+CLUSTER_MOVE_TIMEOUT_S = 60.0
+"""How long the user's cluster may take to move the VIP, or to settle on one owner after a fault."""
 """How long a continued VM may take to answer (what queued up during its pause comes first)."""
 BLOCK_NEW_IKE = f"""\
 table inet {NFT_TABLE} {{
@@ -137,18 +146,45 @@ def _wait_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.monotonic()))
 
 
+def _until_held(lab: Lab, name: str, since: float) -> float:
+    """Until the user's cluster says ``name`` holds the VIP (polled every OWNER_POLL_S); when it
+    was seen. The cluster's own timers decide how long (at most CLUSTER_MOVE_TIMEOUT_S)."""
+    deadline = since + CLUSTER_MOVE_TIMEOUT_S
+    while not lab.holds_vip(name):
+        if time.monotonic() > deadline:
+            raise LabError(f"your cluster did not move the VIP to {name} within {CLUSTER_MOVE_TIMEOUT_S:g} s")
+        time.sleep(OWNER_POLL_S)
+    return time.monotonic()
+
+
+def _until_one_owner(lab: Lab) -> None:
+    """Until the user's cluster has settled on one owner again (a fenced node back on the wire)."""
+    deadline = time.monotonic() + CLUSTER_MOVE_TIMEOUT_S
+    while sum(lab.holds_vip(name) for name in BACKENDS) != 1:
+        if time.monotonic() > deadline:
+            raise LabError(f"your cluster did not settle on one VIP owner within {CLUSTER_MOVE_TIMEOUT_S:g} s")
+        time.sleep(OWNER_POLL_S)
+
+
 @contextlib.contextmanager
 def _move_vip(lab: Lab, old: str, new: str, block_new_ike: bool, kind: str) -> Iterator[Injected]:
     old_node, new_node = lab.nodes[old], lab.nodes[new]
+    cluster = lab.backend.cluster
+    if cluster is not None and cluster.moves is None:
+        raise UsageError(f"{kind} needs cluster.move in the inventory: the harness leaves your cluster's VIP alone")
     with contextlib.ExitStack() as undo:
         if block_new_ike:
             _block_new_ike(old_node, undo)
         t_fault = time.monotonic()
         charon.terminate(old_node, strongswan.CONNECTION)
         undo.callback(charon.terminate, old_node, strongswan.CONNECTION)  # a new SA the old owner won in the race
-        release_vip(old_node, lab.topology)
-        taken, announce = take_vip(new_node, lab.topology)
-        undo.callback(announce.stop)
+        if cluster is not None and cluster.moves is not None:  # the user's cluster moves it
+            old_node.run(["sh", "-c", cluster.moves[new]])
+            taken = _until_held(lab, new, t_fault)
+        else:
+            release_vip(old_node, lab.topology)
+            taken, announce = take_vip(new_node, lab.topology)
+            undo.callback(announce.stop)
         yield Injected(kind, t_fault, old, new, taken)
 
 
@@ -168,8 +204,14 @@ def graceful_noblock(lab: Lab, params: FaultParams) -> Iterator[Injected]:
 
 @contextlib.contextmanager
 def _standby_takes_over(lab: Lab, kind: str, old: str, t_fault: float, delay: float) -> Iterator[Injected]:
-    """After the cluster's detection delay the standby takes the VIP and announces it."""
+    """After the cluster's detection delay the standby takes the VIP and announces it; the
+    user's cluster detects and moves by its own timers (``delay`` does not apply), and settles
+    on one owner again once the fault is undone."""
     new = Topology.other_backend(old)
+    if lab.backend.cluster is not None:
+        taken = _until_held(lab, new, t_fault)
+        yield Injected(kind, t_fault, old, new, taken)
+        return
     _wait_until(t_fault + delay)
     taken, announce = take_vip(lab.nodes[new], lab.topology)
     try:
@@ -201,7 +243,8 @@ def _halt(lab: Lab, name: str, undo: contextlib.ExitStack) -> None:
         return
     undo.callback(lab.restart_charon, name)
     _cut_link(lab, node, undo)
-    undo.callback(release_vip, node, lab.topology)
+    if lab.backend.cluster is None:
+        undo.callback(release_vip, node, lab.topology)
     _kill_charon(lab, name)
 
 
@@ -236,6 +279,8 @@ def _boot(lab: Lab, name: str) -> None:
 def crash(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     old, _ = _pair(lab)
     with contextlib.ExitStack() as undo:
+        if lab.backend.cluster is not None:
+            undo.callback(_until_one_owner, lab)
         t_fault = time.monotonic()
         _halt(lab, old, undo)
         with _standby_takes_over(lab, "crash", old, t_fault, params.cluster_delay) as injected:
@@ -247,6 +292,8 @@ def link_cut(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     old, _ = _pair(lab)
     old_node = lab.nodes[old]
     with contextlib.ExitStack() as undo:
+        if lab.backend.cluster is not None:
+            undo.callback(_until_one_owner, lab)
         t_fault = time.monotonic()
         if old_node.machine is not None:  # its cable pulled at the switch
             old_node.machine.unplug()
@@ -254,7 +301,8 @@ def link_cut(lab: Lab, params: FaultParams) -> Iterator[Injected]:
         else:
             _cut_link(lab, old_node, undo)
         undo.callback(charon.terminate, old_node, strongswan.CONNECTION)  # its SA with fe died with the link
-        release_vip(old_node, lab.topology)  # fenced: an isolated node gives up the cluster's VIP
+        if lab.backend.cluster is None:
+            release_vip(old_node, lab.topology)  # fenced: an isolated node gives up the cluster's VIP
         with _standby_takes_over(lab, "link-cut", old, t_fault, params.cluster_delay) as injected:
             yield injected
 

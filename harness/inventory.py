@@ -318,6 +318,17 @@ class Cluster:
 
 
 @dataclass(frozen=True)
+class ClusterManager:
+    """The user's cluster manager as the lab drives it: shell command lines run on the back-ends."""
+
+    owner: str
+    """Exit 0 on the back-end that holds the VIP."""
+    moves: dict[str, str] | None
+    """By target back-end, the command that moves the VIP there (run on its owner); None: the
+    cluster moves it only by itself (on a failure)."""
+
+
+@dataclass(frozen=True)
 class Inventory:
     """A checked inventory: the VIP, its lab subnet, how to reach each node's machine."""
 
@@ -335,6 +346,15 @@ class Inventory:
     def subnet(self) -> ipaddress.IPv4Network:
         """The lab subnet: the VIP's."""
         return self.vip.network
+
+    def manager(self) -> ClusterManager | None:
+        """The cluster manager that holds and moves the VIP (None: the harness moves it itself)."""
+        if self.cluster is None:
+            return None
+        moves = None
+        if self.cluster.move is not None:
+            moves = {name: self.cluster.move_command(self.hosts[name]) for name in BACKENDS if name in self.hosts}
+        return ClusterManager(self.cluster.owner, moves)
 
     def placement(self) -> Placement:
         """The hosts' lab addresses as a lab topology takes them; a UsageError if a node the lab

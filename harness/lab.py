@@ -73,11 +73,17 @@ class Lab:
         return self.backend.datapath
 
     def vip_owner(self) -> str | None:
-        """The back-end that has the VIP configured right now (None while it is moving)."""
-        for name in BACKEND_NODES:
-            if self.topology.vip in addresses(self.nodes[name]):
-                return name
-        return None
+        """The back-end that has the VIP configured right now (None while it is moving); with the
+        user's cluster manager, the first that its ``owner`` command names."""
+        return next((name for name in BACKEND_NODES if self.holds_vip(name)), None)
+
+    def holds_vip(self, name: str) -> bool:
+        """Whether back-end ``name`` holds the VIP: its address, or the cluster's ``owner`` says so."""
+        node = self.nodes[name]
+        cluster = self.backend.cluster
+        if cluster is None:
+            return self.topology.vip in addresses(node)
+        return node.run(["sh", "-c", cluster.owner], check=False).returncode == 0
 
     def start_charon(self, name: str) -> None:
         """(Re)start charon on a node with no IPsec state: load the fail-closed guard, remove
@@ -214,7 +220,8 @@ def _bring_up(
     lab = Lab(topology, lab_backend, profile, nodes, directory, psk=secrets.token_urlsafe(32), policy=chosen)
     for name in NODES:
         node = nodes[name]
-        conf = strongswan.strongswan_conf(node.workdir, profile, chosen, lab.datapath, node.vici_socket)
+        acquire = None if lab_backend.owns_nodes else strongswan.host_acquire_expires(node)
+        conf = strongswan.strongswan_conf(node.workdir, profile, chosen, lab.datapath, node.vici_socket, acquire)
         node.put(node.workdir / "strongswan.conf", conf)
         node.put(
             node.workdir / guard.FILES[node.firewall],

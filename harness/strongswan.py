@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from harness.errors import UsageError
-from harness.node import VICI_SOCKET
+from harness.node import VICI_SOCKET, Node
 from harness.policy import DC_PEERS, IKE_MARK, IP_PROTOCOLS, Policy
 from harness.timers import JITTER_MAX, Profile
 from harness.topology import BACKENDS, DOMAIN_CONTROLLER, FRONT_END, VIP_PEER, Topology, role_of
@@ -74,8 +74,12 @@ def strongswan_conf(
     policy_: Policy,
     datapath: Datapath = "libipsec",
     vici_socket: str = VICI_SOCKET,
+    acquire_expires: int | None = None,
 ) -> str:
-    """A self-contained strongswan.conf for one node (nothing read from /etc)."""
+    """A self-contained strongswan.conf for one node (nothing read from /etc). ``acquire_expires``:
+    the host's own net.core.xfrm_acq_expires, which charon writes at start (by default a value it
+    derives from the retransmission settings; garbage with retransmit_base = 1): on a user's host
+    charon then writes back what was there."""
     return f"""\
 charon {{
     load_modular = no
@@ -105,7 +109,7 @@ charon {{
         }}
     }}
     plugins {{
-{_datapath_plugins(policy_, datapath)}        vici {{
+{_datapath_plugins(policy_, datapath, acquire_expires)}        vici {{
             socket = unix://{vici_socket}
         }}
     }}
@@ -113,22 +117,27 @@ charon {{
 """
 
 
-def _datapath_plugins(policy_: Policy, datapath: Datapath) -> str:
+ACQUIRE_EXPIRES = "net.core.xfrm_acq_expires"
+
+
+def host_acquire_expires(node: Node) -> int:
+    """The host's own acquire lifetime, which charon overwrites at start (strongswan_conf)."""
+    return int(node.run(["sysctl", "-n", ACQUIRE_EXPIRES]).stdout)
+
+
+def _datapath_plugins(policy_: Policy, datapath: Datapath, acquire_expires: int | None) -> str:
     """libipsec needs host-to-host tunnels allowed and the fwmark split (see the module's
-    docstring); the kernel datapath needs nothing of the kind."""
-    if datapath == "kernel":
-        return ""
-    return f"""\
-        kernel-libipsec {{
-            allow_peer_ts = yes
-        }}
-        kernel-netlink {{
-            fwmark = {policy_.kernel_fwmark()}
-        }}
-        socket-default {{
-            fwmark = {IKE_MARK}
-        }}
-"""
+    docstring); the kernel datapath needs nothing of the kind. ``acquire_expires``: see
+    strongswan_conf."""
+    netlink = [] if datapath == "kernel" else [f"fwmark = {policy_.kernel_fwmark()}"]
+    if acquire_expires is not None:
+        netlink.append(f"xfrm_acq_expires = {acquire_expires:d}")
+    blocks = "" if datapath == "kernel" else "        kernel-libipsec {\n            allow_peer_ts = yes\n        }\n"
+    if netlink:
+        blocks += "        kernel-netlink {\n" + "".join(f"            {line}\n" for line in netlink) + "        }\n"
+    if datapath != "kernel":
+        blocks += f"        socket-default {{\n            fwmark = {IKE_MARK}\n        }}\n"
+    return blocks
 
 
 RETRANSMISSION = {
@@ -318,8 +327,11 @@ def forget_lab_ipsec(topology: Topology, node: str) -> list[list[str]]:
     for here in own:
         for there in peers:
             for src, dst in ((here, there), (there, here)):
-                commands.append(["ip", "xfrm", "state", "deleteall", "src", src, "dst", dst])
                 commands.append(["ip", "xfrm", "policy", "deleteall", "src", f"{src}/32", "dst", f"{dst}/32"])
+    for here in own:  # states after every policy: a packet meeting a policy without its SA meanwhile
+        for there in peers:  # would leave an acquire state behind, which no delete reaches
+            for src, dst in ((here, there), (there, here)):
+                commands.append(["ip", "xfrm", "state", "deleteall", "src", src, "dst", dst])
     return commands
 
 

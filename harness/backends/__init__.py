@@ -15,6 +15,7 @@ from harness.backends.netns import NetnsBackend
 from harness.backends.ssh import SshBackend
 from harness.backends.uml import UmlBackend
 from harness.errors import UsageError
+from harness.inventory import ClusterManager
 from harness.inventory import load as load_inventory
 from harness.node import Node
 from harness.strongswan import Datapath
@@ -40,6 +41,9 @@ class Backend(Protocol):
     left is cleared wholesale. False on a user's hosts (ssh): only the lab's own state goes."""
     placement: Placement | None
     """The addresses of hosts that exist already (ssh); None: the lab's own, from its index."""
+    cluster: ClusterManager | None
+    """The user's cluster manager that holds and moves the VIP (ssh, when the inventory names
+    one); None: the harness moves the VIP itself."""
 
     def wire_interface(self, topology: Topology) -> str:
         """Interface of the switch node on which every frame of the lab can be captured."""

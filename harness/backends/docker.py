@@ -36,6 +36,7 @@ from harness.agent import AGENT_SCRIPT, AgentNode
 from harness.backends import compose_file
 from harness.backends.compose_file import ONEOFF_LABEL, PROJECT_LABEL, SERVICE_LABEL
 from harness.errors import LabError, UsageError
+from harness.inventory import ClusterManager
 from harness.node import Node
 from harness.strongswan import Datapath
 from harness.topology import FIRST_OWNER, NODES, PREFIX, Placement, Topology
@@ -208,6 +209,7 @@ class DockerBackend:
     setup_allowance_s = timers.SETUP_ALLOWANCE_S
     catch_up_s = 0.0
     owns_nodes = True
+    cluster: ClusterManager | None = None
     placement: Placement | None = None
 
     def __init__(self, release: str = DEFAULT_RELEASE) -> None:

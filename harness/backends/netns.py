@@ -30,6 +30,7 @@ from tenacity import Retrying, retry, retry_if_exception_type, retry_if_result, 
 from harness import strongswan, timers
 from harness.agent import AGENT_SCRIPT, AgentNode
 from harness.errors import CommandError, LabError, UsageError
+from harness.inventory import ClusterManager
 from harness.node import Node
 from harness.strongswan import Datapath
 from harness.topology import FIRST_OWNER, NODES, PREFIX, Placement, Topology
@@ -151,6 +152,7 @@ class NetnsBackend:
     setup_allowance_s = timers.SETUP_ALLOWANCE_S
     catch_up_s = 0.0
     owns_nodes = True
+    cluster: ClusterManager | None = None
     placement: Placement | None = None
 
     def wire_interface(self, topology: Topology) -> str:

@@ -64,6 +64,7 @@ class SshBackend:
         self.inventory = inventory
         self.insecure_host_keys = insecure_host_keys
         self.placement: Placement | None = inventory.placement()
+        self.cluster = inventory.manager()
         self.datapath: Datapath = "kernel"
         self.firewalls: dict[str, Firewall] = dict.fromkeys(NODES, "nft")
         self._connections: dict[str, ssh_hosts.Connection] = {}
@@ -106,7 +107,10 @@ class SshBackend:
 
         def watch(name: str) -> None:
             node = nodes[name]
-            commands = heal_commands(topology, name, node, self.inventory.hosts[name].lab_interface, home)
+            interface = self.inventory.hosts[name].lab_interface
+            commands = heal_commands(topology, name, node, interface, None if self.cluster else home)
+            acquire = strongswan.host_acquire_expires(node)  # charon writes it at start: it goes back
+            commands.insert(-2, ["sysctl", "-q", "-w", f"{strongswan.ACQUIRE_EXPIRES}={acquire}"])
             node.put(node.workdir / HEAL_FILE, json.dumps(commands))
             switch = [
                 *node.agent("deadman"), "--heartbeat", str(node.workdir / HEARTBEAT),
@@ -231,11 +235,12 @@ class SshBackend:
         )
 
 
-def heal_commands(topology: Topology, name: str, node: Node, lab_interface: str, home: str) -> list[list[str]]:
+def heal_commands(topology: Topology, name: str, node: Node, lab_interface: str, home: str | None) -> list[list[str]]:
     """What leaves host ``name`` as it was before the lab (harness/agents/deadman.py runs them
     in order, each whatever the one before returned): its agent shuts down (every process of
     the lab with it), the guard and the disruption table go (whichever firewall was used), the
-    lab's SAs and policies, the VIP back where it was (``home``), and the lab's folder."""
+    lab's SAs and policies, the VIP back where it was (``home``; None: the user's cluster manager
+    holds it, and settles it once the host is back on the wire), and the lab's folder."""
     agent = [ssh_hosts.PYTHON, "-I", "-S", str(node.workdir.parent / "agents" / AGENT_SCRIPT)]
     commands = [
         [*agent, "--shutdown", str(node.workdir / "agent.sock")],
@@ -248,7 +253,7 @@ def heal_commands(topology: Topology, name: str, node: Node, lab_interface: str,
             ["ip", "addr", "replace", topology.vip_with_prefix, "dev", lab_interface],
             ["arping", "-q", "-U", "-c", "1", "-I", lab_interface, "-s", topology.vip, topology.vip],
         ]
-    elif name in BACKENDS:
+    elif home is not None and name in BACKENDS:
         commands.append(["ip", "addr", "del", topology.vip_with_prefix, "dev", lab_interface])
     return [*commands, ["rm", "-rf", str(node.workdir.parent)], ["rmdir", str(ssh_hosts.REMOTE_ROOT)]]
 

@@ -40,6 +40,7 @@ from harness import strongswan
 from harness.agent import AGENT_SCRIPT, AgentNode, ByteStream, ChannelSocket
 from harness.backends import netns
 from harness.errors import LabError, NodeLost, UsageError
+from harness.inventory import ClusterManager
 from harness.node import Node
 from harness.strongswan import Datapath
 from harness.topology import FIRST_OWNER, HOST_NUMBERS, NODES, Placement, Topology
@@ -304,6 +305,7 @@ class UmlBackend:
     setup_allowance_s = SETUP_ALLOWANCE_S
     catch_up_s = CATCH_UP_S
     owns_nodes = True
+    cluster: ClusterManager | None = None
     placement: Placement | None = None
 
     def wire_interface(self, topology: Topology) -> str:

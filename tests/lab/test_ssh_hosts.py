@@ -221,6 +221,7 @@ def host_state(node: AgentNode) -> dict[str, str]:
         "xfrm policies": "ip xfrm policy",
         "firewall": "iptables-legacy -S",
         "addresses": "ip -o -4 addr",
+        "acquire lifetime": "sysctl -n net.core.xfrm_acq_expires",
         "harness folders": f"ls -A {ssh_hosts.REMOTE_ROOT}",
         "lab processes": f"ps -e -o args= | grep -e {CHARON} -e {ssh_hosts.REMOTE_ROOT}/flab- | grep -v grep",
     }
@@ -349,6 +350,94 @@ def _until(condition: Callable[[], bool], deadline_s: float, alive: subprocess.P
             return False
         time.sleep(0.2)
     return condition()
+
+
+KEEPALIVED = {
+    "conf": "/run/flabtest-keepalived.conf",
+    "pid": "/run/flabtest-keepalived.pid",
+    "vrrp": "/run/flabtest-vrrp.pid",
+}
+"""A user's cluster as the test builds it on the back-ends: keepalived (VRRP on the lab wire,
+nopreempt; be1 at the higher priority, so that after a crash of be2 and its return be1 keeps the
+VIP it took), outside anything of the harness's."""
+
+
+def _keepalived_conf(hosts: inventory.Inventory, role: str) -> str:
+    interface = hosts.hosts[role].lab_interface
+    return (
+        f"global_defs {{\n  router_id flabtest_{role}\n}}\n"
+        "vrrp_instance flabtest {\n  state BACKUP\n  nopreempt\n"
+        f"  interface {interface}\n  virtual_router_id 77\n  priority {150 if role == 'be1' else 100}\n"
+        "  advert_int 1\n"
+        f"  virtual_ipaddress {{\n    {hosts.vip} dev {interface}\n  }}\n}}\n"
+    )
+
+
+def _start_keepalived(node: AgentNode) -> None:
+    node.run(["keepalived", "-f", KEEPALIVED["conf"], "-p", KEEPALIVED["pid"], "-r", KEEPALIVED["vrrp"]])
+
+
+def _stop_keepalived(node: AgentNode) -> None:
+    pid = f"{KEEPALIVED['pid']}"
+    node.run(["sh", "-c", f"[ -e {pid} ] && kill -TERM $(cat {pid}); while [ -e {pid} ]; do sleep 0.05; done; true"])
+
+
+def test_the_user_s_cluster_manager_moves_the_vip_in_graceful_and_crash(
+    hosts: inventory.Inventory, nodes: dict[str, AgentNode], tmp_path: Path
+) -> None:
+    """With `cluster:` in the inventory the harness leaves the VIP to the user's cluster (here
+    keepalived): graceful runs the cluster's move command on the owner, a crash waits for the
+    cluster to fail over by its own timers, and the VIP move is what the cluster measured."""
+    before = {role: host_state(node) for role, node in nodes.items()}
+    vip = hosts.vip.ip
+    owner = f"ip -o -4 addr show dev {hosts.hosts['be1'].lab_interface} to {vip}/32 | grep -q ."
+    pid = KEEPALIVED["pid"]
+    restart = f"keepalived -f {KEEPALIVED['conf']} -p {pid} -r {KEEPALIVED['vrrp']}"
+    move = f"kill -TERM $(cat {pid}); while [ -e {pid} ]; do sleep 0.05; done; {restart}"
+    clustered = tmp_path / "hosts.yaml"
+    clustered.write_text(
+        hosts.path.read_text() + f"cluster:\n  owner: {json.dumps(owner)}\n  move: {json.dumps(move)}\n"
+    )
+    for role in ("be1", "be2"):
+        nodes[role].put(PurePosixPath(KEEPALIVED["conf"]), _keepalived_conf(hosts, role))
+    try:
+        _start_keepalived(nodes["be1"])  # be1 becomes master alone, then be2 joins as backup
+        assert _until(lambda: nodes["be1"].run(["sh", "-c", owner], check=False).returncode == 0, 15)
+        _start_keepalived(nodes["be2"])
+        out = tmp_path / "runs.json"
+        args = ["run", "--backend", "ssh", "--inventory", str(clustered), "--fault", "graceful,crash"]
+        ran = cli(*args, "--profile", "fast", "--json", str(out))
+        assert ran.returncode == 0, ran.stderr
+        graceful, crash = json.loads(out.read_text())
+        for result in (graceful, crash):
+            assert result["recovered"] and result["within_prediction"], (result["outage_s"], result["predicted"])
+            assert result["plaintext_packets"] == 0
+        assert (graceful["old_owner"], graceful["new_owner"]) == ("be1", "be2")
+        assert (crash["old_owner"], crash["new_owner"]) == ("be2", "be1")
+        assert crash["vip_moved_s"] > 1.0  # keepalived's master-down interval, not the harness's cluster delay
+    finally:
+        for role in ("be1", "be2"):
+            _stop_keepalived(nodes[role])
+            nodes[role].run(["rm", "-f", KEEPALIVED["conf"]])
+        nodes["be1"].run(["ip", "addr", "replace", str(hosts.vip), "dev", hosts.hosts["be1"].lab_interface])
+    assert {role: host_state(node) for role, node in nodes.items()} == before
+
+
+def test_a_scenario_file_and_the_plugin_run_on_the_hosts(
+    hosts: inventory.Inventory, nodes: dict[str, AgentNode], pytester: pytest.Pytester
+) -> None:
+    """A scenario file naming `backend: ssh` and its inventory, run by the pytest plugin with
+    --lab-backend ssh --lab-inventory: one item, its lab on the test hosts, its expectations met."""
+    before = {role: host_state(node) for role, node in nodes.items()}
+    scenarios = pytester.mkdir("scenarios")
+    (scenarios / "on-my-hosts.yaml").write_text(
+        f"backend: ssh\ninventory: {hosts.path}\nprofiles: [fast]\nfault: {{kind: graceful}}\n"
+        "expect: {within_prediction: true, recovered_on: be2, plaintext_packets: 0}\n"
+    )
+    args = ["--lab-backend", "ssh", "--lab-inventory", str(hosts.path), "scenarios"]
+    run = pytester.runpytest_subprocess("-p", "harness.pytest_plugin", *args)
+    run.assert_outcomes(passed=1)
+    assert {role: host_state(node) for role, node in nodes.items()} == before
 
 
 @pytest.fixture(scope="module")

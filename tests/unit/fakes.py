@@ -46,6 +46,7 @@ from typing import Any
 from harness import policy, timers
 from harness.charon import EventRecorder
 from harness.errors import NotRecovered
+from harness.inventory import ClusterManager
 from harness.lab import Lab
 from harness.node import Clock, Firewall, Machine, Node, Process, Result, checked
 from harness.sa import SaEvent
@@ -403,6 +404,7 @@ class FakeBackend:
     catch_up_s: float = 0.0
     interface: str = WIRE_INTERFACE
     owns_nodes: bool = True
+    cluster: ClusterManager | None = None
     placement: Placement | None = None
 
     def wire_interface(self, topology: Topology) -> str:

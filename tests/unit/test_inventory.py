@@ -175,6 +175,9 @@ def test_move_fills_in_to_and_keeps_literal_braces(tmp_path: Path) -> None:
     assert loaded.cluster is not None
     command = loaded.cluster.move_command(loaded.hosts[BACKENDS[0]])
     assert command == "crm resource move vip node1 && awk '{print}' /dev/null"
+    manager = loaded.manager()
+    assert manager is not None and manager.moves is not None
+    assert manager.moves[BACKENDS[0]] == command  # what the lab runs on the owner to move the VIP to be1
 
 
 def test_a_cluster_without_move_leaves_the_move_to_the_cluster(tmp_path: Path) -> None:
@@ -182,6 +185,7 @@ def test_a_cluster_without_move_leaves_the_move_to_the_cluster(tmp_path: Path) -
     text = text.replace("    cluster_node: node1 ", "    # cluster_node: node1 ").replace("    cluster_node: node2", "")
     loaded = inventory.load(write(tmp_path, text))
     assert loaded.cluster == inventory.Cluster(owner="ip -o addr show to 198.18.7.100 | grep -q .", move=None)
+    assert loaded.manager() == inventory.ClusterManager(loaded.cluster.owner, None)
 
 
 def test_a_missing_file(tmp_path: Path) -> None:

@@ -189,3 +189,17 @@ def test_on_a_user_s_host_only_the_lab_s_own_xfrm_state_is_forgotten() -> None:
     assert all(
         argv[:3] in (["ip", "xfrm", "state"], ["ip", "xfrm", "policy"]) and argv[3] == "deleteall" for argv in every
     )
+
+
+def test_policies_go_before_states_when_a_host_forgets_the_lab() -> None:
+    """A packet meeting a lab policy whose SA is gone would leave an acquire state that no
+    delete reaches (it has no SPI): every policy goes first."""
+    kinds = [argv[2] for argv in strongswan.forget_lab_ipsec(Topology.for_index(0), "be1")]
+    assert kinds == sorted(kinds, key=lambda kind: kind != "policy") and "state" in kinds
+
+
+def test_on_a_user_s_host_charon_writes_back_its_acquire_lifetime() -> None:
+    for datapath in ("kernel", "libipsec"):
+        conf = strongswan.strongswan_conf(PurePosixPath("/lab/fe"), FAST, ALL, datapath, acquire_expires=30)
+        assert conf.count("kernel-netlink {") == 1 and "xfrm_acq_expires = 30\n" in conf
+    assert "xfrm_acq_expires" not in strongswan.strongswan_conf(PurePosixPath("/lab/fe"), FAST, ALL, "kernel")
