@@ -108,7 +108,7 @@ class SshBackend:
         def watch(name: str) -> None:
             node = nodes[name]
             interface = self.inventory.hosts[name].lab_interface
-            commands = heal_commands(topology, name, node, interface, None if self.cluster else home)
+            commands = heal_commands(topology, name, node.workdir, interface, None if self.cluster else home)
             acquire = strongswan.host_acquire_expires(node)  # charon writes it at start: it goes back
             commands.insert(-2, ["sysctl", "-q", "-w", f"{strongswan.ACQUIRE_EXPIRES}={acquire}"])
             node.put(node.workdir / HEAL_FILE, json.dumps(commands))
@@ -176,19 +176,8 @@ class SshBackend:
             )  # fmt: skip
             if code == 0:  # the heal file did it all
                 return None
-            if _agent_answers(connection, workdir / "agent.sock"):  # a lab that failed before its heal file
-                node = self._node(name, folder, folder / "agents")
-                with contextlib.suppress(LabError, OSError):
-                    node.link.request({"op": "shutdown"})
-                node.close()
-            host = self.inventory.hosts[name]
-            commands = [
-                *(argv for firewall in FIREWALLS for argv in guard.unload(firewall, host.lab_interface)),
-                *(argv for firewall in FIREWALLS for argv in disrupt.heal(firewall)),
-                *strongswan.forget_lab_ipsec(topology, name),
-                ["rm", "-rf", str(folder)],
-                ["rmdir", str(ssh_hosts.REMOTE_ROOT)],  # gone when nothing else of ours is there
-            ]
+            # a lab that failed before its heal file was written: the same commands, the VIP left as it is
+            commands = heal_commands(topology, name, workdir, self.inventory.hosts[name].lab_interface, None)
             script = "; ".join(f"{shlex.join(argv)} >/dev/null 2>&1" for argv in commands) + "; true"
             connection.exec(["sh", "-c", script])
             return None
@@ -235,15 +224,17 @@ class SshBackend:
         )
 
 
-def heal_commands(topology: Topology, name: str, node: Node, lab_interface: str, home: str | None) -> list[list[str]]:
+def heal_commands(
+    topology: Topology, name: str, workdir: PurePosixPath, lab_interface: str, home: str | None
+) -> list[list[str]]:
     """What leaves host ``name`` as it was before the lab (harness/agents/deadman.py runs them
     in order, each whatever the one before returned): its agent shuts down (every process of
     the lab with it), the guard and the disruption table go (whichever firewall was used), the
     lab's SAs and policies, the VIP back where it was (``home``; None: the user's cluster manager
     holds it, and settles it once the host is back on the wire), and the lab's folder."""
-    agent = [ssh_hosts.PYTHON, "-I", "-S", str(node.workdir.parent / "agents" / AGENT_SCRIPT)]
+    agent = [ssh_hosts.PYTHON, "-I", "-S", str(workdir.parent / "agents" / AGENT_SCRIPT)]
     commands = [
-        [*agent, "--shutdown", str(node.workdir / "agent.sock")],
+        [*agent, "--shutdown", str(workdir / "agent.sock")],
         *(argv for firewall in FIREWALLS for argv in guard.unload(firewall, lab_interface)),
         *(argv for firewall in FIREWALLS for argv in disrupt.heal(firewall)),
         *strongswan.forget_lab_ipsec(topology, name),
@@ -255,7 +246,7 @@ def heal_commands(topology: Topology, name: str, node: Node, lab_interface: str,
         ]
     elif home is not None and name in BACKENDS:
         commands.append(["ip", "addr", "del", topology.vip_with_prefix, "dev", lab_interface])
-    return [*commands, ["rm", "-rf", str(node.workdir.parent)], ["rmdir", str(ssh_hosts.REMOTE_ROOT)]]
+    return [*commands, ["rm", "-rf", str(workdir.parent)], ["rmdir", str(ssh_hosts.REMOTE_ROOT)]]
 
 
 def _vip_holder(nodes: Mapping[str, Node], topology: Topology) -> str:
@@ -276,8 +267,3 @@ def _each(work: Callable[[str], Result], names: tuple[str, ...]) -> list[Result]
     """``work(name)`` for every host at once, in the order of ``names``."""
     with ThreadPoolExecutor(len(names)) as pool:
         return list(pool.map(work, names))
-
-
-def _agent_answers(connection: ssh_hosts.Connection, socket: PurePosixPath) -> bool:
-    code, _, _ = connection.exec(["test", "-S", str(socket)])
-    return code == 0
