@@ -126,7 +126,20 @@ class Outcome:
             self.allowance,
             self.catch_up,
             {service: outage.resolution for service, outage in self.outages.items()},
+            self.overlaps,
         )
+
+    @property
+    def reinitiated(self) -> float | None:
+        """When fe first re-initiated after the fault (its charon log; None if it did not)."""
+        return next((e.t for e in self.log_events if e.kind == "initiate" and e.t >= self.t_fault_mono), None)
+
+    @property
+    def overlaps(self) -> dict[str, float]:
+        """How long the old SA still carried each service's answers after fe had re-initiated
+        (harness.timers.graceful's ``overlap``)."""
+        t = self.reinitiated
+        return {s: 0.0 if t is None else max(0.0, o.last_before - t) for s, o in self.outages.items()}
 
     @property
     def predicted(self) -> timers.Bounds:
@@ -150,11 +163,13 @@ def predictions(
     allowance: float = timers.SETUP_ALLOWANCE_S,
     catch_up: float = 0.0,
     resolutions: Mapping[str, float] | None = None,
+    overlaps: Mapping[str, float] | None = None,
 ) -> dict[str, timers.Bounds]:
     """The predicted outage of every probed service: protected by the policy or in clear, with
     its own probe resolution as tolerance (``resolutions``: measured, Outage.resolution; else the
-    probe's interval), for what charon runs (``settings``). The one place a run's predictions
-    come from: the live view, the result, the tables and the plots show these."""
+    probe's interval), for what charon runs (``settings``); ``overlaps``: as measured,
+    Outcome.overlaps. The one place a run's predictions come from: the live view, the result,
+    the tables and the plots show these."""
     defers = settings is None or settings.esp_defers_dpd
     return {
         service: timers.predict(
@@ -168,6 +183,7 @@ def predictions(
             esp_defers_dpd=defers,
             allowance=allowance,
             catch_up=catch_up,
+            overlap=(overlaps or {}).get(service, 0.0),
         )
         for service in SERVICES
     }

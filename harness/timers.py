@@ -326,15 +326,23 @@ def _latest_send_reaching(restarts: tuple[float, float], ready: float, profile: 
 
 
 def graceful(
-    profile: Profile, resolution: float, vip_moved: float = 0.0, allowance: float = SETUP_ALLOWANCE_S
+    profile: Profile,
+    resolution: float,
+    vip_moved: float = 0.0,
+    allowance: float = SETUP_ALLOWANCE_S,
+    overlap: float = 0.0,
 ) -> Bounds:
     """The old owner deletes its SAs after it stopped accepting IKE: fe re-initiates at once,
     that IKE_SA_INIT is dropped, and the first retransmission that goes out once the VIP is on
-    the new owner (``vip_moved`` seconds after the fault at most) reaches it."""
+    the new owner (``vip_moved`` seconds after the fault at most) reaches it. ``overlap``: how
+    long the old SA still carried the service's answers after fe had re-initiated, as measured
+    (charon re-initiates while it handles the DELETE and removes the old SA from the kernel
+    only afterwards: milliseconds, more on a loaded VM); that part of the first wait is no
+    outage."""
     ready = max(vip_moved, 1e-9)  # the first send always meets the old owner
     first_lo = retransmit_timeouts(profile, jitter=True)[0]
     reaching = _first_send_reaching(0.0, ready, profile, jitter=False)
-    return Bounds(first_lo - resolution, reaching + allowance + resolution)
+    return Bounds(first_lo - max(0.0, overlap) - resolution, reaching + allowance + resolution)
 
 
 def esp_defers_dpd(version: str, nat: bool) -> bool:
@@ -409,12 +417,13 @@ def graceful_noblock(
     vip_moved: float = 0.0,
     esp_defers_dpd: bool = True,
     allowance: float = SETUP_ALLOWANCE_S,
+    overlap: float = 0.0,
 ) -> Bounds:
     """A race: if fe's immediate re-initiation reaches the new owner it costs a retransmit
     (graceful); if the old owner answers it first, fe builds an SA that the VIP move strands
     ``vip_moved`` seconds later, and only DPD gets it out (a crash from then on)."""
     stranded = crash(profile, 0.0, resolution, esp_defers_dpd, allowance)
-    return Bounds(graceful(profile, resolution, vip_moved, allowance).lo, vip_moved + stranded.hi)
+    return Bounds(graceful(profile, resolution, vip_moved, allowance, overlap).lo, vip_moved + stranded.hi)
 
 
 def reboot_announce(resolution: float, back: float, allowance: float = SETUP_ALLOWANCE_S) -> Bounds:
@@ -459,6 +468,7 @@ def predict(
     esp_defers_dpd: bool = True,
     allowance: float = SETUP_ALLOWANCE_S,
     catch_up: float = 0.0,
+    overlap: float = 0.0,
 ) -> Bounds:
     """Predicted outage of ``fault`` (a name from harness.faults.FAULTS) for traffic the policy
     protects (or, with ``protected=False``, for traffic in clear). ``vip_moved``: seconds from the
@@ -470,13 +480,14 @@ def predict(
     that gets through (SETUP_ALLOWANCE_S; a backend whose nodes are slower declares more).
     ``catch_up``: what a VM that continues after a freeze takes to work through the packets that
     queued up for it and for its peers (a backend of VMs declares it; nodes on the harness's
-    kernel never stop whole)."""
+    kernel never stop whole). ``overlap``: how long the old SA carried the service after fe
+    re-initiated (graceful: ``graceful()``), as measured."""
     if not protected:
         return unprotected(fault, params, resolution, vip_moved, back, allowance, catch_up)
     if fault == "graceful":
-        return graceful(profile, resolution, vip_moved or 0.0, allowance)
+        return graceful(profile, resolution, vip_moved or 0.0, allowance, overlap)
     if fault == "graceful-noblock":
-        return graceful_noblock(profile, resolution, vip_moved or 0.0, esp_defers_dpd, allowance)
+        return graceful_noblock(profile, resolution, vip_moved or 0.0, esp_defers_dpd, allowance, overlap)
     if fault in ("crash", "link-cut"):
         moved = max(params.cluster_delay, vip_moved or 0.0)
         return crash(profile, moved, resolution, esp_defers_dpd, allowance)

@@ -9,9 +9,10 @@ import pytest
 
 from harness import result, timers
 from harness.errors import UsageError
+from harness.phases import LogEvent
 from harness.probe import INTERVALS
 
-from .outcomes import synthetic_outcome
+from .outcomes import T_FAULT, synthetic_outcome
 
 
 def test_result_has_every_required_key_and_survives_json() -> None:
@@ -160,3 +161,25 @@ def test_a_service_s_band_takes_its_measured_resolution() -> None:
     before, after = outcome.predictions["udp"], late.predictions["udp"]
     assert (after.lo, after.hi) == pytest.approx((before.lo - 0.04, before.hi + 0.04))
     assert late.predictions["pop3"] == outcome.predictions["pop3"]
+
+
+def test_a_graceful_band_starts_where_fe_re_initiated_not_where_traffic_stopped() -> None:
+    """fe's charon re-initiates while it handles the DELETE and only then removes the old SA: a
+    service answered after the re-initiation had part of the first retransmission's wait for free."""
+    synthetic = synthetic_outcome(1.0, fault="graceful")
+    udp = dataclasses.replace(synthetic.outages["udp"], last_before=T_FAULT + 0.05)  # answered as the fault unfolded
+    outcome = dataclasses.replace(synthetic, outages={**synthetic.outages, "udp": udp}, log_events=[])
+    initiated = dataclasses.replace(
+        outcome, log_events=[LogEvent(T_FAULT + 0.01, "initiate", "initiating IKE_SA vip[3] to 198.18.0.100")]
+    )
+    assert initiated.overlaps["udp"] == pytest.approx(0.04)
+    assert initiated.overlaps["pop3"] == 0.0  # its last answer came before fe re-initiated
+    assert initiated.predictions["udp"].lo == pytest.approx(outcome.predictions["udp"].lo - 0.04)
+    assert initiated.predictions["udp"].hi == outcome.predictions["udp"].hi
+    assert initiated.predictions["pop3"] == outcome.predictions["pop3"]
+
+
+def test_a_re_initiation_before_the_fault_is_not_the_recovery_s() -> None:
+    outcome = synthetic_outcome(1.0, fault="graceful")
+    early = dataclasses.replace(outcome, log_events=[LogEvent(T_FAULT - 0.5, "initiate", "initiating IKE_SA vip[1]")])
+    assert early.reinitiated is None and set(early.overlaps.values()) == {0.0}

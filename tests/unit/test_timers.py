@@ -44,6 +44,14 @@ def test_graceful_costs_the_first_retransmit() -> None:
     assert timers.graceful(DEFAULT, 0).lo == pytest.approx(4.0)
 
 
+def test_what_the_old_sa_carried_after_the_re_initiation_comes_off_the_graceful_lower_bound() -> None:
+    assert timers.graceful(FAST, 0.01, overlap=0.05).lo == pytest.approx(0.94)
+    assert timers.graceful(FAST, 0.01, overlap=0.05).hi == timers.graceful(FAST, 0.01).hi
+    assert timers.graceful(FAST, 0.01, overlap=-1.0) == timers.graceful(FAST, 0.01)
+    noblock = timers.predict("graceful-noblock", FAST, timers.FaultParams(), 0.01, overlap=0.05)
+    assert noblock.lo == pytest.approx(0.94)
+
+
 def test_crash_fast_hand_worked() -> None:
     # DPD 2 s +-1 s, then 3 s of retransmissions; the VIP moved after 1 s, long before.
     bounds = timers.crash(FAST, cluster_delay=1.0, resolution=0.01)
