@@ -109,7 +109,7 @@ case "$command" in
     fi
     [ "$uml_tests" = 1 ] && backends+=(--lab-backend uml)
     FAILOVER_LAB_REQUIRE_LAB=1 .venv/bin/pytest tests "${backends[@]}"
-    .venv/bin/pytest scenarios --lab-backend netns -n 4
+    .venv/bin/pytest scenarios --lab-backend netns -n auto  # one lab per core: more load charon's timers
     ;;
   *)
     die "unknown command '$1': use demo or test"
