@@ -28,7 +28,14 @@ from harness import faults, lab, lab_commands, policy, report, result, runs, sce
 from harness.backends import AUTO, BACKENDS, SSH, backend
 from harness.errors import LabError, UsageError
 
-DEMO_PROFILES = (("win2000", True), ("win2003-nlbsflags", True), ("strongswan-default", True), ("fast", False))
+DEMO_PROFILES = (
+    ("win2000", True),
+    ("win2000-ikev1", True),
+    ("win2003-nlbsflags", True),
+    ("win2003-nlbsflags-ikev1", True),
+    ("strongswan-default", True),
+    ("fast", False),
+)
 """The demo's profiles and whether the time scale applies (fast runs at its real speed)."""
 DEMO_FAULTS = ("graceful", "crash")
 DEFAULT_DEMO_SCALE = "1/30"
@@ -248,9 +255,9 @@ def parser() -> Parser:
     demo = commands.add_parser(
         "demo",
         help="reproduce KB 821839: graceful move and crash under the Windows profiles and strongSwan's",
-        description="Graceful move and crash under win2000, win2003-nlbsflags and strongswan-default "
-        "(time-scaled) and fast (real time); prints KB 821839's figures, the prediction and the "
-        "measurement side by side and writes a report folder.",
+        description="Graceful move and crash under win2000 and win2003-nlbsflags (IKEv2 and, as Windows "
+        "spoke, IKEv1) and strongswan-default (time-scaled) and fast (real time); prints KB 821839's figures, "
+        "the prediction and the measurement side by side and writes a report folder.",
     )
     timing(
         demo,

@@ -41,8 +41,18 @@ class Effective:
         """Every setting charon runs differently from the profile (empty: the model's view)."""
         asked: dict[str, Any] = {name: getattr(profile, name) for name in strongswan.RETRANSMISSION}
         running: dict[str, Any] = dict(self.retransmission)
-        asked |= {"dpd_delay": profile.dpd_delay, "unique": profile.unique}
-        running |= {"dpd_delay": self.connection["dpd_delay"], "unique": self.connection["unique"]}
+        asked |= {
+            "ike_version": f"IKEv{profile.ike_version}",
+            "dpd_delay": profile.dpd_delay,
+            "dpd_timeout": profile.dpd_timeout,
+            "unique": profile.unique,
+        }
+        running |= {
+            "ike_version": self.connection["version"],
+            "dpd_delay": self.connection["dpd_delay"],
+            "dpd_timeout": self.connection["dpd_timeout"],
+            "unique": self.connection["unique"],
+        }
         return [f"{name} {running[name]!r} (asked {asked[name]!r})" for name in asked if running[name] != asked[name]]
 
     def values(self) -> dict[str, Any]:

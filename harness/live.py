@@ -49,6 +49,8 @@ News = tuple[float, str]
 
 
 def describe(event: LogEvent) -> str:
+    if event.kind == "gave-up" and event.text.startswith("DPD check timed out"):
+        return "IKEv1 DPD timed out (nothing from the peer for dpd_timeout): fe declares the peer dead"
     if event.kind == "retransmit":
         found = RETRANSMIT_NUMBER.search(event.text)
         return f"retransmission {found.group(1) if found else '?'} of the request"

@@ -1,8 +1,9 @@
 """Where an outage goes: detection, negotiation and data, from fe's vici events and charon log.
 
 detection    outage start -> fe's IKE SA with the failed peer goes down (DELETE received, DPD and
-             its retransmissions gave up, or a new IKE SA from the peer's identity carried
-             INITIAL_CONTACT); absent when fe never noticed (a short freeze)
+             its retransmissions gave up (IKEv1: its DPD check timed out), or a new IKE SA from
+             the peer's identity carried INITIAL_CONTACT); absent when fe never noticed (a short
+             freeze)
 negotiation  -> the CHILD_SA that carries traffic again is installed (the last one before
              recovery: in a race fe may first build an SA that is stranded at once)
 data         -> every service answers again
@@ -29,11 +30,11 @@ the line belongs to an IKE SA, and the message."""
 LOG_EVENTS = {
     "dpd": re.compile(r"^sending DPD request"),
     "retransmit": re.compile(r"^(?:sending )?retransmit \d+ of"),
-    "gave-up": re.compile(r"^giving up after \d+ retransmits"),
+    "gave-up": re.compile(r"^(?:giving up after \d+ retransmits|DPD check timed out, enforcing DPD action)"),
     "delete": re.compile(r"^received DELETE for IKE_SA"),
     "initial-contact": re.compile(r"^destroying duplicate IKE_SA .*received INITIAL_CONTACT"),
     "acquire": re.compile(r"^creating acquire job for policy"),
-    "initiate": re.compile(r"^initiating IKE_SA"),
+    "initiate": re.compile(r"^initiating (?:Main Mode )?IKE_SA"),
     "ike-established": re.compile(r"^IKE_SA \S+ established"),
     "child-established": re.compile(r"^CHILD_SA \S+ established"),
 }

@@ -1,7 +1,7 @@
 """pytest plugin (opt-in: ``-p harness.pytest_plugin`` or ``pytest_plugins = ["harness.pytest_plugin"]``):
 scenario files as tests, and fixtures for your own timer regression tests.
 
-* ``pytest scenarios/`` collects every ``*.yaml`` in a directory named ``scenarios`` as a
+* ``pytest scenarios/`` collects every ``*.yaml`` in a directory named ``scenarios`` (or below one) as a
   scenario: one test item per profile, named ``<scenario>[<profile>]`` (plus ``-<backend>``
   when several backends are chosen); a failure is one sentence of measured vs expected.
 * ``run_fault(fault, profile=None, **params) -> Outcome`` injects a fault and measures it: on a
@@ -143,7 +143,7 @@ class ScenarioFailed(Exception):
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix in (".yaml", ".yml") and file_path.parent.name == "scenarios":
+    if file_path.suffix in (".yaml", ".yml") and "scenarios" in file_path.parent.parts:
         collector: ScenarioFile = ScenarioFile.from_parent(parent, path=file_path)
         return collector
     return None

@@ -249,9 +249,13 @@ KB_TITLE = "KB 821839 reproduced: outage in seconds"
 
 def kb_table(results: Iterable[Result]) -> Table:
     view = Table(title=KB_TITLE, title_justify="left")
+    rows = kb_rows(results)
     for column in KB_COLUMNS:
-        view.add_column(column, justify="left" if column in ("profile", "fault") else "right")
-    for row in kb_rows(results):
+        if column == "profile":  # never cut short: win2003-nlbsflags and win2003-nlbsflags-ikev1 look alike
+            view.add_column(column, no_wrap=True, min_width=max((len(row[0]) for row in rows), default=0))
+        else:
+            view.add_column(column, justify="left" if column == "fault" else "right")
+    for row in rows:
         view.add_row(*row)
     return view
 

@@ -10,8 +10,10 @@
     policy: mail-passwords   # what IPsec protects (default all-traffic)
     fault: {kind: crash, cluster_delay: 1.0}   # cluster_delay: crash, link-cut; freeze: freeze
     repeat: 1
+    source: opnsense/core#3708   # optional: the public issue it reproduces (or a URL)
     expect:                  # optional: without it the runs are measured, nothing judged
       outage_max_s: 6.5      # overall outage at most (actual seconds)
+      outage_min_s: 3        # ... and at least (the problem a scenario reproduces showed)
       within_prediction: true
       recovered_on: be2
       plaintext_packets: 0
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,14 +180,30 @@ class ServiceExpectations(Strict):
 
 class Expectations(Strict):
     outage_max_s: float | None = Field(None, gt=0)
+    outage_min_s: float | None = Field(
+        None, gt=0, description="overall outage at least (actual seconds): the problem a scenario reproduces showed"
+    )
     within_prediction: bool = True
     recovered_on: Literal["be1", "be2"] | None = None
     plaintext_packets: int | None = Field(0, ge=0)
     services: dict[Service, ServiceExpectations] = Field(default_factory=dict)
 
 
+SOURCE_PATTERN = re.compile(r"^(?:[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+#[0-9]+|https://\S+)$")
+"""A public issue as GitHub writes it (owner/repo#number) or a URL."""
+
+
+def _source(value: str) -> str:
+    if not SOURCE_PATTERN.match(value):
+        raise ValueError(f"must name a public issue as owner/repo#number or an https:// URL, got {value!r}")
+    return value
+
+
 class ScenarioModel(Strict):
     description: str = ""
+    source: Annotated[str, AfterValidator(_source)] | None = Field(
+        None, description="the public issue the scenario reproduces: owner/repo#number or an https:// URL"
+    )
     backend: Backend | None = None
     inventory: str | None = Field(
         None, min_length=1, description="backend ssh: your hosts' inventory file, relative to this file's folder"
@@ -359,6 +378,12 @@ def never_met(scenario: Scenario) -> list[str]:
     if expect is None:
         return []
     problems = []
+    least, most = expect.outage_min_s, expect.outage_max_s
+    if least is not None and most is not None and least > most:
+        problems.append(
+            f"{scenario.path}: expect.outage_min_s: {expect.outage_min_s:g} s is more than expect.outage_max_s "
+            f"{expect.outage_max_s:g} s: no run can meet both"
+        )
     for index, profile in enumerate(scenario.profiles):
         bands = lowest_bands(scenario, profile)
         limits = [("expect.outage_max_s", expect.outage_max_s, measure.overall(bands))]
@@ -427,6 +452,11 @@ def judge(scenario: Scenario, outcome: Outcome) -> list[str]:
     if expect is None:
         return []
     problems = []
+    if expect.outage_min_s is not None and outage < expect.outage_min_s:
+        problems.append(
+            f"{name}: outage {outage:.3f} s is less than the expected {expect.outage_min_s:.3f} s: the problem did not "
+            f"show ({band}; {where})"
+        )
     if expect.outage_max_s is not None and outage > expect.outage_max_s:
         problems.append(
             f"{name}: outage {outage:.3f} s is more than the expected {expect.outage_max_s:.3f} s ({band}; {where})"

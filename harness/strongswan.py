@@ -223,12 +223,14 @@ def child_name(proto: str, port: int) -> str:
 def _conn(
     profile: Profile, local_addr: str, remote_addrs: list[str], ids: tuple[str, str], children: dict[str, Any]
 ) -> dict[str, Any]:
+    ikev1 = {"aggressive": "no", "dpd_timeout": f"{profile.dpd_timeout}s"} if profile.ike_version == 1 else {}
     return {
-        "version": "2",
+        "version": str(profile.ike_version),
         "local_addrs": [local_addr],
         "remote_addrs": remote_addrs,
         "mobike": "no",
         "dpd_delay": f"{profile.dpd_delay}s",
+        **ikev1,
         "keyingtries": "0",
         "unique": profile.unique,
         "local": {"auth": "psk", "id": ids[0]},

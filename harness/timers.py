@@ -45,15 +45,17 @@ whose nodes are slower (VMs) declares its own (Backend.setup_allowance_s)."""
 Unique = Literal["no", "never", "replace", "keep"]
 Recovery = Literal["restart", "trap"]
 Mode = Literal["transport", "tunnel"]
+IkeVersion = Literal[1, 2]
 
 
 JITTER_MAX = 20
 """charon caps ``retransmit_jitter`` at 20 percent (RETRANSMIT_JITTER_MAX)."""
 MILLISECOND = 0.001
 """charon truncates every retransmission timeout to whole milliseconds: less is no timeout at all."""
-WHOLE_SECONDS = ("retransmit_limit", "dpd_delay")
+WHOLE_SECONDS = ("retransmit_limit", "dpd_delay", "dpd_timeout")
 """Settings charon takes in whole seconds only (``retransmit_limit`` is read with get_int: a
-value like 2.0 silently falls back to the default; swanctl's dpd_delay is whole seconds)."""
+value like 2.0 silently falls back to the default; swanctl's dpd_delay and dpd_timeout are whole
+seconds)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,14 @@ class Profile:
     """Cap of a single timeout in whole seconds, 0 = no cap."""
     dpd_delay: int = 30
     """Seconds of silence before a dead-peer check; swanctl's own default (0) disables DPD."""
+    ike_version: IkeVersion = 2
+    """The IKE version of every node's connections. IKEv2 (the default) detects a dead peer by
+    retransmitting its DPD request on the schedule above; IKEv1 (main mode + quick mode, what
+    Windows Server 2003 spoke) sends R_U_THERE once per ``dpd_delay`` and gives the peer up when
+    nothing arrived for ``dpd_timeout``."""
+    dpd_timeout: int = 0
+    """IKEv1 only: whole seconds without anything from the peer before DPD gives it up; 0 =
+    charon's fallback, the retransmission schedule's sum (as an IKEv2 request would take)."""
     unique: Unique = "no"
     """The uniqueness policy of every node's connections (swanctl.conf ``unique``); fe's decides a
     reboot: with no, replace and keep a rebooted peer's INITIAL_CONTACT removes the stale IKE SA
@@ -136,6 +146,7 @@ class Profile:
             rounded=self.rounded + rounded,
             retransmit_limit=whole["retransmit_limit"],
             dpd_delay=whole["dpd_delay"],
+            dpd_timeout=whole["dpd_timeout"],
         )
 
 
@@ -150,6 +161,22 @@ def charon_refuses(profile: Profile) -> str | None:
         value = getattr(profile, setting)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             return f"{setting} must be a whole number >= 0 (charon reads it as one), got {value!r}"
+    if profile.ike_version not in (1, 2):
+        return f"ike_version must be 1 or 2, got {profile.ike_version!r}"
+    if isinstance(profile.dpd_timeout, bool) or not isinstance(profile.dpd_timeout, int) or profile.dpd_timeout < 0:
+        return f"dpd_timeout must be a whole number >= 0 (charon reads whole seconds), got {profile.dpd_timeout!r}"
+    if profile.dpd_timeout and profile.ike_version == 2:
+        return "dpd_timeout is IKEv1's (IKEv2 gives a peer up after its retransmissions): set ike_version 1 or drop it"
+    if profile.ike_version == 1 and profile.dpd_delay and 0 < profile.dpd_timeout <= profile.dpd_delay:
+        return (
+            f"dpd_timeout {profile.dpd_timeout} must be longer than dpd_delay {profile.dpd_delay}: charon raises a "
+            "shorter one to dpd_delay and then gives a peer up as soon as an R_U_THERE goes out, live or not"
+        )
+    if profile.ike_version == 1 and not profile.dpd_timeout and profile.retransmit_limit:
+        return (
+            "with retransmit_limit set, give IKEv1 an explicit dpd_timeout: charon's fallback (the "
+            "retransmissions' sum) ignores the limit up to 5.9.x and applies it from 6.0.1"
+        )
     if profile.retransmit_jitter > JITTER_MAX:
         return f"retransmit_jitter must be at most {JITTER_MAX} (charon caps it), got {profile.retransmit_jitter}"
     if not profile.retransmit_timeout >= MILLISECOND:
@@ -170,6 +197,24 @@ WIN2000 = Profile(
     retransmit_base=2.0,
     retransmit_tries=3,
     dpd_delay=300,
+    kb=(KB_GRACEFUL, ("crash", 360.0, 360.0)),
+)
+IKEV1_MAPPING = (
+    "A quick mode SA idle that long is the peer silent that long: strongSwan's IKEv1 DPD gives it up then "
+    "(CHILD_SA inactivity cannot stand in: fe's own probes keep an SA active). strongSwan then starts main "
+    "mode at once, where Windows first spent about a minute on quick mode over the dead node's main mode "
+    "SA: the crash takes the idle timer, not the KB's idle timer plus a minute"
+)
+WIN2000_IKEV1 = Profile(
+    "win2000-ikev1",
+    "KB 821839, Windows 2000 as it spoke: IKEv1 (main mode + quick mode, retransmits 4 s x 2^n, 3 tries), "
+    f"its 5-minute quick mode idle timer as dpd_timeout 300 s (R_U_THERE every 30 s). {IKEV1_MAPPING}",
+    retransmit_timeout=4.0,
+    retransmit_base=2.0,
+    retransmit_tries=3,
+    dpd_delay=30,
+    ike_version=1,
+    dpd_timeout=300,
     kb=(KB_GRACEFUL, ("crash", 360.0, 360.0)),
 )
 PROFILES: dict[str, Profile] = {
@@ -195,6 +240,15 @@ PROFILES: dict[str, Profile] = {
             description="KB 821839, Windows Server 2003 with NLBSFlags = 1: 1-minute idle timer (DPD 60 s) "
             "plus about 1 minute of IKE (as win2000) = 2 min",
             dpd_delay=60,
+            kb=(KB_GRACEFUL, ("crash", 120.0, 120.0)),
+        ),
+        WIN2000_IKEV1,
+        replace(
+            WIN2000_IKEV1,
+            name="win2003-nlbsflags-ikev1",
+            description="KB 821839, Windows Server 2003 with NLBSFlags = 1 as it spoke: IKEv1, its 1-minute "
+            f"quick mode idle timer as dpd_timeout 60 s (R_U_THERE every 30 s). {IKEV1_MAPPING}",
+            dpd_timeout=60,
             kb=(KB_GRACEFUL, ("crash", 120.0, 120.0)),
         ),
     )
@@ -384,17 +438,44 @@ def crash(
     """The active node dies: fe sends DPD ``dpd_delay`` (+-1 s) after the last packet (with
     ``esp_defers_dpd``: the probes' ESP until the crash; without, fe's DPDs go out every
     ``dpd_delay`` whatever arrives, so the next one comes (0, dpd_delay + 1] after the crash),
-    gives up after the retransmission schedule and re-initiates; the first transmission after
-    the VIP reached the standby (``cluster_delay``) gets through."""
+    gives up after the retransmission schedule and re-initiates (IKEv1: ikev1_gives_up); the
+    first transmission after the VIP reached the standby (``cluster_delay``) gets through."""
     if profile.dpd_delay <= 0:
         raise UsageError(f"dpd_delay {profile.dpd_delay} never detects a crash; set dpd_delay >= 1")
-    earliest = max(0.0, profile.dpd_delay - DPD_GRANULARITY_S) if esp_defers_dpd else 0.0
-    latest = profile.dpd_delay + DPD_GRANULARITY_S
-    restarts = (earliest + give_up_after(profile, jitter=True), latest + give_up_after(profile))
+    if profile.ike_version == 1:
+        restarts = ikev1_gives_up(profile, esp_defers_dpd)
+    else:
+        earliest = max(0.0, profile.dpd_delay - DPD_GRANULARITY_S) if esp_defers_dpd else 0.0
+        latest = profile.dpd_delay + DPD_GRANULARITY_S
+        restarts = (earliest + give_up_after(profile, jitter=True), latest + give_up_after(profile))
     return Bounds(
         max(restarts[0], cluster_delay) - resolution,
         _latest_send_reaching(restarts, cluster_delay, profile) + allowance + resolution,
     )
+
+
+def ikev1_dpd_timeout(profile: Profile) -> float:
+    """How long IKEv1 DPD waits for anything from the peer before giving it up: ``dpd_timeout``,
+    else the retransmission schedule's sum without jitter (charon's fallback)."""
+    return float(profile.dpd_timeout) if profile.dpd_timeout else give_up_after(profile)
+
+
+def ikev1_gives_up(profile: Profile, esp_defers_dpd: bool) -> tuple[float, float]:
+    """When IKEv1 DPD gives a dead peer up (earliest, latest), seconds after the last packet from
+    it, and re-initiates at once (dpd_action restart). charon sends R_U_THERE once, never again
+    retransmitted, and schedules a check ``timeout - dpd_delay`` later that gives the peer up if
+    nothing arrived since the R_U_THERE went out (ESP included, in whole seconds). With
+    ``esp_defers_dpd`` the R_U_THERE goes out ``dpd_delay`` +-1 s after the last packet: the
+    peer is given up ``timeout`` +-1 s after it. Without, R_U_THERE goes out every ``dpd_delay``
+    whatever ESP arrives, the first one after the last packet up to ``dpd_delay`` + 1 s later."""
+    timeout = ikev1_dpd_timeout(profile)
+    if timeout < profile.dpd_delay:  # charon subtracts in unsigned 32 bits: the check lands ~49.7 days out
+        raise UsageError(
+            f"IKEv1 with dpd_timeout 0 falls back to the retransmissions' sum ({timeout:g} s), below dpd_delay "
+            f"{profile.dpd_delay}: charon then never gives a dead peer up; set dpd_timeout above dpd_delay"
+        )
+    earliest = timeout - DPD_GRANULARITY_S if esp_defers_dpd else timeout - profile.dpd_delay
+    return max(0.0, earliest), timeout + DPD_GRANULARITY_S
 
 
 def freeze(

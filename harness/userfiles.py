@@ -28,7 +28,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from pydantic_core import ErrorDetails
 
 from harness.errors import UsageError
-from harness.timers import JITTER_MAX, MILLISECOND, PROFILES, Mode, Profile, Recovery, Unique
+from harness.timers import JITTER_MAX, MILLISECOND, PROFILES, IkeVersion, Mode, Profile, Recovery, Unique
 
 ProfileName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 
@@ -51,6 +51,8 @@ class ProfileModel(BaseModel):
     retransmit_jitter: int = Field(_default("retransmit_jitter"), ge=0, le=JITTER_MAX)
     retransmit_limit: int = Field(_default("retransmit_limit"), ge=0, le=86400)
     dpd_delay: int = Field(_default("dpd_delay"), ge=0, le=86400)
+    ike_version: IkeVersion = Field(_default("ike_version"))
+    dpd_timeout: int = Field(_default("dpd_timeout"), ge=0, le=86400)
     unique: Unique = Field(_default("unique"))
     recovery: Recovery = Field(_default("recovery"))
     mode: Mode | None = Field(_default("mode"))
@@ -111,6 +113,7 @@ CHARON_FORMS = {
     "retransmit_limit": "charon reads whole seconds",
     "retransmit_tries": "charon reads a whole number",
     "dpd_delay": "charon reads whole seconds",
+    "dpd_timeout": "charon reads whole seconds",
 }
 """Why a field must be what it must be: charon silently reads anything else as its default."""
 

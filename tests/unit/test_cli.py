@@ -54,7 +54,7 @@ def test_unknown_profile(capsys: pytest.CaptureFixture[str], lab_root: Path, tmp
     assert cli.main(["run", "--fault", "crash", "--profile", "slow"]) == 2
     assert one_error_line(capsys) == (
         "failover-lab: error: argument --profile: 'slow' is not one of strongswan-default, fast, win2000, "
-        "win2003-nlbsflags (or one of your own with --profiles FILE)"
+        "win2003-nlbsflags, win2000-ikev1, win2003-nlbsflags-ikev1 (or one of your own with --profiles FILE)"
     )
     assert cli.main(["up", "--profile", "slow"]) == 2
     assert "argument --profile: 'slow' is not one of" in one_error_line(capsys)
@@ -63,7 +63,7 @@ def test_unknown_profile(capsys: pytest.CaptureFixture[str], lab_root: Path, tmp
     assert cli.main(["run", "--fault", "crash", "--profiles", str(mine), "--profile", "slow"]) == 2
     assert one_error_line(capsys) == (
         "failover-lab: error: argument --profile: 'slow' is not one of strongswan-default, fast, win2000, "
-        "win2003-nlbsflags, cautious"
+        "win2003-nlbsflags, win2000-ikev1, win2003-nlbsflags-ikev1, cautious"
     )
     assert nothing_built(lab_root)
 
@@ -316,7 +316,7 @@ def test_every_problem_of_a_scenario_file_is_a_line_of_its_own(
         f"failover-lab: error: {path}: fault.freeze: unknown key for kind crash (only kind freeze takes it); "
         "allowed are kind, cluster_delay",
         f"failover-lab: error: {path}: profiles[0]: 'fastt' is not one of strongswan-default, fast, win2000, "
-        "win2003-nlbsflags",
+        "win2003-nlbsflags, win2000-ikev1, win2003-nlbsflags-ikev1",
         f"failover-lab: error: {path}: repeat: must be >= 1, got 0",
     ]
     assert nothing_built(lab_root)

@@ -119,3 +119,10 @@ def test_a_run_that_fails_still_shows_the_lines_it_held(shown: io.StringIO) -> N
         report(live.Progress(2.2, BAND, news=((2.137, "DPD request sent"),)))
         raise RuntimeError("fe: charon exited during the run")
     assert shown.getvalue().splitlines() == ["     2.137 s  DPD request sent"]
+
+
+def test_ikev1_s_dpd_timeout_is_told_as_such() -> None:
+    timed_out = LogEvent(1.0, "gave-up", "DPD check timed out, enforcing DPD action")
+    assert live.describe(timed_out).startswith("IKEv1 DPD timed out")
+    retransmitted = LogEvent(1.0, "gave-up", "giving up after 2 retransmits")
+    assert live.describe(retransmitted).startswith("retransmissions gave up")

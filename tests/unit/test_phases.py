@@ -38,6 +38,31 @@ def test_parse_log_keeps_failover_lines_on_the_monotonic_clock() -> None:
     assert parse_log(LOG, WALL_TO_MONO, since=102.0)[0].kind == "retransmit"
 
 
+IKEV1_LOG = """\
+1000.100 08[IKE] sending DPD request
+1000.100 08[ENC] generating INFORMATIONAL_V1 request 2318 [ HASH N(DPD) ]
+1006.100 14[JOB] DPD check timed out, enforcing DPD action
+1006.100 14[IKE] initiating Main Mode IKE_SA vip[2] to 198.18.0.100
+1007.100 14[IKE] sending retransmit 1 of request message ID 0, seq 1
+1007.140 12[IKE] IKE_SA vip[2] established between 198.18.0.10[fe]...198.18.0.100[vip]
+1007.150 12[IKE] CHILD_SA all{3} established with SPIs 3100ba1a_i 257061f4_o and TS 198.18.0.10/32 === 198.18.0.100/32
+"""
+
+
+def test_ikev1_s_lines_mean_what_ikev2_s_do() -> None:
+    """IKEv1's DPD gives up with its own line (no retransmitted R_U_THERE), starts main mode, and
+    retransmits with a message ID and a sequence number."""
+    events = parse_log(IKEV1_LOG, WALL_TO_MONO, since=100.0)
+    assert [e.kind for e in events] == [
+        "dpd",
+        "gave-up",
+        "initiate",
+        "retransmit",
+        "ike-established",
+        "child-established",
+    ]
+
+
 def test_crash_breakdown_detected_by_dpd() -> None:
     t_fault = 98.0
     sa = [

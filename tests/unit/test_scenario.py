@@ -21,7 +21,7 @@ from .hosts import write_inventory
 from .outcomes import synthetic_outcome
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
+SHIPPED = sorted((ROOT / "scenarios").rglob("*.yaml"))
 BROKEN = sorted((Path(__file__).parent / "errors" / "scenario-files").glob("*.yaml"))
 
 
@@ -53,7 +53,8 @@ def test_the_shipped_set_covers_every_fault_and_profile() -> None:
     assert {s.model.fault.kind for s in loaded} == set(faults.FAULTS)
     crashed = {p.name for s in loaded if s.model.fault.kind == "crash" for p in s.profiles}
     graceful = {p.name for s in loaded if s.model.fault.kind == "graceful" for p in s.profiles}
-    assert crashed == graceful == set(timers.PROFILES)
+    built_in = set(timers.PROFILES)
+    assert crashed & built_in == graceful & built_in == built_in  # field scenarios add profiles of their own
 
 
 def test_inline_profiles_and_time_scale(tmp_path: Path) -> None:
@@ -204,6 +205,21 @@ def test_judge_reports_each_unmet_expectation_in_one_sentence(tmp_path: Path) ->
     assert len(late) == 1 and "outside the predicted" in late[0]
 
 
+def test_a_problem_that_did_not_show_is_told_so(tmp_path: Path) -> None:
+    """A field scenario's outage_min_s: the run must show the problem it reproduces."""
+    loaded = loaded_crash(tmp_path, "{outage_min_s: 5.5}")
+    (problem,) = scenario.judge(loaded, synthetic_outcome(5.0))
+    assert problem.startswith("crash[fast]: outage 5.020 s is less than the expected 5.500 s: the problem did not show")
+    assert scenario.judge(loaded_crash(tmp_path, "{outage_min_s: 4.5}"), synthetic_outcome(5.0)) == []
+
+
+def test_a_scenario_names_the_public_issue_it_reproduces(tmp_path: Path) -> None:
+    for source in ("opnsense/core#3708", "https://github.com/strongswan/strongswan/issues/1759"):
+        path = tmp_path / "field.yaml"
+        path.write_text(f"source: {source}\nprofiles: [fast]\nfault: {{kind: crash}}\n")
+        assert scenario.load(path).model.source == source
+
+
 def test_a_service_outside_its_band_is_told_its_own_band(tmp_path: Path) -> None:
     # mail-passwords: udp and http in clear only wait for the VIP (about 1 s after a crash),
     # pop3 and imap for DPD and a new SA (about 4-6 s): 5 s is outside the first band, inside the second.
@@ -334,3 +350,29 @@ def test_a_fault_loads_exactly_when_its_kind_takes_its_parameters(
     for name in foreign:
         assert isinstance(loaded, list)
         assert any(f": fault.{name}: unknown key for kind {kind} (only kind " in line for line in loaded), loaded
+
+
+FIELD = sorted((ROOT / "scenarios" / "field").glob("*.yaml"))
+PROBLEMS = [path for path in FIELD if not path.stem.endswith("-fixed")]
+
+
+def test_every_field_problem_names_its_source_and_ships_with_its_fix() -> None:
+    assert PROBLEMS
+    for path in FIELD:
+        loaded = scenario.load(path)
+        assert loaded.model.source and loaded.model.description and loaded.model.expect is not None, path.name
+    for path in PROBLEMS:
+        fixed = path.with_name(f"{path.stem}-fixed.yaml")
+        assert fixed.exists(), f"{path.name} has no {fixed.name}"
+        assert scenario.load(fixed).model.source == scenario.load(path).model.source
+
+
+@pytest.mark.parametrize("path", PROBLEMS, ids=[p.stem for p in PROBLEMS])
+def test_a_field_problem_fails_where_only_its_fix_would_pass(path: Path) -> None:
+    """The problem's least outage lies above what its fix allows: a lab that stopped reproducing
+    the problem (measuring what the fix measures) fails the problem's scenario."""
+    problem = scenario.load(path).model.expect
+    fixed = scenario.load(path.with_name(f"{path.stem}-fixed.yaml")).model.expect
+    assert problem is not None and fixed is not None
+    assert problem.outage_min_s is not None and fixed.outage_max_s is not None
+    assert problem.outage_min_s > fixed.outage_max_s

@@ -1,6 +1,7 @@
 """The timer model against strongSwan's documented table and hand-worked cases."""
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -102,7 +103,8 @@ def test_unknown_profile_lists_the_valid_names() -> None:
     with pytest.raises(UsageError) as error:
         timers.profile("fastest")
     assert str(error.value) == (
-        "unknown profile 'fastest': choose one of strongswan-default, fast, win2000, win2003-nlbsflags"
+        "unknown profile 'fastest': choose one of strongswan-default, fast, win2000, win2003-nlbsflags, win2000-ikev1, "
+        "win2003-nlbsflags-ikev1"
     )
 
 
@@ -296,3 +298,50 @@ def test_without_esp_deferring_dpd_a_crash_is_detected_from_at_once_to_dpd_delay
     assert deferred.lo == pytest.approx(9 + 2) and periodic.lo == pytest.approx(0 + 2)
     assert deferred.hi == periodic.hi == pytest.approx(11 + 2 + timers.SETUP_ALLOWANCE_S)
     assert timers.predict("crash", profile, timers.FaultParams(0.0), 0.0, esp_defers_dpd=False) == periodic
+
+
+IKEV1 = Profile("v1", "", retransmit_timeout=1.0, retransmit_base=1.0, retransmit_tries=2, dpd_delay=2, ike_version=1)
+
+
+def test_ikev1_gives_a_dead_peer_up_after_dpd_timeout_not_after_retransmitting_r_u_there() -> None:
+    timed = replace(IKEV1, dpd_timeout=5)
+    # R_U_THERE 2 s +-1 after the last answer, the check 5 - 2 s later: 5 s +-1 after it.
+    assert timers.ikev1_gives_up(timed, esp_defers_dpd=True) == (4.0, 6.0)
+    # Without ESP postponing DPD, R_U_THERE goes out every 2 s: the first after the crash (0, 3] s.
+    assert timers.ikev1_gives_up(timed, esp_defers_dpd=False) == (3.0, 6.0)
+    bounds = timers.crash(timed, cluster_delay=1.0, resolution=0.01)
+    assert (bounds.lo, bounds.hi) == pytest.approx((4 - 0.01, 6 + timers.SETUP_ALLOWANCE_S + 0.01))
+
+
+def test_ikev1_without_dpd_timeout_falls_back_to_the_retransmission_sum() -> None:
+    assert timers.ikev1_dpd_timeout(IKEV1) == 3.0  # 1 + 1 + 1
+    assert timers.ikev1_gives_up(IKEV1, esp_defers_dpd=True) == (2.0, 4.0)
+    wraps = replace(IKEV1, dpd_delay=30)  # 3 s < 30 s: charon's unsigned subtraction wraps
+    with pytest.raises(UsageError, match="never gives a dead peer up; set dpd_timeout above dpd_delay"):
+        timers.check(wraps, "crash", timers.FaultParams())
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"dpd_timeout": 5}, "dpd_timeout is IKEv1's"),
+        ({"ike_version": 1, "dpd_timeout": 2}, "dpd_timeout 2 must be longer than dpd_delay 2"),
+        ({"ike_version": 1, "retransmit_limit": 3}, "with retransmit_limit set, give IKEv1 an explicit dpd_timeout"),
+        ({"ike_version": 3}, "ike_version must be 1 or 2, got 3"),
+        ({"ike_version": 1, "dpd_timeout": 2.5}, "dpd_timeout must be a whole number >= 0"),
+    ],
+)
+def test_ikev1_settings_charon_would_read_otherwise_are_refused(changes: dict[str, object], problem: str) -> None:
+    with pytest.raises(UsageError, match=problem):
+        Profile("x", "", dpd_delay=2, **changes)  # type: ignore[arg-type]
+
+
+def test_the_ikev1_kb_profiles_take_the_idle_timer_where_the_kb_adds_a_minute() -> None:
+    for name, minutes in (("win2000-ikev1", 5), ("win2003-nlbsflags-ikev1", 1)):
+        profile = timers.profile(name)
+        assert profile.ike_version == 1 and profile.dpd_timeout == 60 * minutes
+        crash = timers.crash(profile, cluster_delay=1.0, resolution=0)
+        assert crash.lo <= 60 * minutes <= crash.hi < 60 * (minutes + 1) == profile.kb_outage("crash")[0]  # type: ignore[index]
+        assert 3 <= timers.graceful(profile, 0).lo <= timers.graceful(profile, 0).hi <= 6
+        scaled = profile.scaled(1 / 30)
+        assert (scaled.dpd_delay, scaled.dpd_timeout) == (1, 2 * minutes)  # still longer than the delay
