@@ -84,21 +84,28 @@ def iptables_script(policy_: Policy, topology: Topology, node: str, wire: str = 
     """The same guard for a kernel datapath node whose nftables lacks the families (User-mode
     Linux): iptables-legacy drops the node's protected packets that leave on the wire outside
     any IPsec policy (``-m policy --pol none``: a packet about to be encrypted has one); ESP and
-    IKE themselves pass. Running it twice is harmless."""
-    lines = [
-        f"iptables-legacy -N {CHAIN} 2>/dev/null || iptables-legacy -F {CHAIN}",
-        f"iptables-legacy -C OUTPUT -o {wire} -j {CHAIN} 2>/dev/null || iptables-legacy -A OUTPUT -o {wire} -j {CHAIN}",
-        f"iptables-legacy -A {CHAIN} -p esp -j RETURN",
-        f"iptables-legacy -A {CHAIN} -p udp --sport 500 -j RETURN",
-        f"iptables-legacy -A {CHAIN} -p udp --sport 4500 -j RETURN",
+    IKE themselves pass. Running it twice is harmless, and a reload (a restarted charon) replaces
+    the chain's rules in one commit (iptables-legacy-restore): flushing and appending them one by
+    one left a moment without any, in which a rebooted VM answered dc's IKEv1 DPD with an ICMP
+    port unreachable in clear (seen on the wire under load)."""
+    rules_ = [
+        f"-A {CHAIN} -p esp -j RETURN",
+        f"-A {CHAIN} -p udp --sport 500 -j RETURN",
+        f"-A {CHAIN} -p udp --sport 4500 -j RETURN",
     ]
     for drop in drops(policy_, topology, node):
         for destination in drop.destinations:
             match = [*(["-s", drop.source] if drop.source else []), "-d", destination]
             if drop.proto is not None:
                 match += ["-p", drop.proto, f"--{drop.direction}", str(drop.port)]
-            lines.append(f"iptables-legacy -A {CHAIN} {' '.join(match)} -m policy --dir out --pol none -j DROP")
-    return "set -e\n" + "\n".join(lines) + "\n"
+            rules_.append(f"-A {CHAIN} {' '.join(match)} -m policy --dir out --pol none -j DROP")
+    table = "\n".join(["*filter", f":{CHAIN} - [0:0]", *rules_, "COMMIT"])  # a declared chain starts empty
+    jump = f"OUTPUT -o {wire} -j {CHAIN}"
+    return (
+        "set -e\n"
+        f"iptables-legacy-restore --noflush <<'EOF'\n{table}\nEOF\n"
+        f"iptables-legacy -C {jump} 2>/dev/null || iptables-legacy -A {jump}\n"
+    )
 
 
 def unload(firewall: Firewall, wire: str = WIRE) -> list[list[str]]:
