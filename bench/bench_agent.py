@@ -19,33 +19,15 @@ import argparse
 import socket
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+from timing import median_ms, show
 
 from harness import lab, measure, timers
 from harness.agent import AGENT_SCRIPT, AgentNode
 from harness.backends.docker import AGENTS, PYTHON, DockerBackend
-
-Timed = Callable[[], object]
-
-
-def median_ms(action: Timed, runs: int) -> tuple[float, float, float]:
-    action()  # warm
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000, min(samples) * 1000, max(samples) * 1000
-
-
-def show(label: str, numbers: tuple[float, float, float]) -> None:
-    median, low, high = numbers
-    print(f"  {label:55s} median {median:6.2f} ms  (min {low:.2f}, max {high:.2f})")
 
 
 def bind_mounted_socket(runs: int) -> tuple[float, float, float]:

@@ -22,14 +22,13 @@ import contextlib
 import ipaddress
 import os
 import signal
-import statistics
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+from timing import median_ms, show
 
 from harness import ssh_hosts, testhosts
 from harness.inventory import Host, Inventory
@@ -37,21 +36,6 @@ from harness.inventory import Host, Inventory
 NAMESPACE = "flab-bench-ssh"
 VETH = "flabbenchssh0"
 HOST_SIDE, NODE_SIDE = "198.19.252.1/30", "198.19.252.2/30"
-
-
-def median_ms(action: Callable[[], object], runs: int) -> tuple[float, float, float]:
-    action()  # warm
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000, min(samples) * 1000, max(samples) * 1000
-
-
-def show(label: str, numbers: tuple[float, float, float]) -> None:
-    median, low, high = numbers
-    print(f"  {label:48s} median {median:6.2f} ms  (min {low:.2f}, max {high:.2f})")
 
 
 def ip(*argv: str) -> None:
