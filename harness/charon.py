@@ -143,13 +143,13 @@ def ike_spis(node: Node) -> set[tuple[str, str]]:
         return set()
 
 
-def terminate(node: Node, connection: str, timeout_ms: int = 2000) -> None:
-    """Delete the node's IKE SAs of ``connection``, sending DELETE to the peer (force: never wait
+def terminate(node: Node, *connections: str, timeout_ms: int = 2000) -> None:
+    """Delete the node's IKE SAs of ``connections``, sending DELETE to the peer (force: never wait
     long for the peer's answer)."""
     with session(node) as vici_session:
         listed = [_ike(name, sa) for entry in vici_session.list_sas() for name, sa in entry.items()]
         for sa in listed:
-            if sa.connection == connection:
+            if sa.connection in connections:
                 request = {"ike-id": sa.unique_id, "timeout": str(timeout_ms), "force": "yes"}
                 for _ in vici_session.terminate(request):
                     pass

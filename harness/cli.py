@@ -48,6 +48,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "time_scale": 1.0,
     "cluster_delay": timers.FaultParams().cluster_delay,
     "freeze": timers.FaultParams().freeze,
+    "announce_early": timers.FaultParams().announce_early,
     "backend": AUTO,
 }
 """What `run` takes for an option not given. The parser leaves them None, so that run knows what
@@ -227,7 +228,8 @@ def parser() -> Parser:
         description="Either `run --fault F [options]` or `run SCENARIO.yaml [options]` (the scenario "
         "says profiles, fault, repeat and expectations; exit 1 if one is not met). With a scenario, "
         "--repeat, --time-scale, --policy, --backend, --inventory and --insecure-host-keys override its own "
-        "settings; --fault, --profile, --profiles, --cluster-delay and --freeze are refused (the file defines them).",
+        "settings; --fault, --profile, --profiles, --cluster-delay, --freeze and --announce-early are refused (the "
+        "file defines them).",
     )
     run.add_argument("scenario", nargs="?", type=Path, help="a scenario file (see scenarios/)")
     run.add_argument(
@@ -248,6 +250,12 @@ def parser() -> Parser:
         None,
         "multiply every timer by this: a number in (0, 1] or a fraction like 1/30 (default 1)",
         defaults=False,
+    )
+    run.add_argument(
+        "--announce-early",
+        type=_seconds_from_zero,
+        help="takeover-announce: seconds before the VIP is on the new owner that its charon begins to "
+        f"initiate, before scaling (default {timers.FaultParams.announce_early:g}: once it is there)",
     )
     run.add_argument("--json", type=Path, help="write the results (a JSON list, one object per run) here")
     run.add_argument("--out", type=Path, help="write a report folder (JSON per run, report.md, plots) here")
@@ -355,7 +363,11 @@ def _profiles(arguments: argparse.Namespace) -> list[timers.Profile]:
 
 
 def _params(arguments: argparse.Namespace) -> timers.FaultParams:
-    return timers.FaultParams(arguments.cluster_delay, getattr(arguments, "freeze", timers.FaultParams.freeze))
+    return timers.FaultParams(
+        arguments.cluster_delay,
+        getattr(arguments, "freeze", timers.FaultParams.freeze),
+        getattr(arguments, "announce_early", timers.FaultParams.announce_early),
+    )
 
 
 def cmd_up(arguments: argparse.Namespace) -> int:
@@ -376,7 +388,7 @@ def cmd_up(arguments: argparse.Namespace) -> int:
     return 0
 
 
-FAULT_OPTIONS = {"cluster_delay": "--cluster-delay", "freeze": "--freeze"}
+FAULT_OPTIONS = {"cluster_delay": "--cluster-delay", "freeze": "--freeze", "announce_early": "--announce-early"}
 """Options that set a fault's parameter (scenario.FAULT_PARAMETERS says which faults take it)."""
 
 
@@ -428,7 +440,8 @@ def _scaled(profile: timers.Profile, scale: float) -> timers.Profile:
 
 
 def _refuse_unused_fault_options(arguments: argparse.Namespace, names: Sequence[str]) -> None:
-    """--cluster-delay or --freeze without a fault that takes it would be dropped: refused."""
+    """--cluster-delay, --freeze or --announce-early without a fault that takes it would be dropped:
+    refused."""
     for field, flag in FAULT_OPTIONS.items():
         takers = [kind for kind, parameters in scenario.FAULT_PARAMETERS.items() if field in parameters]
         if getattr(arguments, field) is not None and not set(takers) & set(names):
@@ -463,6 +476,7 @@ SCENARIO_DEFINES = {
     "profiles": ("--profiles", "the file's profiles are the runs"),
     "cluster_delay": ("--cluster-delay", "the file's fault sets the cluster delay"),
     "freeze": ("--freeze", "the file's fault sets the freeze"),
+    "announce_early": ("--announce-early", "the file's fault sets when the new owner begins"),
 }
 """Options that a scenario file defines itself: refused with one (option, why)."""
 SCENARIO_OVERRIDES = {

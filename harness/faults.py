@@ -25,14 +25,24 @@ reboot-announce   The same, but the restarted back-end is configured to bring it
                   at start (a connection from the VIP with start_action = start): its IKE_AUTH
                   carries INITIAL_CONTACT, and fe (unique = no, strongSwan's default) deletes its
                   stale IKE SA on the spot.
+takeover-announce A crash whose standby, once it takes the VIP, brings its tunnel to fe up
+                  itself (as reboot-announce: INITIAL_CONTACT). ``announce_early`` s before the
+                  VIP is on it, its charon already begins: a cluster that starts strongSwan
+                  before it adds the VIP (acassen/keepalived#539); longer than the cluster
+                  delay, the standby began before the crash: a standby that initiates all
+                  along (opnsense/core#3821). Until the VIP is there its IKE_SA_INIT cannot
+                  leave (charon logs "error writing to socket", with "Invalid argument" in the
+                  report, "Network is unreachable" in the lab) and only a later transmission
+                  of its schedule (keyingtries 0: it starts over after giving up) gets through.
 
 Recovery always comes from fe's own strongSwan settings; no fault ever touches fe. The waits
 inside faults (cluster-detection delay, freeze duration) are the emulated world's own timers.
 Each undo is registered as soon as its step succeeded, so a fault that fails half-way undoes
 what it did. What is not undone, on purpose: the VIP stays on its new owner (graceful, crash,
 link-cut); freeze, reboot and reboot-announce need no undo (charon continued, or runs afresh);
-reboot-announce leaves its start-at-load connection loaded, as a node configured to bring its
-tunnel up at boot keeps it (it acts only when loaded). A graceful move deletes only the VIP's
+reboot-announce and takeover-announce leave their start-at-load connection loaded, as a node
+configured to bring its tunnel up at boot keeps it (it acts only when loaded; a graceful move
+deletes its SAs with the VIP's). A graceful move deletes only the VIP's
 SAs: the old owner's own SA with dc is no cluster resource and stays.
 
 On a user's hosts with a cluster manager of their own (an SSH inventory's ``cluster:``), the
@@ -70,6 +80,9 @@ OWNER_POLL_S = 0.02
 CLUSTER_MOVE_TIMEOUT_S = 60.0
 """How long the user's cluster may take to move the VIP, or to settle on one owner after a fault."""
 """How long a continued VM may take to answer (what queued up during its pause comes first)."""
+VIP_CONNECTIONS = (strongswan.CONNECTION, strongswan.ANNOUNCE)
+"""The connections whose SAs with fe are the VIP's: the back-end's own, and the one it brought up
+itself (reboot-announce, takeover-announce)."""
 BLOCK_NEW_IKE = f"""\
 table inet {NFT_TABLE} {{
     chain input {{
@@ -176,8 +189,8 @@ def _move_vip(lab: Lab, old: str, new: str, block_new_ike: bool, kind: str) -> I
         if block_new_ike:
             _block_new_ike(old_node, undo)
         t_fault = time.monotonic()
-        charon.terminate(old_node, strongswan.CONNECTION)
-        undo.callback(charon.terminate, old_node, strongswan.CONNECTION)  # a new SA the old owner won in the race
+        charon.terminate(old_node, *VIP_CONNECTIONS)
+        undo.callback(charon.terminate, old_node, *VIP_CONNECTIONS)  # a new SA the old owner won in the race
         if cluster is not None and cluster.moves is not None:  # the user's cluster moves it
             old_node.run(["sh", "-c", cluster.moves[new]])
             taken = _until_held(lab, new, t_fault)
@@ -216,6 +229,43 @@ def _standby_takes_over(lab: Lab, kind: str, old: str, t_fault: float, delay: fl
     taken, announce = take_vip(lab.nodes[new], lab.topology)
     try:
         yield Injected(kind, t_fault, old, new, taken)
+    finally:
+        announce.stop()
+
+
+def _begin_announcing(lab: Lab, name: str) -> float:
+    """``name``'s charon begins to initiate to fe from the VIP (start_action = start); when."""
+    charon.announce(lab.nodes[name], lab.topology, lab.profile, lab.policy, lab.datapath)
+    return time.monotonic()
+
+
+@contextlib.contextmanager
+def _standby_announces(
+    lab: Lab, old: str, t_fault: float, params: FaultParams, began: float | None
+) -> Iterator[Injected]:
+    """After the cluster's detection delay the standby takes the VIP, its charon initiating to fe
+    ``announce_early`` seconds before it has it (``began``: it already did, before the crash), or
+    once it has it; ``t_back``: when it began. The user's cluster moves the VIP by its own
+    timers: the standby begins once it holds it."""
+    new = Topology.other_backend(old)
+    if lab.backend.cluster is not None:
+        taken = _until_held(lab, new, t_fault)
+        yield Injected("takeover-announce", t_fault, old, new, taken, t_back=_begin_announcing(lab, new))
+        return
+    if began is None and params.announce_early > 0:
+        _wait_until(t_fault + params.cluster_delay - params.announce_early)
+        began = _begin_announcing(lab, new)
+    _wait_until(t_fault + params.cluster_delay)
+    taken, announce = take_vip(lab.nodes[new], lab.topology)
+    try:
+        yield Injected(
+            "takeover-announce",
+            t_fault,
+            old,
+            new,
+            taken,
+            t_back=began if began is not None else _begin_announcing(lab, new),
+        )
     finally:
         announce.stop()
 
@@ -288,6 +338,24 @@ def crash(lab: Lab, params: FaultParams) -> Iterator[Injected]:
 
 
 @contextlib.contextmanager
+def takeover_announce(lab: Lab, params: FaultParams) -> Iterator[Injected]:
+    old, new = _pair(lab)
+    if lab.backend.cluster is not None and params.announce_early > 0:
+        raise UsageError("announce_early needs the harness to move the VIP: your cluster moves it; set it to 0")
+    with contextlib.ExitStack() as undo:
+        began = None
+        if params.announce_early > params.cluster_delay:  # a standby that initiates all along
+            began = _begin_announcing(lab, new)
+            _wait_until(began + params.announce_early - params.cluster_delay)
+        if lab.backend.cluster is not None:
+            undo.callback(_until_one_owner, lab)
+        t_fault = time.monotonic()
+        _halt(lab, old, undo)
+        with _standby_announces(lab, old, t_fault, params, began) as injected:
+            yield injected
+
+
+@contextlib.contextmanager
 def link_cut(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     old, _ = _pair(lab)
     old_node = lab.nodes[old]
@@ -300,7 +368,7 @@ def link_cut(lab: Lab, params: FaultParams) -> Iterator[Injected]:
             undo.callback(old_node.machine.plug)
         else:
             _cut_link(lab, old_node, undo)
-        undo.callback(charon.terminate, old_node, strongswan.CONNECTION)  # its SA with fe died with the link
+        undo.callback(charon.terminate, old_node, *VIP_CONNECTIONS)  # its SA with fe died with the link
         if lab.backend.cluster is None:
             release_vip(old_node, lab.topology)  # fenced: an isolated node gives up the cluster's VIP
         with _standby_takes_over(lab, "link-cut", old, t_fault, params.cluster_delay) as injected:
@@ -411,6 +479,7 @@ FAULTS: dict[str, Fault] = {
     "link-cut": link_cut,
     "reboot": reboot,
     "reboot-announce": reboot_announce,
+    "takeover-announce": takeover_announce,
 }
 
 

@@ -8,7 +8,7 @@
     # backend: ssh with inventory: hosts.yaml (your hosts, relative to this file's folder)
     # insecure_host_keys: false   # ssh: accept hosts missing from known_hosts
     policy: mail-passwords   # what IPsec protects (default all-traffic)
-    fault: {kind: crash, cluster_delay: 1.0}   # cluster_delay: crash, link-cut; freeze: freeze
+    fault: {kind: crash, cluster_delay: 1.0}   # cluster_delay: crash, link-cut, takeover-announce; freeze: freeze
     repeat: 1
     source: opnsense/core#3708   # optional: the public issue it reproduces (or a URL)
     expect:                  # optional: without it the runs are measured, nothing judged
@@ -56,7 +56,9 @@ from harness.errors import UsageError
 from harness.measure import Outcome
 from harness.userfiles import ProfileModel, ProfileName, parse, validate
 
-FaultKind = Literal["graceful", "graceful-noblock", "crash", "freeze", "link-cut", "reboot", "reboot-announce"]
+FaultKind = Literal[
+    "graceful", "graceful-noblock", "crash", "freeze", "link-cut", "reboot", "reboot-announce", "takeover-announce"
+]
 Service = Literal["udp", "http", "pop3", "imap"]
 Backend = Literal["auto", "netns", "docker", "docker:bookworm", "uml", "ssh"]
 PolicyName = Literal["none", "mail-passwords", "mail-all", "all-traffic"]
@@ -153,6 +155,27 @@ class RebootAnnounceFault(_Fault):
     kind: Literal["reboot-announce"]
 
 
+AnnounceEarly = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=SECONDS_MAX,
+        description="seconds before the VIP is on the new owner that its charon begins to initiate, before "
+        "scaling (default 0: once it is there; longer than cluster_delay: before the crash, a standby that "
+        "initiates all along)",
+    ),
+]
+
+
+class TakeoverAnnounceFault(_Fault):
+    """A crash whose standby takes the VIP after cluster_delay and brings its tunnel to fe up itself,
+    beginning announce_early seconds before the VIP is on it."""
+
+    kind: Literal["takeover-announce"]
+    cluster_delay: ClusterDelay = timers.FaultParams.cluster_delay
+    announce_early: AnnounceEarly = timers.FaultParams.announce_early
+
+
 FAULT_MODELS: tuple[type[_Fault], ...] = (
     GracefulFault,
     GracefulNoblockFault,
@@ -161,17 +184,26 @@ FAULT_MODELS: tuple[type[_Fault], ...] = (
     LinkCutFault,
     RebootFault,
     RebootAnnounceFault,
+    TakeoverAnnounceFault,
 )
 """One model per fault kind, in FaultKind's order: each takes only the parameters its kind uses."""
 FaultModel = Annotated[
-    GracefulFault | GracefulNoblockFault | CrashFault | FreezeFault | LinkCutFault | RebootFault | RebootAnnounceFault,
+    GracefulFault
+    | GracefulNoblockFault
+    | CrashFault
+    | FreezeFault
+    | LinkCutFault
+    | RebootFault
+    | RebootAnnounceFault
+    | TakeoverAnnounceFault,
     Field(discriminator="kind"),
 ]
 FAULT_PARAMETERS: dict[str, tuple[str, ...]] = {
     get_args(model.model_fields["kind"].annotation)[0]: tuple(name for name in model.model_fields if name != "kind")
     for model in FAULT_MODELS
 }
-"""The parameters each fault kind takes: crash and link-cut cluster_delay, freeze freeze."""
+"""The parameters each fault kind takes: crash and link-cut cluster_delay, freeze freeze,
+takeover-announce cluster_delay and announce_early."""
 
 
 class ServiceExpectations(Strict):

@@ -321,9 +321,12 @@ class FaultParams:
     """From a crash or link cut until the standby owns the VIP."""
     freeze: float = 3.0
     """How long a frozen charon stays stopped."""
+    announce_early: float = 0.0
+    """takeover-announce: how long before the VIP is on the new owner its charon begins to
+    initiate to fe (0: once it is there; longer than ``cluster_delay``: before the crash)."""
 
     def scaled(self, factor: float) -> FaultParams:
-        return FaultParams(self.cluster_delay * factor, self.freeze * factor)
+        return FaultParams(self.cluster_delay * factor, self.freeze * factor, self.announce_early * factor)
 
     def values(self) -> dict[str, float]:
         return asdict(self)
@@ -412,6 +415,7 @@ BACK = {
     "freeze": "the frozen VM answering again",
     "reboot": "the back-end up again",
     "reboot-announce": "the restarted back-end initiating",
+    "takeover-announce": "the new owner beginning to initiate",
 }
 """What the model's ``back`` (a result's ``back_s``) is for each fault that sets it
 (harness.faults.Injected.t_back)."""
@@ -514,6 +518,35 @@ def reboot_announce(resolution: float, back: float, allowance: float = SETUP_ALL
     return Bounds(0.0, back + allowance + resolution)
 
 
+def takeover_announce(
+    profile: Profile,
+    resolution: float,
+    begins: float,
+    ready: float,
+    esp_defers_dpd: bool = True,
+    allowance: float = SETUP_ALLOWANCE_S,
+) -> Bounds:
+    """The standby takes over a crashed owner and initiates to fe itself from the VIP, beginning
+    ``begins`` seconds after the fault; the VIP is on it ``ready`` seconds after the fault. A
+    transmission before then cannot leave (the VIP is no address of the node yet: "error
+    writing to socket"), so the first one at or after ``ready`` gets through, and fe takes its
+    INITIAL_CONTACT at once. Begun after ``ready``, that is the first; begun before, a
+    retransmission (acassen/keepalived#539: one retransmit_timeout lost); begun long before
+    (``begins`` < 0: a standby that initiates all along, opnsense/core#3821), wherever its
+    schedule happens to be, starting over after each give-up (keyingtries 0). fe's own DPD may
+    find the crash first (``crash()``)."""
+    first = _first_send_reaching(begins, ready, profile, jitter=False)
+    earliest = _first_send_reaching(begins, ready, profile, jitter=True)
+    if earliest > first:  # jitter can bring a transmission just below ``ready``: the next one reaches
+        earliest = ready
+    announced = Bounds(max(earliest, begins) - resolution, _latest_send_reaching((begins, begins), ready, profile))
+    announced = Bounds(announced.lo, announced.hi + allowance + resolution)
+    if profile.dpd_delay <= 0:  # fe never finds the crash itself: only the announcement recovers
+        return announced
+    found = crash(profile, ready, resolution, esp_defers_dpd, allowance)
+    return Bounds(min(announced.lo, found.lo), min(announced.hi, found.hi))
+
+
 def unprotected(
     fault: str,
     params: FaultParams,
@@ -527,7 +560,7 @@ def unprotected(
     it, a graceful move for the move itself; a frozen or restarted charon does not touch it, a VM
     frozen or rebooted whole holds it until it is back (``back``, as measured)."""
     moved = vip_moved or 0.0
-    if fault in ("crash", "link-cut"):
+    if fault in ("crash", "link-cut", "takeover-announce"):
         return Bounds(params.cluster_delay - resolution, max(moved, params.cluster_delay) + allowance + resolution)
     if fault in ("graceful", "graceful-noblock"):
         return Bounds(0.0, moved + allowance + resolution)
@@ -554,15 +587,15 @@ def predict(
     """Predicted outage of ``fault`` (a name from harness.faults.FAULTS) for traffic the policy
     protects (or, with ``protected=False``, for traffic in clear). ``vip_moved``: seconds from the
     fault until the new owner had the VIP, as measured; without it the cluster is taken to act at
-    once (graceful) or after exactly its delay (crash, link cut). ``back``: seconds until the
-    node was back (a frozen VM answered again, a rebooted back-end was up or announced itself),
-    as measured. ``esp_defers_dpd``: what the strongSwan version and datapath do with inbound
-    ESP (``esp_defers_dpd()``). ``allowance``: what the timers leave out after the transmission
-    that gets through (SETUP_ALLOWANCE_S; a backend whose nodes are slower declares more).
-    ``catch_up``: what a VM that continues after a freeze takes to work through the packets that
-    queued up for it and for its peers (a backend of VMs declares it; nodes on the harness's
-    kernel never stop whole). ``overlap``: how long the old SA carried the service after fe
-    re-initiated (graceful: ``graceful()``), as measured."""
+    once (graceful) or after exactly its delay (crash, link cut). ``back``: seconds until the node
+    was back (a frozen VM answered again, a rebooted back-end was up or announced itself, a new
+    owner began to initiate), as measured. ``esp_defers_dpd``: what the strongSwan version and
+    datapath do with inbound ESP (``esp_defers_dpd()``). ``allowance``: what the timers leave out
+    after the transmission that gets through (SETUP_ALLOWANCE_S; a backend whose nodes are slower
+    declares more). ``catch_up``: what a VM that continues after a freeze takes to work through the
+    packets that queued up for it and for its peers (a backend of VMs declares it; nodes on the
+    harness's kernel never stop whole). ``overlap``: how long the old SA carried the service after
+    fe re-initiated (graceful: ``graceful()``), as measured."""
     if not protected:
         return unprotected(fault, params, resolution, vip_moved, back, allowance, catch_up)
     if fault == "graceful":
@@ -578,6 +611,10 @@ def predict(
         return reboot_announce(resolution, back or 0.0, allowance)
     if fault == "freeze":
         return freeze(params.freeze, resolution, back, allowance, catch_up)
+    if fault == "takeover-announce":
+        ready = max(params.cluster_delay, vip_moved or 0.0)
+        begins = params.cluster_delay - params.announce_early if back is None else back
+        return takeover_announce(profile, resolution, begins, ready, esp_defers_dpd, allowance)
     raise ValueError(f"no prediction for fault {fault!r}")
 
 

@@ -15,6 +15,7 @@ NEW_OWNER: dict[str, str] = {
     "freeze": "be1",
     "reboot": "be1",
     "reboot-announce": "be1",
+    "takeover-announce": "be2",
 }
 DETECTED_BY: dict[str, set[str | None]] = {
     "graceful": {"DELETE"},
@@ -24,6 +25,7 @@ DETECTED_BY: dict[str, set[str | None]] = {
     "freeze": {None},  # 3 s is shorter than fast's 4-6 s detection: the SA survives
     "reboot": {"DPD"},
     "reboot-announce": {"INITIAL_CONTACT"},
+    "takeover-announce": {"INITIAL_CONTACT"},
 }
 
 

@@ -36,7 +36,7 @@ def nothing_built(root: Path) -> bool:
     return not root.exists() or not any(root.glob("flab-*"))
 
 
-FAULTS = "graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce"
+FAULTS = "graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce, takeover-announce"
 
 
 def test_unknown_fault(capsys: pytest.CaptureFixture[str], lab_root: Path) -> None:
@@ -90,8 +90,8 @@ def test_a_profiles_file_without_profile_is_refused(
         ),
         (
             ["--fault", "freeze", "--cluster-delay", "0"],
-            "--cluster-delay applies only to --fault crash and link-cut: add one of them to --fault, "
-            "or drop --cluster-delay",
+            "--cluster-delay applies only to --fault crash, link-cut and takeover-announce: add one of them to "
+            "--fault, or drop --cluster-delay",
         ),
     ],
 )
@@ -328,7 +328,7 @@ def test_a_broken_scenario_file_is_one_line(capsys: pytest.CaptureFixture[str], 
     assert cli.main(["run", str(path)]) == 2
     assert one_error_line(capsys) == (
         f"failover-lab: error: {path}: fault.kind: 'crsh' is not one of "
-        "graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce"
+        "graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce, takeover-announce"
     )
     assert nothing_built(lab_root)
 

@@ -8,7 +8,7 @@ the nodes must change a list here. They pin what the harness asks, not whether a
 What a fault does NOT undo on leaving (by design, see harness/faults.py): the VIP stays with
 its new owner; freeze, reboot and reboot-announce do everything while entering (SIGCONT, the
 restart) and leave nothing to undo; reboot-announce leaves its `announce` connection loaded on
-the restarted back-end until that charon's next restart.
+the restarted back-end until that charon's next restart, takeover-announce on the new owner.
 """
 
 from __future__ import annotations
@@ -62,6 +62,22 @@ RESTART_BE1 = [
 ]
 
 Steps = list[tuple[str, ...]]
+CRASH_ENTERED: Steps = [
+    OWNER,
+    ("be1", "run", "ip link set dev eth0 down"),
+    ("be1", "kill", "charon"),
+    ("be1", "wait", "charon"),
+    ("be1", "close", "charon"),
+    ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),  # after the cluster delay
+    ("be2", "spawn", ARPING),
+]
+CRASH_LEFT: Steps = [
+    ("be2", "stop", ARPING),
+    ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
+    ("be1", "run", "ip link set dev eth0 up"),
+    *RESTART_BE1,
+]
+ANNOUNCE_BE2: Steps = [("be2", "vici", "connect"), ("be2", "vici", "load_conn announce"), ("be2", "vici", "close")]
 SEQUENCES: dict[str, tuple[Steps, Steps]] = {
     # fault: (on entering, on leaving)
     "graceful": (
@@ -103,23 +119,7 @@ SEQUENCES: dict[str, tuple[Steps, Steps]] = {
             ("be1", "vici", "close"),
         ],
     ),
-    "crash": (
-        [
-            OWNER,
-            ("be1", "run", "ip link set dev eth0 down"),
-            ("be1", "kill", "charon"),
-            ("be1", "wait", "charon"),
-            ("be1", "close", "charon"),
-            ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),  # after the cluster delay
-            ("be2", "spawn", ARPING),
-        ],
-        [
-            ("be2", "stop", ARPING),
-            ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
-            ("be1", "run", "ip link set dev eth0 up"),
-            *RESTART_BE1,
-        ],
-    ),
+    "crash": (CRASH_ENTERED, CRASH_LEFT),
     "freeze": (
         [
             OWNER,
@@ -168,6 +168,10 @@ SEQUENCES: dict[str, tuple[Steps, Steps]] = {
         ],
         [],  # no undo: the announce connection stays loaded until be1's charon restarts
     ),
+    "takeover-announce": (
+        [*CRASH_ENTERED, *ANNOUNCE_BE2],  # announce_early 0: it begins once it has the VIP
+        CRASH_LEFT,  # the announce connection stays loaded on be2
+    ),
 }
 INJECTED: dict[str, tuple[str, str, bool, bool]] = {
     # fault: (old owner, new owner, the VIP moved (t_vip set), announced (t_back set))
@@ -178,6 +182,7 @@ INJECTED: dict[str, tuple[str, str, bool, bool]] = {
     "link-cut": ("be1", "be2", True, False),
     "reboot": ("be1", "be1", False, True),  # t_back: when it was up again (a VM boots)
     "reboot-announce": ("be1", "be1", False, True),
+    "takeover-announce": ("be1", "be2", True, True),  # t_back: when the new owner began to initiate
 }
 SERVICES_BE1 = "python3 /agents/services.py --node be1 --vip 198.18.0.100 --role backend --address 198.18.0.11"
 BOOT_BE1 = [
@@ -231,6 +236,16 @@ MACHINE_SEQUENCES: dict[str, tuple[Steps, Steps]] = {
         ],
         [("be1", "stop", ARPING)],
     ),
+    "takeover-announce": (
+        [
+            OWNER,
+            ("be1", "machine", "kill"),
+            ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
+            ("be2", "spawn", ARPING),
+            *ANNOUNCE_BE2,
+        ],
+        [("be2", "stop", ARPING), *BOOT_BE1],
+    ),
 }
 STAMPED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # fault: the two consecutive steps between which the fault is stamped (t_fault): what the
@@ -242,6 +257,7 @@ STAMPED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "link-cut": (OWNER, ("be1", "run", "ip link set dev eth0 down")),
     "reboot": (OWNER, ("be1", "kill", "charon")),
     "reboot-announce": (OWNER, ("be1", "kill", "charon")),
+    "takeover-announce": (OWNER, ("be1", "run", "ip link set dev eth0 down")),
 }
 
 
@@ -281,7 +297,7 @@ def test_commands_on_entering_and_leaving_on_machines(name: str) -> None:
     fake.nodes["be1"].script_sas(BE1_SAS, [])
     injected, entered, left = enter_and_leave(fake, name)
     assert (shortened(entered), shortened(left)) == MACHINE_SEQUENCES[name]
-    assert (injected.t_back is not None) == (name in ("freeze", "reboot", "reboot-announce"))  # when the VM was back
+    assert (injected.t_back is not None) == (name in ("freeze", "reboot", "reboot-announce", "takeover-announce"))
 
 
 def shortened(steps: Steps) -> Steps:
@@ -358,7 +374,7 @@ def test_freeze_continues_the_charon_after_the_freeze(fake: FakeLab) -> None:
     assert continued is not None and continued.t >= injected.t_fault + params.freeze
 
 
-@pytest.mark.parametrize("name", ["crash", "reboot", "reboot-announce"])
+@pytest.mark.parametrize("name", ["crash", "reboot", "reboot-announce", "takeover-announce"])
 def test_a_restarted_charon_replaces_the_labs_handle(fake: FakeLab, name: str) -> None:
     killed = fake.lab.charons["be1"]
     enter_and_leave(fake, name)
@@ -368,7 +384,7 @@ def test_a_restarted_charon_replaces_the_labs_handle(fake: FakeLab, name: str) -
     assert spawned.detail == {"STRONGSWAN_CONF": "/lab/be1/strongswan.conf"}
 
 
-@pytest.mark.parametrize("name", ["crash", "reboot", "reboot-announce"])
+@pytest.mark.parametrize("name", ["crash", "reboot", "reboot-announce", "takeover-announce"])
 def test_a_killed_charon_handle_is_closed(fake: FakeLab, name: str) -> None:
     """Its agent channel is released once the process is reaped."""
     killed = fake.lab.charons["be1"]
@@ -384,6 +400,32 @@ def test_reboot_announce_loads_a_connection_that_starts_from_the_vip(fake: FakeL
     announce = loaded[0][strongswan.ANNOUNCE]
     assert announce["local_addrs"] == [VIP] and announce["remote_addrs"] == [FE]
     assert {child["start_action"] for child in announce["children"].values()} == {"start"}
+
+
+def test_an_early_takeover_begins_to_initiate_before_the_vip_is_there(fake: FakeLab) -> None:
+    """announce_early: the new owner's charon is told to initiate announce_early seconds before the
+    VIP is on it (acassen/keepalived#539), and t_back says when."""
+    params = FaultParams(cluster_delay=0.06, announce_early=0.05)
+    with faults.takeover_announce(fake.lab, params) as injected:
+        pass
+    loaded = fake.journal.wait_for(("be2", "vici", "load_conn announce"), timeout=0)
+    vip = fake.journal.wait_for(("be2", "run", f"ip addr add {VIP}/32 dev eth0"), timeout=0)
+    assert loaded is not None and vip is not None and loaded.t < vip.t
+    assert injected.t_back is not None and injected.t_vip is not None
+    assert injected.t_back - injected.t_fault >= params.cluster_delay - params.announce_early
+    assert injected.t_vip - injected.t_back >= params.announce_early - 0.01  # the VIP came later
+
+
+def test_a_standby_initiating_all_along_began_before_the_crash(fake: FakeLab) -> None:
+    """announce_early longer than the cluster delay: the standby's charon initiates while be1 still
+    holds the VIP (opnsense/core#3821); t_back before the fault."""
+    params = FaultParams(cluster_delay=0.01, announce_early=0.05)
+    with faults.takeover_announce(fake.lab, params) as injected:
+        pass
+    steps = fake.journal.steps()
+    assert steps.index(("be2", "vici", "load_conn announce")) < steps.index(("be1", "run", "ip link set dev eth0 down"))
+    assert injected.t_back is not None and injected.t_back < injected.t_fault
+    assert injected.t_fault - injected.t_back >= params.announce_early - params.cluster_delay
 
 
 def test_a_failed_vip_move_still_unblocks_new_ike(fake: FakeLab) -> None:

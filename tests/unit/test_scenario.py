@@ -39,6 +39,7 @@ def test_each_fault_kind_takes_only_its_own_parameters() -> None:
         "crash": ("cluster_delay",),
         "freeze": ("freeze",),
         "link-cut": ("cluster_delay",),
+        "takeover-announce": ("cluster_delay", "announce_early"),
     }
 
 

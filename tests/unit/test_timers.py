@@ -164,6 +164,37 @@ def test_an_announced_reboot_costs_the_restart_and_one_setup_whatever_the_timers
     assert timers.predict("reboot-announce", FAST, params, 0.01).hi < timers.predict("reboot", FAST, params, 0.01).lo
 
 
+def test_a_takeover_announced_after_the_vip_arrived_costs_the_cluster_delay_and_one_setup() -> None:
+    bounds = timers.predict("takeover-announce", DEFAULT, timers.FaultParams(cluster_delay=1.0), 0.01)
+    assert bounds == timers.Bounds(1.0 - 0.01, 1.0 + timers.SETUP_ALLOWANCE_S + 0.01)
+    measured = timers.predict("takeover-announce", DEFAULT, timers.FaultParams(), 0.01, vip_moved=1.003, back=1.01)
+    assert measured.lo == pytest.approx(1.01 - 0.01) and measured.hi == pytest.approx(1.01 + 0.1 + 0.01)
+
+
+def test_a_takeover_begun_before_the_vip_arrived_costs_a_retransmission() -> None:
+    """acassen/keepalived#539: begun 0.5 s before the VIP, the first send cannot leave; the
+    retransmission 4 s later (strongswan-default) gets through."""
+    params = timers.FaultParams(cluster_delay=1.0, announce_early=0.5)
+    bounds = timers.predict("takeover-announce", DEFAULT, params, 0.01)
+    assert bounds.lo == pytest.approx(4.5 - 0.01) and bounds.hi == pytest.approx(4.5 + 0.1 + 0.01)
+
+
+def test_a_standby_initiating_all_along_waits_for_its_backoff() -> None:
+    """opnsense/core#3821: begun 11 s before the crash, its sends go out 0, 4, 11.2, 24.16 s after
+    it began: the one 13.16 s after the crash is the first after the VIP arrived (1 s)."""
+    params = timers.FaultParams(cluster_delay=1.0, announce_early=12.0)
+    bounds = timers.predict("takeover-announce", DEFAULT, params, 0.01)
+    assert bounds.lo == pytest.approx(13.16 - 0.01) and bounds.hi == pytest.approx(13.16 + 0.1 + 0.01)
+
+
+def test_a_takeover_announcement_needs_no_dpd_of_fe() -> None:
+    params = timers.FaultParams(cluster_delay=1.0, announce_early=12.0)
+    no_dpd = replace(DEFAULT, dpd_delay=0)
+    assert timers.predict("takeover-announce", no_dpd, params, 0.01) == timers.predict(
+        "takeover-announce", DEFAULT, params, 0.01
+    )
+
+
 def test_freeze_costs_its_duration() -> None:
     bounds = timers.predict("freeze", FAST, timers.FaultParams(freeze=8.0), 0.01)
     assert bounds.lo == pytest.approx(7.99)
@@ -230,7 +261,7 @@ def test_check_refuses_no_dpd_where_only_dpd_detects_the_fault(fault: str) -> No
     assert str(error.value) == "dpd_delay 0 never detects a crash; set dpd_delay >= 1"
 
 
-@pytest.mark.parametrize("fault", ["graceful", "freeze", "reboot-announce"])
+@pytest.mark.parametrize("fault", ["graceful", "freeze", "reboot-announce", "takeover-announce"])
 def test_check_accepts_no_dpd_where_dpd_plays_no_part(fault: str) -> None:
     timers.check(Profile("nodpd", "", dpd_delay=0), fault, timers.FaultParams())
 
