@@ -155,6 +155,14 @@ def terminate(node: Node, *connections: str, timeout_ms: int = 2000) -> None:
                     pass
 
 
+def reauthenticate(node: Node, connection: str) -> None:
+    """Have the node reauthenticate its IKE SAs of ``connection`` now (what ``reauth_time`` would
+    do when it runs out): a new IKE SA from scratch, its CHILD_SAs with it. charon only queues the
+    job: this returns before anything went out."""
+    with session(node) as vici_session:
+        vici_session.rekey({"ike": connection, "reauth": "yes"})
+
+
 class EventRecorder:
     """Records a node's ike-updown and child-updown events from a background thread."""
 

@@ -49,6 +49,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "cluster_delay": timers.FaultParams().cluster_delay,
     "freeze": timers.FaultParams().freeze,
     "announce_early": timers.FaultParams().announce_early,
+    "link_delay": timers.FaultParams().link_delay,
     "backend": AUTO,
 }
 """What `run` takes for an option not given. The parser leaves them None, so that run knows what
@@ -228,8 +229,8 @@ def parser() -> Parser:
         description="Either `run --fault F [options]` or `run SCENARIO.yaml [options]` (the scenario "
         "says profiles, fault, repeat and expectations; exit 1 if one is not met). With a scenario, "
         "--repeat, --time-scale, --policy, --backend, --inventory and --insecure-host-keys override its own "
-        "settings; --fault, --profile, --profiles, --cluster-delay, --freeze and --announce-early are refused (the "
-        "file defines them).",
+        "settings; --fault, --profile, --profiles, --cluster-delay, --freeze, --announce-early and --link-delay are "
+        "refused (the file defines them).",
     )
     run.add_argument("scenario", nargs="?", type=Path, help="a scenario file (see scenarios/)")
     run.add_argument(
@@ -256,6 +257,12 @@ def parser() -> Parser:
         type=_seconds_from_zero,
         help="takeover-announce: seconds before the VIP is on the new owner that its charon begins to "
         f"initiate, before scaling (default {timers.FaultParams.announce_early:g}: once it is there)",
+    )
+    run.add_argument(
+        "--link-delay",
+        type=_seconds_from_zero,
+        help="reauth: one-way seconds netem adds to everything the active back-end sends (uml only), "
+        f"before scaling (default {timers.FaultParams.link_delay:g})",
     )
     run.add_argument("--json", type=Path, help="write the results (a JSON list, one object per run) here")
     run.add_argument("--out", type=Path, help="write a report folder (JSON per run, report.md, plots) here")
@@ -367,6 +374,7 @@ def _params(arguments: argparse.Namespace) -> timers.FaultParams:
         arguments.cluster_delay,
         getattr(arguments, "freeze", timers.FaultParams.freeze),
         getattr(arguments, "announce_early", timers.FaultParams.announce_early),
+        getattr(arguments, "link_delay", timers.FaultParams.link_delay),
     )
 
 
@@ -388,7 +396,12 @@ def cmd_up(arguments: argparse.Namespace) -> int:
     return 0
 
 
-FAULT_OPTIONS = {"cluster_delay": "--cluster-delay", "freeze": "--freeze", "announce_early": "--announce-early"}
+FAULT_OPTIONS = {
+    "cluster_delay": "--cluster-delay",
+    "freeze": "--freeze",
+    "announce_early": "--announce-early",
+    "link_delay": "--link-delay",
+}
 """Options that set a fault's parameter (scenario.FAULT_PARAMETERS says which faults take it)."""
 
 
@@ -477,6 +490,7 @@ SCENARIO_DEFINES = {
     "cluster_delay": ("--cluster-delay", "the file's fault sets the cluster delay"),
     "freeze": ("--freeze", "the file's fault sets the freeze"),
     "announce_early": ("--announce-early", "the file's fault sets when the new owner begins"),
+    "link_delay": ("--link-delay", "the file's fault sets the link delay"),
 }
 """Options that a scenario file defines itself: refused with one (option, why)."""
 SCENARIO_OVERRIDES = {

@@ -2,8 +2,8 @@
 
 charon exposes a loaded connection's settings over vici (list-conns: IKE version, uniqueness
 policy, DPD delay and timeout) and the NAT state of each IKE SA (list-sas), but not the
-retransmission settings of strongswan.conf: those are read back from the file on the node and
-parsed the way charon parses them (harness.strongswan.retransmission_as_charon_reads), so a
+retransmission settings and make_before_break of strongswan.conf: those are read back from the
+file on the node and parsed the way charon parses them (harness.strongswan.retransmission_as_charon_reads), so a
 value charon would silently replace with its default shows up here, not in the profile. The
 strongSwan version and the NAT state decide whether inbound ESP postpones DPD
 (timers.esp_defers_dpd). A run refuses to predict with a profile charon does not run.
@@ -32,6 +32,8 @@ class Effective:
     """fe's connection to the VIP as charon reports it."""
     nat: bool
     """NAT detected or faked on fe's IKE SA with the VIP."""
+    make_before_break: bool = False
+    """charon.make_before_break as charon reads fe's strongswan.conf."""
 
     @property
     def esp_defers_dpd(self) -> bool:
@@ -46,12 +48,14 @@ class Effective:
             "dpd_delay": profile.dpd_delay,
             "dpd_timeout": profile.dpd_timeout,
             "unique": profile.unique,
+            "make_before_break": profile.make_before_break,
         }
         running |= {
             "ike_version": self.connection["version"],
             "dpd_delay": self.connection["dpd_delay"],
             "dpd_timeout": self.connection["dpd_timeout"],
             "unique": self.connection["unique"],
+            "make_before_break": self.make_before_break,
         }
         return [f"{name} {running[name]!r} (asked {asked[name]!r})" for name in asked if running[name] != asked[name]]
 
@@ -60,6 +64,7 @@ class Effective:
             "retransmission": dict(self.retransmission),
             "connection": dict(self.connection),
             "nat": self.nat,
+            "make_before_break": self.make_before_break,
             "esp_defers_dpd": self.esp_defers_dpd,
         }
 
@@ -73,6 +78,7 @@ def read(fe: Node, version: str) -> Effective:
         retransmission=strongswan.retransmission_as_charon_reads(conf),
         connection=charon.connection_settings(fe, strongswan.CONNECTION),
         nat=any(sa.nat_any for sa in with_vip),
+        make_before_break=strongswan.make_before_break_as_charon_reads(conf),
     )
 
 

@@ -35,11 +35,19 @@ takeover-announce A crash whose standby, once it takes the VIP, brings its tunne
                   report, "Network is unreachable" in the lab) and only a later transmission
                   of its schedule (keyingtries 0: it starts over after giving up) gets through.
 
-Recovery always comes from fe's own strongSwan settings; no fault ever touches fe. The waits
+Recovery always comes from fe's own strongSwan settings; no fault but reauth touches fe. The waits
 inside faults (cluster-detection delay, freeze duration) are the emulated world's own timers.
 Each undo is registered as soon as its step succeeded, so a fault that fails half-way undoes
 what it did. What is not undone, on purpose: the VIP stays on its new owner (graceful, crash,
 link-cut); freeze, reboot and reboot-announce need no undo (charon continued, or runs afresh);
+reauth            fe reauthenticates its IKE SA with the VIP's owner (its reauth_time brought
+                  forward: a new IKE SA from scratch, the CHILD_SAs with it), over a link
+                  whose round trip is ``link_delay`` (netem on the owner's lab interface, set
+                  before the fault strikes; User-mode Linux only: the harness's kernel has no
+                  netem). The profile's make_before_break decides whether the old SAs go first
+                  (opnsense/core#7776). The one fault that acts on fe: what it does there is
+                  fe's own schedule, not a failure.
+
 reboot-announce and takeover-announce leave their start-at-load connection loaded, as a node
 configured to bring its tunnel up at boot keeps it (it acts only when loaded; a graceful move
 deletes its SAs with the VIP's). A graceful move deletes only the VIP's
@@ -62,8 +70,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
-from harness import charon, disrupt, strongswan
-from harness.errors import LabError, UsageError
+from harness import charon, disrupt, probe, strongswan
+from harness.errors import CommandError, LabError, UsageError
 from harness.lab import Lab
 from harness.node import Clock, Node, Process
 from harness.timers import FaultParams
@@ -470,6 +478,49 @@ def reboot_announce(lab: Lab, params: FaultParams) -> Iterator[Injected]:
         yield replace(injected, t_back=time.monotonic())  # it begins to initiate now
 
 
+NETEM_SETTLE = 2.0
+"""How many link delays pass between adding the delay and striking (after the probe's attempt
+timeout: every attempt begun before the delay has ended by then, so the last ones before the
+fault ran over the slow link), and between ending it and removing it."""
+
+
+def _delay_link(node: Node, delay: float, undo: contextlib.ExitStack) -> None:
+    """Everything ``node`` sends on its lab interface leaves ``delay`` seconds later (netem)
+    until ``undo`` runs; refused in one line where the node's kernel has no netem."""
+    interface = node.lab_interface
+    try:
+        node.run(["tc", "qdisc", "add", "dev", interface, "root", "netem", "delay", f"{delay * 1000:g}ms"])
+    except CommandError as error:
+        said = error.stderr.strip().splitlines()[-1] if error.stderr.strip() else "no output"
+        raise UsageError(
+            f"link_delay needs netem in {node.name}'s kernel, which refused it ({said}): "
+            "use --backend uml, or link_delay 0"
+        ) from None
+    undo.callback(_undelay_link, node, delay)
+    _wait_until(time.monotonic() + probe.ATTEMPT_TIMEOUT_S + NETEM_SETTLE * delay)
+
+
+def _undelay_link(node: Node, delay: float) -> None:
+    """The link's delay goes without losing what it holds: new packets leave at once, the queued
+    ones on their schedule, and the qdisc goes once it is empty (deleting it at once would drop
+    them, and every TCP attempt in flight would wait for a retransmission)."""
+    interface = node.lab_interface
+    node.run(["tc", "qdisc", "change", "dev", interface, "root", "netem", "delay", "0ms"])
+    _wait_until(time.monotonic() + NETEM_SETTLE * delay)
+    node.run(["tc", "qdisc", "del", "dev", interface, "root"])
+
+
+@contextlib.contextmanager
+def reauth(lab: Lab, params: FaultParams) -> Iterator[Injected]:
+    owner, _ = _pair(lab)
+    with contextlib.ExitStack() as undo:
+        if params.link_delay > 0:
+            _delay_link(lab.nodes[owner], params.link_delay, undo)
+        t_fault = time.monotonic()
+        charon.reauthenticate(lab.fe, strongswan.CONNECTION)
+        yield Injected("reauth", t_fault, owner, owner)
+
+
 Fault = Callable[[Lab, FaultParams], contextlib.AbstractContextManager[Injected]]
 FAULTS: dict[str, Fault] = {
     "graceful": graceful,
@@ -480,6 +531,7 @@ FAULTS: dict[str, Fault] = {
     "reboot": reboot,
     "reboot-announce": reboot_announce,
     "takeover-announce": takeover_announce,
+    "reauth": reauth,
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import statistics
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from harness.sa import SaEvent
 from harness.topology import BACKENDS, DOMAIN_CONTROLLER, FRONT_END, NODES
 from harness.wire import Wire
 
+DIALOGUE_ATTEMPTS = 5
+"""How many of a service's last answered attempts before the fault tell how long one takes."""
 STEADY_TIMEOUT_S = 10.0
 """How long a fresh lab may take until every service answers through the tunnel."""
 ANSWERS_FOR_STEADY = 5
@@ -127,6 +130,7 @@ class Outcome:
             self.catch_up,
             {service: outage.resolution for service, outage in self.outages.items()},
             self.overlaps,
+            self.dialogues,
         )
 
     @property
@@ -140,6 +144,17 @@ class Outcome:
         (harness.timers.graceful's ``overlap``)."""
         t = self.reinitiated
         return {s: 0.0 if t is None else max(0.0, o.last_before - t) for s, o in self.outages.items()}
+
+    @property
+    def dialogues(self) -> dict[str, float]:
+        """How long one answered attempt of each service took just before the fault (the median
+        of the last DIALOGUE_ATTEMPTS): over a slow link, a login dialogue's round trips
+        (harness.timers.reauth's ``dialogue``)."""
+        taken: dict[str, list[float]] = {}
+        for attempt in sorted(self.attempts, key=lambda a: a.t1):
+            if attempt.node is not None and attempt.t1 <= self.t_fault_mono:
+                taken.setdefault(attempt.service, []).append(attempt.t1 - attempt.t0)
+        return {service: statistics.median(times[-DIALOGUE_ATTEMPTS:]) for service, times in taken.items()}
 
     @property
     def predicted(self) -> timers.Bounds:
@@ -164,12 +179,13 @@ def predictions(
     catch_up: float = 0.0,
     resolutions: Mapping[str, float] | None = None,
     overlaps: Mapping[str, float] | None = None,
+    dialogues: Mapping[str, float] | None = None,
 ) -> dict[str, timers.Bounds]:
     """The predicted outage of every probed service: protected by the policy or in clear, with
     its own probe resolution as tolerance (``resolutions``: measured, Outage.resolution; else the
-    probe's interval), for what charon runs (``settings``); ``overlaps``: as measured,
-    Outcome.overlaps. The one place a run's predictions come from: the live view, the result,
-    the tables and the plots show these."""
+    probe's interval), for what charon runs (``settings``); ``overlaps`` and ``dialogues``: as
+    measured, Outcome.overlaps and Outcome.dialogues. The one place a run's predictions come
+    from: the live view, the result, the tables and the plots show these."""
     defers = settings is None or settings.esp_defers_dpd
     return {
         service: timers.predict(
@@ -184,6 +200,7 @@ def predictions(
             allowance=allowance,
             catch_up=catch_up,
             overlap=(overlaps or {}).get(service, 0.0),
+            dialogue=(dialogues or {}).get(service),
         )
         for service in SERVICES
     }

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from harness import charon, faults, lab, measure, policy, report, result, sa, scenario, timers
-from harness.backends import AUTO, BACKENDS, SSH, backend
+from harness.backends import AUTO, BACKENDS, SSH, backend, can_delay_links
 from harness.errors import LabError, UsageError
 from harness.topology import BACKENDS as BACKEND_NODES
 
@@ -138,6 +138,9 @@ def _save(config: pytest.Config, name: str, outcomes: list[measure.Outcome]) -> 
         report.write_folder([result.to_json(o) for o in outcomes], directory / re.sub(r"[^\w.-]+", "_", name))
 
 
+NO_NETEM = "link_delay needs netem, which this host's kernel lacks for"
+
+
 class ScenarioFailed(Exception):
     """Expectations of a scenario not met: one sentence each."""
 
@@ -165,9 +168,14 @@ class ScenarioFile(pytest.File):
             for backend_name in chosen:
                 suffix = f"-{backend_name}" if len(chosen) > 1 else ""
                 name = f"{loaded.name}[{profile.name}{suffix}]"
-                yield ScenarioItem.from_parent(
+                item = ScenarioItem.from_parent(
                     self, name=name, loaded=runs_on[backend_name], profile=profile, backend_name=backend_name
                 )
+                if loaded.params.link_delay > 0 and not can_delay_links(backend_name):
+                    item.add_marker(
+                        pytest.mark.skip(reason=f"{NO_NETEM} {backend_name}: run it with --lab-backend uml")
+                    )
+                yield item
 
 
 class ScenarioItem(pytest.Item):

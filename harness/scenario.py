@@ -17,7 +17,7 @@
       within_prediction: true
       recovered_on: be2
       plaintext_packets: 0
-      services: {pop3: {outage_max_s: 6.5}}
+      services: {pop3: {outage_max_s: 6.5}}   # per service: outage_max_s and/or outage_min_s
 
 Parsed strictly (unknown keys, and a fault parameter its kind does not take, rejected); every
 problem is listed, one line each naming the file and the field. `failover-lab run FILE` and
@@ -57,7 +57,15 @@ from harness.measure import Outcome
 from harness.userfiles import ProfileModel, ProfileName, parse, validate
 
 FaultKind = Literal[
-    "graceful", "graceful-noblock", "crash", "freeze", "link-cut", "reboot", "reboot-announce", "takeover-announce"
+    "graceful",
+    "graceful-noblock",
+    "crash",
+    "freeze",
+    "link-cut",
+    "reboot",
+    "reboot-announce",
+    "takeover-announce",
+    "reauth",
 ]
 Service = Literal["udp", "http", "pop3", "imap"]
 Backend = Literal["auto", "netns", "docker", "docker:bookworm", "uml", "ssh"]
@@ -176,6 +184,24 @@ class TakeoverAnnounceFault(_Fault):
     announce_early: AnnounceEarly = timers.FaultParams.announce_early
 
 
+LinkDelay = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=SECONDS_MAX,
+        description="one-way seconds added to everything the active back-end sends (netem; uml only), before "
+        "scaling (default 0)",
+    ),
+]
+
+
+class ReauthFault(_Fault):
+    """fe reauthenticates its IKE SA with the VIP's owner now, over a link with link_delay each way."""
+
+    kind: Literal["reauth"]
+    link_delay: LinkDelay = timers.FaultParams.link_delay
+
+
 FAULT_MODELS: tuple[type[_Fault], ...] = (
     GracefulFault,
     GracefulNoblockFault,
@@ -185,6 +211,7 @@ FAULT_MODELS: tuple[type[_Fault], ...] = (
     RebootFault,
     RebootAnnounceFault,
     TakeoverAnnounceFault,
+    ReauthFault,
 )
 """One model per fault kind, in FaultKind's order: each takes only the parameters its kind uses."""
 FaultModel = Annotated[
@@ -195,7 +222,8 @@ FaultModel = Annotated[
     | LinkCutFault
     | RebootFault
     | RebootAnnounceFault
-    | TakeoverAnnounceFault,
+    | TakeoverAnnounceFault
+    | ReauthFault,
     Field(discriminator="kind"),
 ]
 FAULT_PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -203,11 +231,14 @@ FAULT_PARAMETERS: dict[str, tuple[str, ...]] = {
     for model in FAULT_MODELS
 }
 """The parameters each fault kind takes: crash and link-cut cluster_delay, freeze freeze,
-takeover-announce cluster_delay and announce_early."""
+takeover-announce cluster_delay and announce_early, reauth link_delay."""
 
 
 class ServiceExpectations(Strict):
-    outage_max_s: float = Field(gt=0)
+    outage_max_s: float | None = Field(None, gt=0, description="this service's outage at most (actual seconds)")
+    outage_min_s: float | None = Field(
+        None, gt=0, description="this service's outage at least (actual seconds): the problem showed on it"
+    )
 
 
 class Expectations(Strict):
@@ -410,12 +441,14 @@ def never_met(scenario: Scenario) -> list[str]:
     if expect is None:
         return []
     problems = []
-    least, most = expect.outage_min_s, expect.outage_max_s
-    if least is not None and most is not None and least > most:
-        problems.append(
-            f"{scenario.path}: expect.outage_min_s: {expect.outage_min_s:g} s is more than expect.outage_max_s "
-            f"{expect.outage_max_s:g} s: no run can meet both"
-        )
+    pairs = [("expect.", expect.outage_min_s, expect.outage_max_s)]
+    pairs += [(f"expect.services.{s}.", w.outage_min_s, w.outage_max_s) for s, w in expect.services.items()]
+    for prefix, least, most in pairs:
+        if least is not None and most is not None and least > most:
+            problems.append(
+                f"{scenario.path}: {prefix}outage_min_s: {least:g} s is more than {prefix}outage_max_s "
+                f"{most:g} s: no run can meet both"
+            )
     for index, profile in enumerate(scenario.profiles):
         bands = lowest_bands(scenario, profile)
         limits = [("expect.outage_max_s", expect.outage_max_s, measure.overall(bands))]
@@ -512,10 +545,16 @@ def judge(scenario: Scenario, outcome: Outcome) -> list[str]:
     for service, wanted in expect.services.items():
         measured = outcome.outages[service]
         seconds = measured.seconds
-        if seconds is not None and seconds > wanted.outage_max_s:
+        service_band = _band(outcome.predicted_for(measured))
+        if seconds is not None and wanted.outage_max_s is not None and seconds > wanted.outage_max_s:
             problems.append(
                 f"{name}: {service} outage {seconds:.3f} s is more than the expected {wanted.outage_max_s:.3f} s "
-                f"({_band(outcome.predicted_for(measured))}; {where})"
+                f"({service_band}; {where})"
+            )
+        if seconds is not None and wanted.outage_min_s is not None and seconds < wanted.outage_min_s:
+            problems.append(
+                f"{name}: {service} outage {seconds:.3f} s is less than the expected {wanted.outage_min_s:.3f} s: the "
+                f"problem did not show ({service_band}; {where})"
             )
     return problems
 

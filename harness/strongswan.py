@@ -89,6 +89,7 @@ charon {{
     retransmit_tries = {profile.retransmit_tries:d}
     retransmit_jitter = {profile.retransmit_jitter:d}
     retransmit_limit = {profile.retransmit_limit:d}
+    make_before_break = {"yes" if profile.make_before_break else "no"}
     install_virtual_ip = no
     filelog {{
         node {{
@@ -152,6 +153,18 @@ is strtoul of the whole value) and its default when the value does not parse."""
 DOUBLE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 WHOLE = re.compile(r"^\+?\d+$")
 SETTING = re.compile(r"^\s*(retransmit_\w+)\s*=\s*(\S*)\s*$", re.MULTILINE)
+
+
+MAKE_BEFORE_BREAK = re.compile(r"^\s*make_before_break\s*=\s*(\S*)\s*$", re.MULTILINE)
+TRUE_WORDS = ("1", "yes", "true", "enabled")
+"""What charon's get_bool takes as true (settings.c: case-insensitive); anything else is false."""
+
+
+def make_before_break_as_charon_reads(conf: str) -> bool:
+    """charon.make_before_break of a strongswan.conf as charon reads it (absent: no, 5.9.8's
+    default; the harness always writes it)."""
+    written = MAKE_BEFORE_BREAK.findall(conf)
+    return bool(written) and written[0].lower() in TRUE_WORDS
 
 
 def retransmission_as_charon_reads(conf: str) -> dict[str, float | int]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, astuple, dataclass, replace
 from fractions import Fraction
 from typing import Literal
 
@@ -105,6 +105,11 @@ class Profile:
     mode: Mode | None = None
     """IPsec mode: None for the datapath's own (transport on the kernel, tunnel on libipsec,
     which knows no other)."""
+    make_before_break: bool = False
+    """charon.make_before_break: a reauthentication builds the new IKE SA and its CHILD_SAs before
+    it deletes the old ones (strongSwan's default from 6.0.0); no: it deletes first and traffic
+    waits for the new IKE setup (the default before 6.0.0). Written for every node, so a lab runs
+    the same on 5.9.8 and 6.0.1."""
     time_scale: float = 1.0
     """Factor every timer was multiplied by (1/30: a 6-minute outage takes 12 s)."""
     rounded: tuple[Rounded, ...] = ()
@@ -324,9 +329,12 @@ class FaultParams:
     announce_early: float = 0.0
     """takeover-announce: how long before the VIP is on the new owner its charon begins to
     initiate to fe (0: once it is there; longer than ``cluster_delay``: before the crash)."""
+    link_delay: float = 0.0
+    """reauth: one-way delay added to everything the active back-end sends (netem), as a link
+    with that round trip: each IKE exchange takes it."""
 
     def scaled(self, factor: float) -> FaultParams:
-        return FaultParams(self.cluster_delay * factor, self.freeze * factor, self.announce_early * factor)
+        return FaultParams(*(value * factor for value in astuple(self)))
 
     def values(self) -> dict[str, float]:
         return asdict(self)
@@ -547,6 +555,27 @@ def takeover_announce(
     return Bounds(min(announced.lo, found.lo), min(announced.hi, found.hi))
 
 
+def reauth(
+    profile: Profile,
+    resolution: float,
+    link_delay: float = 0.0,
+    allowance: float = SETUP_ALLOWANCE_S,
+    dialogue: float | None = None,
+) -> Bounds:
+    """fe reauthenticates its IKE SA with the VIP's owner, which sends everything ``link_delay``
+    late (the round trip). Break-before-make (``make_before_break`` no): the owner drops the old
+    SAs as fe's DELETE arrives (its last answers still reach fe a round trip later), fe installs
+    the new ones after the DELETE's answer, IKE_SA_INIT and IKE_AUTH (three round trips), and the
+    first attempt begun then is answered a ``dialogue`` later: what one attempt of the service
+    took before the fault, as measured (without: one round trip, a datagram's echo).
+    Make-before-break: the new SAs are up before the old go, so nothing waits but what the
+    switch between them costs (within the allowance)."""
+    if profile.make_before_break:
+        return Bounds(0.0, allowance + resolution)
+    waits = 3 * link_delay - link_delay + (link_delay if dialogue is None else dialogue)
+    return Bounds(max(0.0, waits - resolution), waits + allowance + resolution)
+
+
 def unprotected(
     fault: str,
     params: FaultParams,
@@ -568,6 +597,8 @@ def unprotected(
         return freeze(params.freeze, resolution, back, allowance, catch_up)
     if fault in ("freeze", "reboot", "reboot-announce"):
         return Bounds(0.0, (back or 0.0) + allowance + resolution)
+    if fault == "reauth":  # IKE's business: traffic in clear only rides the same link
+        return Bounds(0.0, allowance + resolution)
     raise ValueError(f"no prediction for fault {fault!r}")
 
 
@@ -583,6 +614,7 @@ def predict(
     allowance: float = SETUP_ALLOWANCE_S,
     catch_up: float = 0.0,
     overlap: float = 0.0,
+    dialogue: float | None = None,
 ) -> Bounds:
     """Predicted outage of ``fault`` (a name from harness.faults.FAULTS) for traffic the policy
     protects (or, with ``protected=False``, for traffic in clear). ``vip_moved``: seconds from the
@@ -595,7 +627,8 @@ def predict(
     declares more). ``catch_up``: what a VM that continues after a freeze takes to work through the
     packets that queued up for it and for its peers (a backend of VMs declares it; nodes on the
     harness's kernel never stop whole). ``overlap``: how long the old SA carried the service after
-    fe re-initiated (graceful: ``graceful()``), as measured."""
+    fe re-initiated (graceful: ``graceful()``), as measured. ``dialogue``: how long one attempt of the
+    service took before the fault (reauth: ``reauth()``), as measured."""
     if not protected:
         return unprotected(fault, params, resolution, vip_moved, back, allowance, catch_up)
     if fault == "graceful":
@@ -611,6 +644,8 @@ def predict(
         return reboot_announce(resolution, back or 0.0, allowance)
     if fault == "freeze":
         return freeze(params.freeze, resolution, back, allowance, catch_up)
+    if fault == "reauth":
+        return reauth(profile, resolution, params.link_delay, allowance, dialogue)
     if fault == "takeover-announce":
         ready = max(params.cluster_delay, vip_moved or 0.0)
         begins = params.cluster_delay - params.announce_early if back is None else back

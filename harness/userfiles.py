@@ -56,6 +56,7 @@ class ProfileModel(BaseModel):
     unique: Unique = Field(_default("unique"))
     recovery: Recovery = Field(_default("recovery"))
     mode: Mode | None = Field(_default("mode"))
+    make_before_break: bool = Field(_default("make_before_break"))
 
     def to_profile(self, name: str, source: Path) -> Profile:
         values = self.model_dump(exclude={"description", "name"})

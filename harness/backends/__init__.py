@@ -5,6 +5,7 @@ Owns: the Backend protocol and the name -> backend table. Not: any backend's mec
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -116,6 +117,28 @@ def backend(name: str, inventory: Path | None = None, insecure_host_keys: bool =
     except KeyError:
         choices = ", ".join([AUTO, *BACKENDS, SSH])
         raise UsageError(f"unknown backend {name!r}: choose one of {choices}") from None
+
+
+NETEM_MODULE = "sch_netem"
+
+
+def can_delay_links(name: str) -> bool:
+    """Whether a lab on backend ``name`` can delay a link (netem, the reauth fault's link_delay):
+    the VMs' kernel (uml) has it; netns and docker run on this host's kernel, which has it when its
+    module or built-in is there; a user's hosts (ssh) answer when asked (the fault says so in one
+    line)."""
+    if name in ("uml", SSH):
+        return True
+    return host_has_netem()
+
+
+def host_has_netem() -> bool:
+    """This kernel has netem: loaded, as a module on disk, or built in."""
+    modules = Path("/lib/modules") / os.uname().release
+    if Path("/sys/module", NETEM_MODULE).exists() or any(modules.glob(f"kernel/net/sched/{NETEM_MODULE}.ko*")):
+        return True
+    builtin = modules / "modules.builtin"
+    return builtin.exists() and f"/{NETEM_MODULE}.ko" in builtin.read_text()
 
 
 def choose() -> Backend:

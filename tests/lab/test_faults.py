@@ -16,6 +16,7 @@ NEW_OWNER: dict[str, str] = {
     "reboot": "be1",
     "reboot-announce": "be1",
     "takeover-announce": "be2",
+    "reauth": "be1",
 }
 DETECTED_BY: dict[str, set[str | None]] = {
     "graceful": {"DELETE"},
@@ -26,6 +27,7 @@ DETECTED_BY: dict[str, set[str | None]] = {
     "reboot": {"DPD"},
     "reboot-announce": {"INITIAL_CONTACT"},
     "takeover-announce": {"INITIAL_CONTACT"},
+    "reauth": {None},  # fe's own reauthentication: nothing failed, nothing to detect
 }
 
 

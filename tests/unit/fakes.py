@@ -216,6 +216,10 @@ class FakeVici:
         self._record("terminate", *_flat(sa), message=sa)
         yield {"group": b"IKE", "level": b"1", "msg": b"deleting IKE_SA"}
 
+    def rekey(self, sa: dict[str, Any]) -> dict[str, Any]:
+        self._record("rekey", *_flat(sa), message=sa)
+        return {"success": b"yes", "matches": b"1"}
+
     def initiate(self, sa: dict[str, Any]) -> Iterator[dict[str, Any]]:
         self._record("initiate", *_flat(sa), message=sa)
         yield {"group": b"IKE", "level": b"1", "msg": b"initiating IKE_SA"}

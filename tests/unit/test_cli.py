@@ -36,7 +36,7 @@ def nothing_built(root: Path) -> bool:
     return not root.exists() or not any(root.glob("flab-*"))
 
 
-FAULTS = "graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce, takeover-announce"
+FAULTS = "graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce, takeover-announce, reauth"
 
 
 def test_unknown_fault(capsys: pytest.CaptureFixture[str], lab_root: Path) -> None:
@@ -328,7 +328,7 @@ def test_a_broken_scenario_file_is_one_line(capsys: pytest.CaptureFixture[str], 
     assert cli.main(["run", str(path)]) == 2
     assert one_error_line(capsys) == (
         f"failover-lab: error: {path}: fault.kind: 'crsh' is not one of "
-        "graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce, takeover-announce"
+        "graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce, takeover-announce, reauth"
     )
     assert nothing_built(lab_root)
 

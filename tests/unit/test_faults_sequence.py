@@ -17,8 +17,8 @@ import shlex
 
 import pytest
 
-from harness import faults, strongswan
-from harness.errors import CommandError, LabError, NotRecovered
+from harness import faults, probe, strongswan
+from harness.errors import CommandError, LabError, NotRecovered, UsageError
 from harness.faults import Injected
 from harness.timers import FaultParams
 
@@ -172,6 +172,10 @@ SEQUENCES: dict[str, tuple[Steps, Steps]] = {
         [*CRASH_ENTERED, *ANNOUNCE_BE2],  # announce_early 0: it begins once it has the VIP
         CRASH_LEFT,  # the announce connection stays loaded on be2
     ),
+    "reauth": (
+        [OWNER, ("fe", "vici", "connect"), ("fe", "vici", "rekey ike=vip reauth=yes"), ("fe", "vici", "close")],
+        [],  # nothing to undo without a link delay: the reauthentication is fe's own business
+    ),
 }
 INJECTED: dict[str, tuple[str, str, bool, bool]] = {
     # fault: (old owner, new owner, the VIP moved (t_vip set), announced (t_back set))
@@ -183,6 +187,7 @@ INJECTED: dict[str, tuple[str, str, bool, bool]] = {
     "reboot": ("be1", "be1", False, True),  # t_back: when it was up again (a VM boots)
     "reboot-announce": ("be1", "be1", False, True),
     "takeover-announce": ("be1", "be2", True, True),  # t_back: when the new owner began to initiate
+    "reauth": ("be1", "be1", False, False),
 }
 SERVICES_BE1 = "python3 /agents/services.py --node be1 --vip 198.18.0.100 --role backend --address 198.18.0.11"
 BOOT_BE1 = [
@@ -258,6 +263,7 @@ STAMPED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "reboot": (OWNER, ("be1", "kill", "charon")),
     "reboot-announce": (OWNER, ("be1", "kill", "charon")),
     "takeover-announce": (OWNER, ("be1", "run", "ip link set dev eth0 down")),
+    "reauth": (OWNER, ("fe", "vici", "connect")),
 }
 
 
@@ -426,6 +432,31 @@ def test_a_standby_initiating_all_along_began_before_the_crash(fake: FakeLab) ->
     assert steps.index(("be2", "vici", "load_conn announce")) < steps.index(("be1", "run", "ip link set dev eth0 down"))
     assert injected.t_back is not None and injected.t_back < injected.t_fault
     assert injected.t_fault - injected.t_back >= params.announce_early - params.cluster_delay
+
+
+def test_a_reauthentication_over_a_slow_link_delays_the_owner_first_and_heals_it_after(fake: FakeLab) -> None:
+    params = FaultParams(link_delay=0.02)
+    with faults.reauth(fake.lab, params) as injected:
+        entered = fake.journal.steps()
+    netem = ("be1", "run", "tc qdisc add dev eth0 root netem delay 20ms")
+    assert entered[1:3] == [netem, ("fe", "vici", "connect")]
+    added = fake.journal.wait_for(netem, timeout=0)
+    settled = probe.ATTEMPT_TIMEOUT_S + faults.NETEM_SETTLE * params.link_delay
+    assert added is not None and injected.t_fault >= added.t + settled
+    assert fake.journal.steps()[len(entered) :] == [
+        ("be1", "run", "tc qdisc change dev eth0 root netem delay 0ms"),  # what it holds still goes out
+        ("be1", "run", "tc qdisc del dev eth0 root"),
+    ]
+
+
+def test_a_link_delay_where_the_kernel_has_no_netem_is_one_line(fake: FakeLab) -> None:
+    fake.nodes["be1"].script(["tc", "qdisc", "add"], returncode=2, stderr="Error: Specified qdisc kind is unknown.\n")
+    with pytest.raises(UsageError) as raised, faults.reauth(fake.lab, FaultParams(link_delay=0.02)):
+        pass
+    assert str(raised.value) == (
+        "link_delay needs netem in be1's kernel, which refused it (Error: Specified qdisc kind is unknown.): "
+        "use --backend uml, or link_delay 0"
+    )
 
 
 def test_a_failed_vip_move_still_unblocks_new_ike(fake: FakeLab) -> None:

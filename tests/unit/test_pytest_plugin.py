@@ -166,3 +166,12 @@ def test_a_scenario_s_own_ssh_backend_and_inventory_are_used_and_lab_backend_ove
     pytester.runpytest_inprocess("-p", "harness.pytest_plugin", "lab", "--lab-insecure-host-keys")
     pytester.runpytest_inprocess("-p", "harness.pytest_plugin", "lab", "--lab-backend", "netns")
     assert labs_asked.asked == [("ssh", hosts, False), ("ssh", hosts, True), ("netns", None, False)]
+
+
+def test_link_delays_run_where_a_kernel_has_netem() -> None:
+    """uml's VMs have netem; a user's hosts say so when asked; netns and docker run on this host's
+    kernel, and a scenario with a link delay is skipped there when it lacks it."""
+    from harness.backends import can_delay_links, host_has_netem
+
+    assert can_delay_links("uml") and can_delay_links("ssh")
+    assert can_delay_links("netns") == can_delay_links("docker") == host_has_netem()

@@ -40,6 +40,7 @@ def test_each_fault_kind_takes_only_its_own_parameters() -> None:
         "freeze": ("freeze",),
         "link-cut": ("cluster_delay",),
         "takeover-announce": ("cluster_delay", "announce_early"),
+        "reauth": ("link_delay",),
     }
 
 
@@ -214,6 +215,20 @@ def test_a_problem_that_did_not_show_is_told_so(tmp_path: Path) -> None:
     assert scenario.judge(loaded_crash(tmp_path, "{outage_min_s: 4.5}"), synthetic_outcome(5.0)) == []
 
 
+def test_a_problem_that_did_not_show_on_a_service_is_told_so(tmp_path: Path) -> None:
+    loaded = loaded_crash(tmp_path, "{services: {udp: {outage_min_s: 5.5}}}")
+    (problem,) = scenario.judge(loaded, synthetic_outcome(5.0))
+    assert problem.startswith("crash[fast]: udp outage 5.010 s is less than the expected 5.500 s: the problem did not")
+    assert (
+        scenario.judge(loaded_crash(tmp_path, "{services: {udp: {outage_min_s: 4.5}}}"), synthetic_outcome(5.0)) == []
+    )
+
+
+def test_a_service_s_least_above_its_most_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"expect\.services\.udp\.outage_min_s: 6 s is more than expect\.services"):
+        loaded_crash(tmp_path, "{services: {udp: {outage_min_s: 6, outage_max_s: 5}}}")
+
+
 def test_a_scenario_names_the_public_issue_it_reproduces(tmp_path: Path) -> None:
     for source in ("opnsense/core#3708", "https://github.com/strongswan/strongswan/issues/1759"):
         path = tmp_path / "field.yaml"
@@ -375,5 +390,11 @@ def test_a_field_problem_fails_where_only_its_fix_would_pass(path: Path) -> None
     problem = scenario.load(path).model.expect
     fixed = scenario.load(path.with_name(f"{path.stem}-fixed.yaml")).model.expect
     assert problem is not None and fixed is not None
-    assert problem.outage_min_s is not None and fixed.outage_max_s is not None
-    assert problem.outage_min_s > fixed.outage_max_s
+    least = {None: problem.outage_min_s} | {s: w.outage_min_s for s, w in problem.services.items()}
+    most = {None: fixed.outage_max_s} | {s: w.outage_max_s for s, w in fixed.services.items()}
+    proofs = {key: value for key, value in least.items() if value is not None}
+    assert proofs, "the problem sets no outage_min_s"
+    for key, lowest in proofs.items():
+        # a service's outage never exceeds the overall one: the fix's overall bound bounds it too
+        bound = most.get(key) if most.get(key) is not None else (most[None] if key is not None else None)
+        assert bound is not None and lowest > bound, f"{key or 'overall'}: {lowest} s vs the fix's {bound} s"

@@ -4,6 +4,7 @@ each KB design need."""
 import dataclasses
 from pathlib import PurePosixPath
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -203,3 +204,19 @@ def test_on_a_user_s_host_charon_writes_back_its_acquire_lifetime() -> None:
         conf = strongswan.strongswan_conf(PurePosixPath("/lab/fe"), FAST, ALL, datapath, acquire_expires=30)
         assert conf.count("kernel-netlink {") == 1 and "xfrm_acq_expires = 30\n" in conf
     assert "xfrm_acq_expires" not in strongswan.strongswan_conf(PurePosixPath("/lab/fe"), FAST, ALL, "kernel")
+
+
+@pytest.mark.parametrize("make_first", [False, True])
+def test_make_before_break_is_written_for_every_node_and_reads_back(make_first: bool) -> None:
+    profile = dataclasses.replace(FAST, make_before_break=make_first)
+    conf = strongswan.strongswan_conf(PurePosixPath("/lab/fe"), profile, ALL)
+    assert f"    make_before_break = {'yes' if make_first else 'no'}\n" in conf
+    assert strongswan.make_before_break_as_charon_reads(conf) is make_first
+
+
+@pytest.mark.parametrize(
+    ("written", "read"), [("YES", True), ("1", True), ("enabled", True), ("maybe", False), ("", False)]
+)
+def test_make_before_break_reads_as_charon_s_get_bool(written: str, read: bool) -> None:
+    assert strongswan.make_before_break_as_charon_reads(f"charon {{\n    make_before_break = {written}\n}}\n") is read
+    assert not strongswan.make_before_break_as_charon_reads("charon {\n}\n")  # absent: 5.9.8's default

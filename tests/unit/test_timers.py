@@ -195,6 +195,15 @@ def test_a_takeover_announcement_needs_no_dpd_of_fe() -> None:
     )
 
 
+def test_a_reauthentication_breaking_first_costs_three_round_trips_and_making_first_none() -> None:
+    params = timers.FaultParams(link_delay=0.2)
+    breaking = timers.predict("reauth", FAST, params, 0.01)
+    assert breaking.lo == pytest.approx(0.6 - 0.01) and breaking.hi == pytest.approx(0.6 + 0.1 + 0.01)
+    making = timers.predict("reauth", replace(FAST, make_before_break=True), params, 0.01)
+    assert making == timers.Bounds(0.0, 0.1 + 0.01)
+    assert timers.predict("reauth", FAST, params, 0.01, protected=False) == timers.Bounds(0.0, 0.1 + 0.01)
+
+
 def test_freeze_costs_its_duration() -> None:
     bounds = timers.predict("freeze", FAST, timers.FaultParams(freeze=8.0), 0.01)
     assert bounds.lo == pytest.approx(7.99)
