@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from harness import charon, effective, faults, guard, probe, sa, strongswan, timers, wire
 from harness.effective import Effective
@@ -115,7 +116,7 @@ class Outcome:
     def within_prediction(self) -> bool:
         return all(o.seconds is not None and o.seconds in self.predicted_for(o) for o in self.outages.values())
 
-    @property
+    @cached_property
     def predictions(self) -> dict[str, timers.Bounds]:
         """Every service's prediction, with the measured VIP move and restart."""
         return predictions(
@@ -138,14 +139,14 @@ class Outcome:
         """When fe first re-initiated after the fault (its charon log; None if it did not)."""
         return next((e.t for e in self.log_events if e.kind == "initiate" and e.t >= self.t_fault_mono), None)
 
-    @property
+    @cached_property
     def overlaps(self) -> dict[str, float]:
         """How long the old SA still carried each service's answers after fe had re-initiated
         (harness.timers.graceful's ``overlap``)."""
         t = self.reinitiated
         return {s: 0.0 if t is None else max(0.0, o.last_before - t) for s, o in self.outages.items()}
 
-    @property
+    @cached_property
     def dialogues(self) -> dict[str, float]:
         """How long one answered attempt of each service took just before the fault (the median
         of the last DIALOGUE_ATTEMPTS): over a slow link, a login dialogue's round trips

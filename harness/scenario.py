@@ -196,7 +196,7 @@ LinkDelay = Annotated[
 
 
 class ReauthFault(_Fault):
-    """fe reauthenticates its IKE SA with the VIP's owner now, over a link with link_delay each way."""
+    """fe reauthenticates its IKE SA with the VIP's owner now; the owner sends everything link_delay late."""
 
     kind: Literal["reauth"]
     link_delay: LinkDelay = timers.FaultParams.link_delay
