@@ -8,6 +8,10 @@ graceful          The active back-end stops accepting new IKE (drops udp/500), d
 graceful-noblock  The same without blocking new IKE first: fe re-initiates within a millisecond
                   of the DELETE and races the VIP move (usually it wins and builds a new SA
                   with the old owner, which then loses the VIP: a black hole until DPD).
+graceful-announce A graceful move whose new owner, once it has the VIP, brings its tunnel to fe
+                  up itself (as takeover-announce) while fe re-initiates on the DELETE: both
+                  ends initiate, and fe keeps two IKE SAs with the VIP, each with its
+                  CHILD_SAs (strongswan/strongswan#2778).
 crash             The active back-end falls silent (link down; on a user's host the harness's
                   table drops everything on its lab interface) and its charon is SIGKILLed;
                   after the cluster-detection delay the standby takes the VIP.
@@ -221,6 +225,13 @@ def graceful_noblock(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     old, new = _pair(lab)
     with _move_vip(lab, old, new, block_new_ike=False, kind="graceful-noblock") as injected:
         yield injected
+
+
+@contextlib.contextmanager
+def graceful_announce(lab: Lab, params: FaultParams) -> Iterator[Injected]:
+    old, new = _pair(lab)
+    with _move_vip(lab, old, new, block_new_ike=True, kind="graceful-announce") as moved:
+        yield replace(moved, t_back=_begin_announcing(lab, new))
 
 
 @contextlib.contextmanager
@@ -532,6 +543,7 @@ FAULTS: dict[str, Fault] = {
     "reboot-announce": reboot_announce,
     "takeover-announce": takeover_announce,
     "reauth": reauth,
+    "graceful-announce": graceful_announce,
 }
 
 

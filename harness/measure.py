@@ -42,6 +42,9 @@ OVERSHOOT_MIN_S = 5.0
 outage beyond the prediction is still measured, a lab that never recovers does not hang."""
 PROGRESS_EVERY_S = 0.1
 """How often a watcher hears where the run stands while it waits for recovery."""
+SETTLE_MARGIN_S = 2.0
+"""Beyond fe's whole retransmission schedule, how long the IKE SAs of a recovered lab may take
+to settle before the harness counts them (a VM's charon answering late)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,9 @@ class Outcome:
     esp_by_child: dict[str, int] = field(default_factory=dict)
     """Packets carried by each of fe's CHILD_SAs at the end of the run (named by port under a
     port-scoped policy), since it was installed."""
+    ike_sas: int | None = None
+    """fe's established IKE SAs with the VIP once the recovered lab settled (None without
+    IPsec): 1, or more when both ends initiated."""
     credentials_in_clear: dict[str, int] = field(default_factory=dict)
     coverage: dict[str, dict[str, bool]] = field(default_factory=dict)
     """Which of dc's services answered each node (one attempt each, before the fault)."""
@@ -272,6 +278,32 @@ def negotiated_with(lab: Lab) -> str | None:
     return next((name for name in BACKENDS if mine & charon.ike_spis(lab.nodes[name])), None)
 
 
+def ike_sas_with_vip(lab: Lab, owner: str) -> int:
+    """How many established IKE SAs fe holds with the VIP, once every IKE SA between fe and
+    ``owner`` (fe's own re-initiation, the owner's announcement) has settled (none connecting,
+    rekeying or deleting): more than one means both ends initiated (strongswan/strongswan#2778).
+    Waits at most until fe's retransmission schedule would have given up (the timer model's
+    give_up_after) and SETTLE_MARGIN_S more."""
+    vip, fe_address = lab.topology.vip, lab.topology.address(FRONT_END)
+    deadline = time.monotonic() + timers.give_up_after(lab.profile) + SETTLE_MARGIN_S
+    while True:
+        held = {name: charon.sas(lab.nodes[name]) for name in (FRONT_END, owner)}
+        pending = [
+            f"{name}: {sa.state}"
+            for name, sas in held.items()
+            for sa in sas
+            if sa.remote_host in (vip, fe_address) and not sa.established
+        ]
+        if not pending:
+            return sum(sa.remote_host == vip for sa in held[FRONT_END])
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"lab {lab.topology.name}: IKE SAs between fe and {owner} still on their way after fe's "
+                f"schedule would have given up ({', '.join(pending)})"
+            )
+        time.sleep(PROGRESS_EVERY_S)
+
+
 def require_charons(lab: Lab, names: Iterable[str], when: str) -> None:
     """Refuse to go on when a charon the run relies on has exited (killed by hand, crashed):
     otherwise the run would wait for a recovery that cannot come."""
@@ -340,6 +372,7 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
             _wait_for_recovery(lab, traffic, injected, predicted, watch(injected))
             guard_drops = {name: guard.dropped(lab.nodes[name]) for name in NODES}
             peer = negotiated_with(lab)
+            ike_sas = ike_sas_with_vip(lab, injected.new_owner) if lab.policy.ipsec else None
             carried = esp_by_child(lab)
     attempts = traffic.snapshot()
     assert lab.events is not None
@@ -388,6 +421,7 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
         mode=strongswan.recovery(lab.profile, lab.datapath).mode,
         clear_by_port=wire.clear_by_port(capture.packets(), lab.topology),
         esp_by_child=carried,
+        ike_sas=ike_sas,
         credentials_in_clear=capture.credentials(),
         coverage=covered,
         attempts=attempts,

@@ -181,6 +181,7 @@ def to_json(outcome: Outcome) -> Result:
         "encapsulation": outcome.encapsulation,
         "clear_by_port": outcome.clear_by_port,
         "esp_by_child": outcome.esp_by_child,
+        "ike_sas_with_vip": outcome.ike_sas,
         "credentials_in_clear": outcome.credentials_in_clear,
         "coverage": outcome.coverage,
         "attempts": attempts,

@@ -18,6 +18,7 @@
       recovered_on: be2
       plaintext_packets: 0
       services: {pop3: {outage_max_s: 6.5}}   # per service: outage_max_s and/or outage_min_s
+      ike_sas_max: 1         # IKE SAs fe holds with the VIP once settled (ike_sas_min: at least)
 
 Parsed strictly (unknown keys, and a fault parameter its kind does not take, rejected); every
 problem is listed, one line each naming the file and the field. `failover-lab run FILE` and
@@ -66,6 +67,7 @@ FaultKind = Literal[
     "reboot-announce",
     "takeover-announce",
     "reauth",
+    "graceful-announce",
 ]
 Service = Literal["udp", "http", "pop3", "imap"]
 Backend = Literal["auto", "netns", "docker", "docker:bookworm", "uml", "ssh"]
@@ -202,6 +204,13 @@ class ReauthFault(_Fault):
     link_delay: LinkDelay = timers.FaultParams.link_delay
 
 
+class GracefulAnnounceFault(_Fault):
+    """A graceful move whose new owner brings its tunnel to fe up itself while fe re-initiates:
+    both ends initiate."""
+
+    kind: Literal["graceful-announce"]
+
+
 FAULT_MODELS: tuple[type[_Fault], ...] = (
     GracefulFault,
     GracefulNoblockFault,
@@ -212,6 +221,7 @@ FAULT_MODELS: tuple[type[_Fault], ...] = (
     RebootAnnounceFault,
     TakeoverAnnounceFault,
     ReauthFault,
+    GracefulAnnounceFault,
 )
 """One model per fault kind, in FaultKind's order: each takes only the parameters its kind uses."""
 FaultModel = Annotated[
@@ -223,7 +233,8 @@ FaultModel = Annotated[
     | RebootFault
     | RebootAnnounceFault
     | TakeoverAnnounceFault
-    | ReauthFault,
+    | ReauthFault
+    | GracefulAnnounceFault,
     Field(discriminator="kind"),
 ]
 FAULT_PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -250,6 +261,12 @@ class Expectations(Strict):
     recovered_on: Literal["be1", "be2"] | None = None
     plaintext_packets: int | None = Field(0, ge=0)
     services: dict[Service, ServiceExpectations] = Field(default_factory=dict)
+    ike_sas_max: int | None = Field(
+        None, ge=1, description="IKE SAs fe holds with the VIP once the lab settled, at most (1: no duplicates)"
+    )
+    ike_sas_min: int | None = Field(
+        None, ge=1, description="... and at least (2: both ends initiated, the problem showed)"
+    )
 
 
 SOURCE_PATTERN = re.compile(r"^(?:[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+#[0-9]+|https://\S+)$")
@@ -449,6 +466,16 @@ def never_met(scenario: Scenario) -> list[str]:
                 f"{scenario.path}: {prefix}outage_min_s: {least:g} s is more than {prefix}outage_max_s "
                 f"{most:g} s: no run can meet both"
             )
+    least, most = expect.ike_sas_min, expect.ike_sas_max
+    if (least is not None or most is not None) and not policy.policy(scenario.model.policy).ipsec:
+        problems.append(
+            f"{scenario.path}: expect.ike_sas_min/ike_sas_max: policy {scenario.model.policy} has no IPsec, "
+            "so no IKE SAs to count; drop them or choose another policy"
+        )
+    if least is not None and most is not None and least > most:
+        problems.append(
+            f"{scenario.path}: expect.ike_sas_min: {least} is more than expect.ike_sas_max {most}: no run can meet both"
+        )
     for index, profile in enumerate(scenario.profiles):
         bands = lowest_bands(scenario, profile)
         limits = [("expect.outage_max_s", expect.outage_max_s, measure.overall(bands))]
@@ -542,6 +569,7 @@ def judge(scenario: Scenario, outcome: Outcome) -> list[str]:
             f"{name}: {_count(outcome.plaintext_packets, 'packet')} of protected traffic crossed the wire in "
             f"clear, expected {expect.plaintext_packets} ({where})"
         )
+    problems += _judge_ike_sas(expect, outcome, name, where)
     for service, wanted in expect.services.items():
         measured = outcome.outages[service]
         seconds = measured.seconds
@@ -557,6 +585,24 @@ def judge(scenario: Scenario, outcome: Outcome) -> list[str]:
                 f"problem did not show ({service_band}; {where})"
             )
     return problems
+
+
+def _judge_ike_sas(expect: Expectations, outcome: Outcome, name: str, where: str) -> list[str]:
+    """The IKE SA count expectations (a run without IPsec has none to count)."""
+    held = outcome.ike_sas
+    if held is None or (expect.ike_sas_max is None and expect.ike_sas_min is None):
+        return []
+    if expect.ike_sas_max is not None and held > expect.ike_sas_max:
+        return [
+            f"{name}: fe holds {_count(held, 'IKE SA')} with the VIP, expected at most {expect.ike_sas_max}: "
+            f"both ends initiated ({where})"
+        ]
+    if expect.ike_sas_min is not None and held < expect.ike_sas_min:
+        return [
+            f"{name}: fe holds {_count(held, 'IKE SA')} with the VIP, expected at least {expect.ike_sas_min}: "
+            f"the problem did not show ({where})"
+        ]
+    return []
 
 
 def _band(bounds: timers.Bounds) -> str:

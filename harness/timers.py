@@ -424,6 +424,7 @@ BACK = {
     "reboot": "the back-end up again",
     "reboot-announce": "the restarted back-end initiating",
     "takeover-announce": "the new owner beginning to initiate",
+    "graceful-announce": "the new owner beginning to initiate",
 }
 """What the model's ``back`` (a result's ``back_s``) is for each fault that sets it
 (harness.faults.Injected.t_back)."""
@@ -519,6 +520,23 @@ def graceful_noblock(
     return Bounds(graceful(profile, resolution, vip_moved, allowance, overlap).lo, vip_moved + stranded.hi)
 
 
+def graceful_announce(
+    profile: Profile,
+    resolution: float,
+    vip_moved: float = 0.0,
+    back: float = 0.0,
+    allowance: float = SETUP_ALLOWANCE_S,
+    overlap: float = 0.0,
+) -> Bounds:
+    """A graceful move whose new owner begins to initiate to fe ``back`` seconds after the fault
+    (once it has the VIP): its first IKE_SA_INIT gets through, so traffic may come back within
+    one setup. fe's own re-initiation lands a retransmission later all the same, and its CHILD_SA
+    takes over the traffic from the announced one: what is in flight then may be lost, so the
+    bound stays the graceful one (``graceful()``). What it costs for sure is a second IKE SA."""
+    own = graceful(profile, resolution, vip_moved, allowance, overlap)
+    return Bounds(0.0, max(own.hi, back + allowance + resolution))
+
+
 def reboot_announce(resolution: float, back: float, allowance: float = SETUP_ALLOWANCE_S) -> Bounds:
     """The rebooted back-end initiates to fe ``back`` seconds after the fault (its charon killed,
     restarted and configured); fe takes the INITIAL_CONTACT at once, so only the new SA's setup
@@ -591,7 +609,7 @@ def unprotected(
     moved = vip_moved or 0.0
     if fault in ("crash", "link-cut", "takeover-announce"):
         return Bounds(params.cluster_delay - resolution, max(moved, params.cluster_delay) + allowance + resolution)
-    if fault in ("graceful", "graceful-noblock"):
+    if fault in ("graceful", "graceful-noblock", "graceful-announce"):
         return Bounds(0.0, moved + allowance + resolution)
     if fault == "freeze" and back is not None:  # a VM stopped whole, and everything in it
         return freeze(params.freeze, resolution, back, allowance, catch_up)
@@ -633,6 +651,8 @@ def predict(
         return unprotected(fault, params, resolution, vip_moved, back, allowance, catch_up)
     if fault == "graceful":
         return graceful(profile, resolution, vip_moved or 0.0, allowance, overlap)
+    if fault == "graceful-announce":
+        return graceful_announce(profile, resolution, vip_moved or 0.0, back or 0.0, allowance, overlap)
     if fault == "graceful-noblock":
         return graceful_noblock(profile, resolution, vip_moved or 0.0, esp_defers_dpd, allowance, overlap)
     if fault in ("crash", "link-cut"):

@@ -36,7 +36,10 @@ def nothing_built(root: Path) -> bool:
     return not root.exists() or not any(root.glob("flab-*"))
 
 
-FAULTS = "graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce, takeover-announce, reauth"
+FAULTS = (
+    "graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce, takeover-announce, reauth, "
+    "graceful-announce"
+)
 
 
 def test_unknown_fault(capsys: pytest.CaptureFixture[str], lab_root: Path) -> None:
@@ -326,10 +329,7 @@ def test_a_broken_scenario_file_is_one_line(capsys: pytest.CaptureFixture[str], 
     path = tmp_path / "x.yaml"
     path.write_text("profiles: [fast]\nfault: {kind: crsh}\n")
     assert cli.main(["run", str(path)]) == 2
-    assert one_error_line(capsys) == (
-        f"failover-lab: error: {path}: fault.kind: 'crsh' is not one of "
-        "graceful, graceful-noblock, crash, freeze, link-cut, reboot, reboot-announce, takeover-announce, reauth"
-    )
+    assert one_error_line(capsys) == (f"failover-lab: error: {path}: fault.kind: 'crsh' is not one of {FAULTS}")
     assert nothing_built(lab_root)
 
 

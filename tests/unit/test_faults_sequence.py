@@ -176,6 +176,27 @@ SEQUENCES: dict[str, tuple[Steps, Steps]] = {
         [OWNER, ("fe", "vici", "connect"), ("fe", "vici", "rekey ike=vip reauth=yes"), ("fe", "vici", "close")],
         [],  # nothing to undo without a link delay: the reauthentication is fe's own business
     ),
+    "graceful-announce": (
+        [
+            OWNER,
+            ("be1", "run", "nft -f -", BLOCK_NEW_IKE),
+            ("be1", "vici", "connect"),
+            ("be1", "vici", "list_sas"),
+            ("be1", "vici", "terminate ike-id=7 timeout=2000 force=yes"),
+            ("be1", "vici", "close"),
+            ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
+            ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
+            ("be2", "spawn", ARPING),
+            *ANNOUNCE_BE2,  # once it has the VIP, while fe re-initiates on the DELETE
+        ],
+        [
+            ("be2", "stop", ARPING),
+            ("be1", "vici", "connect"),
+            ("be1", "vici", "list_sas"),
+            ("be1", "vici", "close"),
+            ("be1", "run", "nft delete table inet failover_lab_fault"),
+        ],  # the announce connection stays loaded on be2
+    ),
 }
 INJECTED: dict[str, tuple[str, str, bool, bool]] = {
     # fault: (old owner, new owner, the VIP moved (t_vip set), announced (t_back set))
@@ -188,6 +209,7 @@ INJECTED: dict[str, tuple[str, str, bool, bool]] = {
     "reboot-announce": ("be1", "be1", False, True),
     "takeover-announce": ("be1", "be2", True, True),  # t_back: when the new owner began to initiate
     "reauth": ("be1", "be1", False, False),
+    "graceful-announce": ("be1", "be2", True, True),  # t_back: when the new owner began to initiate
 }
 SERVICES_BE1 = "python3 /agents/services.py --node be1 --vip 198.18.0.100 --role backend --address 198.18.0.11"
 BOOT_BE1 = [
@@ -264,6 +286,7 @@ STAMPED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "reboot-announce": (OWNER, ("be1", "kill", "charon")),
     "takeover-announce": (OWNER, ("be1", "run", "ip link set dev eth0 down")),
     "reauth": (OWNER, ("fe", "vici", "connect")),
+    "graceful-announce": (("be1", "run", "nft -f -", BLOCK_NEW_IKE), ("be1", "vici", "connect")),
 }
 
 

@@ -224,6 +224,25 @@ def test_a_problem_that_did_not_show_on_a_service_is_told_so(tmp_path: Path) -> 
     )
 
 
+def test_a_duplicate_ike_sa_is_judged_by_its_count(tmp_path: Path) -> None:
+    """strongswan/strongswan#2778: both ends initiated shows as a second IKE SA, not as time."""
+    doubled = dataclasses.replace(synthetic_outcome(5.0), ike_sas=2)
+    (problem,) = scenario.judge(loaded_crash(tmp_path, "{ike_sas_max: 1}"), doubled)
+    assert problem.startswith("crash[fast]: fe holds 2 IKE SAs with the VIP, expected at most 1: both ends initiated")
+    (missing,) = scenario.judge(loaded_crash(tmp_path, "{ike_sas_min: 2}"), dataclasses.replace(doubled, ike_sas=1))
+    assert missing.startswith("crash[fast]: fe holds 1 IKE SA with the VIP, expected at least 2: the problem did not")
+    assert scenario.judge(loaded_crash(tmp_path, "{ike_sas_min: 2, ike_sas_max: 2}"), doubled) == []
+    assert scenario.judge(loaded_crash(tmp_path, "{ike_sas_max: 1}"), dataclasses.replace(doubled, ike_sas=None)) == []
+
+
+def test_ike_sa_counts_that_cannot_be_met_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"expect\.ike_sas_min: 3 is more than expect\.ike_sas_max 2: no run can"):
+        loaded_crash(tmp_path, "{ike_sas_min: 3, ike_sas_max: 2}")
+    without_ipsec = "profiles: [fast]\nfault: {kind: crash}\npolicy: none\nexpect: {ike_sas_max: 1}\n"
+    with pytest.raises(UsageError, match=r"policy none has no IPsec, so no IKE SAs to count"):
+        scenario.load(write(tmp_path, without_ipsec))
+
+
 def test_a_service_s_least_above_its_most_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"expect\.services\.udp\.outage_min_s: 6 s is more than expect\.services"):
         loaded_crash(tmp_path, "{services: {udp: {outage_min_s: 6, outage_max_s: 5}}}")
@@ -385,16 +404,21 @@ def test_every_field_problem_names_its_source_and_ships_with_its_fix() -> None:
 
 @pytest.mark.parametrize("path", PROBLEMS, ids=[p.stem for p in PROBLEMS])
 def test_a_field_problem_fails_where_only_its_fix_would_pass(path: Path) -> None:
-    """The problem's least outage lies above what its fix allows: a lab that stopped reproducing
-    the problem (measuring what the fix measures) fails the problem's scenario."""
+    """The problem's least outage (or IKE SA count) lies above what its fix allows: a lab that
+    stopped reproducing the problem (measuring what the fix measures) fails the problem's scenario."""
     problem = scenario.load(path).model.expect
     fixed = scenario.load(path.with_name(f"{path.stem}-fixed.yaml")).model.expect
     assert problem is not None and fixed is not None
-    least = {None: problem.outage_min_s} | {s: w.outage_min_s for s, w in problem.services.items()}
-    most = {None: fixed.outage_max_s} | {s: w.outage_max_s for s, w in fixed.services.items()}
-    proofs = {key: value for key, value in least.items() if value is not None}
-    assert proofs, "the problem sets no outage_min_s"
-    for key, lowest in proofs.items():
+    least = {"overall": problem.outage_min_s} | {s: w.outage_min_s for s, w in problem.services.items()}
+    most = {"overall": fixed.outage_max_s} | {s: w.outage_max_s for s, w in fixed.services.items()}
+    proofs: list[tuple[str, float, float | None]] = [
         # a service's outage never exceeds the overall one: the fix's overall bound bounds it too
-        bound = most.get(key) if most.get(key) is not None else (most[None] if key is not None else None)
-        assert bound is not None and lowest > bound, f"{key or 'overall'}: {lowest} s vs the fix's {bound} s"
+        (key, lowest, most.get(key) if most.get(key) is not None else most["overall"])
+        for key, lowest in least.items()
+        if lowest is not None
+    ]
+    if problem.ike_sas_min is not None:
+        proofs.append(("IKE SAs", problem.ike_sas_min, fixed.ike_sas_max))
+    assert proofs, "the problem sets no outage_min_s and no ike_sas_min"
+    for what, lowest, bound in proofs:
+        assert bound is not None and lowest > bound, f"{what}: {lowest} vs the fix's {bound}"

@@ -195,6 +195,18 @@ def test_a_takeover_announcement_needs_no_dpd_of_fe() -> None:
     )
 
 
+def test_a_graceful_move_announced_by_the_new_owner_may_cost_nothing_up_to_a_graceful_move() -> None:
+    """strongswan/strongswan#2778: the new owner's first IKE_SA_INIT gets through at once, but
+    fe's own re-initiation lands a retransmission later and takes the traffic over: the bound
+    stays the graceful one (or the announcement's setup, if that came later still)."""
+    params = timers.FaultParams()
+    announced = timers.predict("graceful-announce", FAST, params, 0.01, vip_moved=0.005, back=0.012)
+    own = timers.predict("graceful", FAST, params, 0.01, vip_moved=0.005)
+    assert announced == timers.Bounds(0.0, own.hi)
+    late = timers.predict("graceful-announce", FAST, params, 0.01, vip_moved=0.005, back=30.0)
+    assert late.hi == pytest.approx(30.0 + timers.SETUP_ALLOWANCE_S + 0.01)
+
+
 def test_a_reauthentication_breaking_first_costs_three_round_trips_and_making_first_none() -> None:
     params = timers.FaultParams(link_delay=0.2)
     breaking = timers.predict("reauth", FAST, params, 0.01)
