@@ -379,7 +379,8 @@ def markdown(results: Sequence[Result], plots: dict[str, str], comparison: str |
             f"VIP {vip_text(result)}; outage {_seconds(result['outage_s'])} s "
             f"(predicted {_band(result['predicted']['lo_s'], result['predicted']['hi_s'])} s, "
             f"{'every service' if result['within_prediction'] else 'NOT every service'} inside its band); "
-            f"phases: {phases_text(result) or 'none'}; negotiated with {phases['negotiated_with'] or '-'}; "
+            f"phases: {phases_text(result) or 'none'}; negotiated with {phases['negotiated_with'] or '-'}"
+            f"{ike_sas_text(result)}; "
             f"{plural(phases['dpd_requests'], 'DPD request')}, {plural(phases['retransmits'], 'retransmission')}; "
             f"{plural(result['plaintext_packets'], 'protected packet')} in clear of {result['wire_packets']} "
             "on the wire.",
@@ -387,6 +388,13 @@ def markdown(results: Sequence[Result], plots: dict[str, str], comparison: str |
         if name in plots:
             parts += ["", f"![timeline of {title}]({plots[name]})"]
     return "\n".join(parts) + "\n"
+
+
+def ike_sas_text(result: Result) -> str:
+    """`` (fe holds 2 IKE SAs with the VIP)`` when both ends initiated; nothing for one (or none
+    counted: no IPsec, a result from before the count)."""
+    held = result.get("ike_sas_with_vip")
+    return f" (fe holds {held} IKE SAs with the VIP)" if isinstance(held, int) and held > 1 else ""
 
 
 @contextmanager

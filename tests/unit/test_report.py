@@ -138,6 +138,13 @@ def test_a_vip_that_did_not_move_stays() -> None:
     assert report.vip_text(dict(moved, new_owner=None)) == "be1 -> ?"
 
 
+def test_a_run_where_both_ends_initiated_says_how_many_ike_sas_fe_holds() -> None:
+    doubled = result.to_json(dataclasses.replace(synthetic_outcome(0.04, fault="graceful-announce"), ike_sas=2))
+    assert "negotiated with be2 (fe holds 2 IKE SAs with the VIP); " in report.markdown([doubled], {}, None)
+    single = result.to_json(dataclasses.replace(synthetic_outcome(1.0, fault="graceful"), ike_sas=1))
+    assert "negotiated with be2; " in report.markdown([single], {}, None)
+
+
 def test_the_required_keys_are_all_a_report_needs(tmp_path: Path) -> None:
     full = result.to_json(synthetic_outcome(5.0, design="mail-passwords"))
     bare = {key: full[key] for key in result.REQUIRED_KEYS}
