@@ -52,10 +52,10 @@ reauth            fe reauthenticates its IKE SA with the VIP's owner (its reauth
                   (opnsense/core#7776). The one fault that acts on fe: what it does there is
                   fe's own schedule, not a failure.
 
-reboot-announce and takeover-announce leave their start-at-load connection loaded, as a node
-configured to bring its tunnel up at boot keeps it (it acts only when loaded; a graceful move
-deletes its SAs with the VIP's). A graceful move deletes only the VIP's
-SAs: the old owner's own SA with dc is no cluster resource and stays.
+reboot-announce, takeover-announce and graceful-announce leave their start-at-load connection
+loaded, as a node configured to bring its tunnel up at boot keeps it (it acts only when loaded;
+a graceful move deletes its SAs with the VIP's). A graceful move deletes only the VIP's SAs: the
+old owner's own SA with dc is no cluster resource and stays.
 
 On a user's hosts with a cluster manager of their own (an SSH inventory's ``cluster:``), the
 VIP is the cluster's: graceful runs its move command on the owner and waits until its owner

@@ -49,6 +49,14 @@ def detected_by(fault: str, outcome: Outcome) -> set[str | None]:
     return DETECTED_BY[fault]
 
 
+def ike_sas_with_vip(fault: str, outcome: Outcome) -> set[int | None]:
+    """A VM booting for longer than fast's DPD takes may have fe re-initiate too: then both ends
+    initiate, as in graceful-announce."""
+    if fault == "reboot-announce" and not announced_before_dpd(outcome):
+        return {1, 2}
+    return {IKE_SAS_WITH_VIP.get(fault, 1)}
+
+
 def assert_within_prediction(outcome: Outcome) -> None:
     for service, outage in outcome.outages.items():
         bounds = outcome.predicted_for(outage)
@@ -83,7 +91,7 @@ def test_fault_with_fast_recovers_within_the_prediction(fault: str, fast_lab: la
     assert_clean_wire(outcome)
     assert_phases_sum_to_the_outage(outcome)
     assert outcome.phases.detected_by in detected_by(fault, outcome)
-    assert outcome.ike_sas == IKE_SAS_WITH_VIP.get(fault, 1)
+    assert outcome.ike_sas in ike_sas_with_vip(fault, outcome)
     if outcome.phases.detected_by is not None:
         assert outcome.phases.negotiated_with == NEW_OWNER[fault]
     if fault == "graceful":
