@@ -421,7 +421,7 @@ def cmd_run(arguments: argparse.Namespace) -> int:
     _check_plan(plan, _params(arguments))
     _require_writable(arguments.json, arguments.out)
     _check_backend(arguments)
-    results = _measure_runs(arguments, plan)
+    results = _measure_runs(arguments, plan, arguments.out)
     runs.show_runs(results)
     if arguments.json:
         write_json(results, arguments.json)
@@ -435,10 +435,17 @@ def _check_backend(arguments: argparse.Namespace) -> None:
     backend(arguments.backend, arguments.inventory, arguments.insecure_host_keys)
 
 
-def _measure_runs(arguments: argparse.Namespace, plan: runs.Plan) -> list[result.Result]:
-    """``plan`` --repeat times, each run on a fresh lab of --backend (ssh: on the hosts of --inventory)."""
+def _measure_runs(arguments: argparse.Namespace, plan: runs.Plan, out: Path | None) -> list[result.Result]:
+    """``plan`` --repeat times, each run on a fresh lab of --backend (ssh: on the hosts of
+    --inventory); each run's evidence goes to the report folder ``out`` (None: no folder)."""
     return runs.measure_runs(
-        plan, _params(arguments), arguments.repeat, arguments.backend, arguments.inventory, arguments.insecure_host_keys
+        plan,
+        _params(arguments),
+        arguments.repeat,
+        arguments.backend,
+        arguments.inventory,
+        arguments.insecure_host_keys,
+        out,
     )
 
 
@@ -556,17 +563,19 @@ def run_scenario(arguments: argparse.Namespace) -> int:
     _require_writable(arguments.json, out)
     chosen = loaded.model.backend or AUTO
     backend(chosen, loaded.inventory, loaded.model.insecure_host_keys)
-    results, problems = [], []
+    results, problems, kept = [], [], []
     for profile in loaded.profiles:
         outcomes = scenario.run(
-            loaded, profile, chosen, runs.numbered_runs(loaded.item_name(profile), loaded.model.repeat)
+            loaded, profile, chosen, runs.numbered_runs(loaded.item_name(profile), loaded.model.repeat, True)
         )
         results += [result.to_json(outcome) for outcome in outcomes]
+        kept += [outcome.evidence for outcome in outcomes]
         problems += scenario.judge_all(loaded, outcomes)
     runs.show_runs(results)
     if arguments.json:
         write_json(results, arguments.json)
-    runs.console.print(f"report written to {report.write_folder(results, out)}", highlight=False, markup=False)
+    written = report.write_folder(results, out, kept)
+    runs.console.print(f"report written to {written}", highlight=False, markup=False)
     judged = loaded.model.expect is not None
     for problem in problems:  # item names like crash[ours] are text, not markup
         runs.console.print(f"[bold red]{'not met' if judged else 'failed'}:[/] {escape(problem)}", highlight=False)
@@ -593,7 +602,7 @@ def cmd_demo(arguments: argparse.Namespace) -> int:
         ]
     out: Path = arguments.out or Path("results/policies" if arguments.policies else "results/demo")
     _require_writable(None, out)
-    results = _measure_runs(arguments, plan)
+    results = _measure_runs(arguments, plan, out)
     runs.console.print(report.policy_table(results) if arguments.policies else report.kb_table(results))
     runs.console.print(f"report written to {report.write_folder(results, out)}")
     return 0 if all(r["recovered"] and r["within_prediction"] for r in results) else 1

@@ -18,9 +18,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from harness import charon, effective, faults, guard, probe, sa, strongswan, timers, wire
+from harness import charon, effective, evidence, faults, guard, probe, sa, strongswan, timers, wire
 from harness.effective import Effective
 from harness.errors import LabError
+from harness.evidence import Evidence
 from harness.lab import Lab
 from harness.live import LogFollower, Reporter, Watch
 from harness.phases import LogEvent, Phases, breakdown, parse_log
@@ -100,6 +101,8 @@ class Outcome:
     attempts: list[probe.Attempt] = field(default_factory=list)
     effective: Effective | None = None
     """What fe's charon ran with (None without IPsec); the prediction follows it."""
+    evidence: Evidence | None = field(default=None, repr=False, compare=False)
+    """The run's capture, charon logs and configuration, when the caller asked to keep them."""
 
     @property
     def outage_s(self) -> float | None:
@@ -333,8 +336,16 @@ def _wait_for_recovery(
         require_charons(lab, needed, "during the run")
 
 
-def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: Reporter | None = None) -> Outcome:
-    """Inject ``fault`` into ``lab`` once and measure it; the lab is healthy again afterwards."""
+def run(
+    lab: Lab,
+    fault: str,
+    params: timers.FaultParams | None = None,
+    report: Reporter | None = None,
+    keep_evidence: bool = False,
+) -> Outcome:
+    """Inject ``fault`` into ``lab`` once and measure it; the lab is healthy again afterwards.
+    ``keep_evidence``: the Outcome carries the run's capture, charon logs and configuration
+    (harness.evidence) for its report folder."""
     inject = faults.fault(fault)
     params = params or timers.FaultParams()
     settings = read_settings(lab)
@@ -385,6 +396,7 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
     log = lab.fe.run(["cat", str(lab.fe.workdir / "charon.log")]).stdout
     log_events = parse_log(log, wall_to_monotonic, since=injected.t_fault - 1, connection=strongswan.CONNECTION)
     sa_events = [e for e in lab.events.events if e.remote == lab.topology.vip]
+    kept = evidence.collect(lab, capture.files()) if keep_evidence else None
     new_owners = {o.new_owner for o in outages.values()}
     vip_moved = None if injected.t_vip is None else injected.t_vip - injected.t_fault
     back = None if injected.t_back is None else injected.t_back - injected.t_fault
@@ -425,4 +437,5 @@ def run(lab: Lab, fault: str, params: timers.FaultParams | None = None, report: 
         credentials_in_clear=capture.credentials(),
         coverage=covered,
         attempts=attempts,
+        evidence=kept,
     )

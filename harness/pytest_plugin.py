@@ -132,10 +132,43 @@ def scenario_overrides(config: pytest.Config, backend_name: str | None) -> dict[
     return settings
 
 
+JUNIT_PROPERTIES = (
+    "fault",
+    "profile",
+    "backend",
+    "datapath",
+    "strongswan_version",
+    "outage_s",
+    "predicted_lo_s",
+    "predicted_hi_s",
+    "within_prediction",
+    "ike_sas_with_vip",
+)
+"""What every run of an item records as a JUnit property (``--junitxml``), in this order."""
+
+
+def junit_properties(outcomes: list[measure.Outcome]) -> list[tuple[str, object]]:
+    """Each run's JUNIT_PROPERTIES as (name, value), from its JSON result; names get the run's
+    number (``run2.outage_s``) when an item measured more than one."""
+    properties: list[tuple[str, object]] = []
+    for number, outcome in enumerate(outcomes, 1):
+        record = result.to_json(outcome)
+        values = dict(record, predicted_lo_s=record["predicted"]["lo_s"], predicted_hi_s=record["predicted"]["hi_s"])
+        prefix = f"run{number}." if len(outcomes) > 1 else ""
+        properties += [(f"{prefix}{name}", values[name]) for name in JUNIT_PROPERTIES]
+    return properties
+
+
 def _save(config: pytest.Config, name: str, outcomes: list[measure.Outcome]) -> None:
     directory: Path | None = config.getoption("--results-dir")
     if directory is not None and outcomes:
-        report.write_folder([result.to_json(o) for o in outcomes], directory / re.sub(r"[^\w.-]+", "_", name))
+        folder = directory / re.sub(r"[^\w.-]+", "_", name)
+        report.write_folder([result.to_json(o) for o in outcomes], folder, [o.evidence for o in outcomes])
+
+
+def _keeps_evidence(config: pytest.Config) -> bool:
+    """Runs keep their capture, charon logs and configuration when there is a folder for them."""
+    return config.getoption("--results-dir") is not None
 
 
 NO_NETEM = "link_delay needs netem, which this host's kernel lacks for"
@@ -186,7 +219,14 @@ class ScenarioItem(pytest.Item):
         self.backend_name = backend_name
 
     def runtest(self) -> None:
-        outcomes = scenario.run(self.loaded, self.profile, self.backend_name)
+        keep = _keeps_evidence(self.config)
+        outcomes = scenario.run(
+            self.loaded,
+            self.profile,
+            self.backend_name,
+            lambda running, fault, params: measure.run(running, fault, params, keep_evidence=keep),
+        )
+        self.user_properties += junit_properties(outcomes)
         _save(self.config, self.name, outcomes)
         problems = scenario.judge_all(self.loaded, outcomes)
         if problems:
@@ -288,6 +328,7 @@ def _check_fault(fault: str, profile: timers.Profile, params: timers.FaultParams
 def run_fault(request: pytest.FixtureRequest, _lab_pool: dict[str, Any]) -> Iterator[RunFault]:
     """``run_fault("crash", profile=None, policy=None, cluster_delay=1.0, freeze=3.0)`` -> Outcome."""
     outcomes: list[measure.Outcome] = []
+    keep = _keeps_evidence(request.config)
 
     def run(
         fault: str, profile: str | timers.Profile | None = None, policy: str | None = None, **params: float
@@ -298,12 +339,13 @@ def run_fault(request: pytest.FixtureRequest, _lab_pool: dict[str, Any]) -> Iter
         fault_params = timers.FaultParams(**params).scaled(chosen.time_scale)
         _check_fault(fault, chosen, fault_params)
         if chosen == _lab_pool["profile"] and design == _lab_pool["policy"]:
-            outcome = measure.run(request.getfixturevalue("failover_lab"), fault, fault_params)
+            outcome = measure.run(request.getfixturevalue("failover_lab"), fault, fault_params, keep_evidence=keep)
         else:
             with lab.running(chosen, _lab_pool["backend"], policy_name=design, **_lab_pool["ssh"]) as running:
-                outcome = measure.run(running, fault, fault_params)
+                outcome = measure.run(running, fault, fault_params, keep_evidence=keep)
         outcomes.append(outcome)
         return outcome
 
     yield run
+    request.node.user_properties += junit_properties(outcomes)
     _save(request.config, request.node.name, outcomes)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from harness import timers
+from harness import html_report, timers
 from harness.errors import UsageError
+from harness.evidence import Evidence
 from harness.probe import SERVICES
 from harness.result import Result, run_name, save
 
@@ -424,17 +425,21 @@ def require_writable(folder: Path, asked: str) -> None:
         raise UsageError(f"{asked}: cannot write in {existing}; fix its permissions or choose another path")
 
 
-def write_folder(results: Sequence[Result], directory: Path) -> Path:
-    """A report folder: runs/*.json, plots/*.png (one timeline per run), comparison.png and
-    report.md; returns the path of report.md."""
+def write_folder(results: Sequence[Result], directory: Path, kept: Sequence[Evidence | None] = ()) -> Path:
+    """A report folder: runs/*.json, plots/*.png (one timeline per run), comparison.png,
+    report.md and report.html (the same, self-contained), and each run's evidence where ``kept``
+    has it (harness.evidence, in run order); returns the path of report.md."""
     with writing(directory):
         save(results, directory)
+        for index, (record, evidence) in enumerate(zip(results, kept, strict=False), 1):
+            if evidence is not None:
+                evidence.write(directory, run_name(index, record))
     return redraw(results, directory)
 
 
 def redraw(results: Sequence[Result], directory: Path) -> Path:
-    """report.md and every plot of ``results`` in ``directory`` (its runs/*.json untouched);
-    returns the path of report.md."""
+    """report.md, report.html and every plot of ``results`` in ``directory`` (its runs/*.json and
+    evidence untouched); returns the path of report.md."""
     with writing(directory):
         return _draw(results, directory)
 
@@ -450,5 +455,7 @@ def _draw(results: Sequence[Result], directory: Path) -> Path:
         drawn[name] = f"plots/{name}.png"
     plots.comparison(results, directory / "comparison.png")
     path = directory / "report.md"
-    path.write_text(markdown(results, drawn, "comparison.png"))
+    text = markdown(results, drawn, "comparison.png")
+    path.write_text(text)
+    (directory / "report.html").write_text(html_report.to_html(text, directory))
     return path

@@ -102,9 +102,11 @@ def measure_runs(
     backend_name: str,
     inventory: Path | None = None,
     insecure_host_keys: bool = False,
+    evidence_dir: Path | None = None,
 ) -> list[result.Result]:
     """Each (profile, fault, policy) ``repeat`` times, every run on a fresh lab (backend ssh: on
-    the hosts of ``inventory``)."""
+    the hosts of ``inventory``). ``evidence_dir``: the report folder, where each run's capture,
+    charon logs and configuration go as soon as it is measured (harness.evidence)."""
     results = []
     for profile, fault, policy_name in plan:
         scaled_params = params.scaled(profile.time_scale)
@@ -119,10 +121,12 @@ def measure_runs(
             ) as running:
                 title = f"{fault} / {profile.name}" + (f" / {policy_name}" if policy_name != policy.DEFAULT else "")
                 title += f" (run {number} of {repeat})" if repeat > 1 else ""
-                outcome, before = measure_one(running, title, fault, scaled_params)
+                outcome, before = measure_one(running, title, fault, scaled_params, evidence_dir is not None)
             record = result.to_json(outcome)
             record["run_wall_s"] = round(time.monotonic() - started, 3)
             results.append(record)
+            if evidence_dir is not None and outcome.evidence is not None:
+                outcome.evidence.write(evidence_dir, result.run_name(len(results), record))
             say_outcome(record, before)
     return results
 
@@ -132,9 +136,10 @@ MEASURED_LATER = {"reboot-announce": " plus the back-end's restart, measured dur
 
 
 def measure_one(
-    running: lab.Lab, title: str, fault: str, params: timers.FaultParams
+    running: lab.Lab, title: str, fault: str, params: timers.FaultParams, keep_evidence: bool = False
 ) -> tuple[measure.Outcome, timers.Bounds]:
-    """One run with its header (the prediction before it, returned too) and its live lines."""
+    """One run with its header (the prediction before it, returned too) and its live lines;
+    ``keep_evidence``: measure.run's."""
     bounds = measure.expected(running, fault, params)
     later = MEASURED_LATER.get(fault, "")
     where = f"lab {running.topology.name} (backend {running.backend.name}, policy {running.policy.name})"
@@ -146,7 +151,7 @@ def measure_one(
     )
     say_rounded(running.profile)
     with progress_reporter(title, bounds.hi) as reporter:
-        outcome = measure.run(running, fault, params, reporter)
+        outcome = measure.run(running, fault, params, reporter, keep_evidence)
         reporter.finish(outcome)
     return outcome, bounds
 
@@ -181,14 +186,15 @@ def say_outcome(record: result.Result, before: timers.Bounds) -> None:
         console.print(f"  phases: {report.phases_text(record)}", highlight=False)
 
 
-def numbered_runs(title: str, repeat: int) -> scenario.MeasureOn:
-    """Each of a scenario's runs as `run --fault` shows one: its header, live lines and result."""
+def numbered_runs(title: str, repeat: int, keep_evidence: bool = False) -> scenario.MeasureOn:
+    """Each of a scenario's runs as `run --fault` shows one: its header, live lines and result
+    (``keep_evidence``: measure.run's)."""
     numbers = iter(range(1, repeat + 1))
 
     def measured(running: lab.Lab, fault: str, params: timers.FaultParams) -> measure.Outcome:
         number = next(numbers)
         outcome, before = measure_one(
-            running, f"{title} (run {number} of {repeat})" if repeat > 1 else title, fault, params
+            running, f"{title} (run {number} of {repeat})" if repeat > 1 else title, fault, params, keep_evidence
         )
         say_outcome(result.to_json(outcome), before)
         return outcome

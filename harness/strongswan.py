@@ -356,13 +356,16 @@ def shared_secret(topology: Topology, psk: str) -> dict[str, Any]:
     return {"type": "IKE", "data": psk, "owners": [topology.identity(n) for n in identities]}
 
 
-def swanctl_conf(topology: Topology, node: str, profile: Profile, policy_: Policy, psk: str) -> str:
+def swanctl_conf(
+    topology: Topology, node: str, profile: Profile, policy_: Policy, psk: str, datapath: Datapath = "libipsec"
+) -> str:
     """The same PSK and connections as ``configure`` loads over vici, as a swanctl.conf for
-    `swanctl --load-all --file` (a compose node configures itself without the harness)."""
+    `swanctl --load-all --file` (a compose node configures itself without the harness; a run's
+    evidence shows it with the PSK masked)."""
     secret = shared_secret(topology, psk)
     owners = {f"id-{n}": owner for n, owner in enumerate(secret["owners"])}
     document = {
-        "connections": connections(topology, node, profile, policy_),
+        "connections": connections(topology, node, profile, policy_, datapath),
         "secrets": {"ike-lab": {"secret": secret["data"], **owners}},
     }
     return "".join(_swanctl_section(name, body, 0) for name, body in document.items())

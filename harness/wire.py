@@ -195,6 +195,10 @@ class Wire:
         counts = [capture.dropped for capture in self.captures]
         return None if None in counts else sum(count for count in counts if count is not None)
 
+    def files(self) -> list[tuple[Node, PurePosixPath]]:
+        """Where each capture point wrote its pcap: (node, path)."""
+        return [(capture.switch, capture.path) for capture in self.captures]
+
     def count(self, bpf: str | None) -> int:
         return sum(capture.count(bpf) for capture in self.captures)
 

@@ -4,6 +4,7 @@ shared lab reset between tests, results written, failures and broken files in on
 import json
 import re
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -38,15 +39,21 @@ def test_run_fault_on_a_shared_lab_reset_between_tests(
     pytester: pytest.Pytester, backend_name: str, tmp_path: Path
 ) -> None:
     pytester.makepyfile(test_user=USER_TESTS)
-    results = tmp_path / "results"
+    results, junit = tmp_path / "results", tmp_path / "junit.xml"
     run = pytester.runpytest_subprocess("-p", "harness.pytest_plugin", "--lab-backend", backend_name,
-                                        "--results-dir", str(results))  # fmt: skip
+                                        "--results-dir", str(results), "--junitxml", str(junit))  # fmt: skip
     run.assert_outcomes(passed=3)
     written = sorted(p.name for p in results.iterdir())
     assert written == ["test_another_profile_gets_its_own_lab", "test_first", "test_second_reuses_the_reset_lab"]
     [run_json] = (results / "test_first" / "runs").glob("*.json")
     assert json.loads(run_json.read_text())["fault"] == "graceful"
     assert (results / "test_first" / "report.md").exists()
+    assert [p.name for p in (results / "test_first" / "captures").iterdir()] == [f"{run_json.stem}.pcap"]
+    case = next(c for c in ElementTree.parse(junit).iter("testcase") if c.get("name") == "test_first")
+    recorded = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert (recorded["fault"], recorded["backend"], recorded["profile"]) == ("graceful", backend_name, "fast")
+    lo, outage, hi = (float(recorded[name] or "nan") for name in ("predicted_lo_s", "outage_s", "predicted_hi_s"))
+    assert lo <= outage <= hi and recorded["within_prediction"] == "True"
 
 
 def test_scenario_items_and_their_failures(pytester: pytest.Pytester, backend_name: str) -> None:

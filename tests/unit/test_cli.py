@@ -418,7 +418,7 @@ def scenario_runs(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], tuple[Sc
         shown = io.StringIO()
         monkeypatch.setattr(scenario, "run", scripted.run)
         monkeypatch.setattr(cli, "backend", scripted.check)
-        monkeypatch.setattr(report, "write_folder", lambda results, out: out)
+        monkeypatch.setattr(report, "write_folder", lambda results, out, kept=(): out)
         monkeypatch.setattr(runs, "console", Console(file=shown, width=200))
         return scripted, shown
 
@@ -635,13 +635,14 @@ def test_run_and_demo_build_their_labs_on_the_hosts_of_the_inventory(
         return [result.to_json(synthetic_outcome(4.8))]
 
     monkeypatch.setattr(runs, "measure_runs", measure_runs)
-    monkeypatch.setattr(report, "write_folder", lambda results, out: out)
+    monkeypatch.setattr(report, "write_folder", lambda results, out, kept=(): out)
     monkeypatch.setattr(runs, "console", Console(file=io.StringIO(), width=200))
     monkeypatch.chdir(tmp_path)
     hosts_options = ["--inventory", str(hosts)] if backend_name == SSH else []
     cli.main([*argv, "--backend", backend_name, *hosts_options])
     inventory = hosts if backend_name == SSH else None
-    assert asked == [(1, backend_name, inventory, insecure)]  # repeat 1, on these hosts
+    out = None if argv[0] == "run" else Path("results/demo")  # each run's evidence goes to the report folder
+    assert asked == [(1, backend_name, inventory, insecure, out)]  # repeat 1, on these hosts
 
 
 def test_a_scenario_runs_on_the_hosts_of_its_own_inventory(

@@ -11,6 +11,7 @@ from harness import lab, pytest_plugin
 from harness.errors import UsageError
 
 from .hosts import write_inventory
+from .outcomes import synthetic_outcome
 
 
 def test_the_time_scale_option_parses_like_the_cli() -> None:
@@ -175,3 +176,20 @@ def test_link_delays_run_where_a_kernel_has_netem() -> None:
 
     assert can_delay_links("uml") and can_delay_links("ssh")
     assert can_delay_links("netns") == can_delay_links("docker") == host_has_netem()
+
+
+def test_each_run_becomes_junit_properties_numbered_when_there_are_several() -> None:
+    one = synthetic_outcome(4.8)
+    recorded = dict(pytest_plugin.junit_properties([one]))
+    assert list(recorded) == list(pytest_plugin.JUNIT_PROPERTIES)
+    where = [recorded[name] for name in ("fault", "profile", "backend", "datapath", "strongswan_version")]
+    assert where == ["crash", "fast", "netns", "libipsec", "5.9.8"]
+    assert recorded["outage_s"] == round(one.outage_s or 0, 4) and recorded["within_prediction"] is True
+    assert (recorded["predicted_lo_s"], recorded["predicted_hi_s"]) == (
+        round(one.predicted.lo, 4),
+        round(one.predicted.hi, 4),
+    )
+    assert recorded["ike_sas_with_vip"] is None
+    two = pytest_plugin.junit_properties([one, synthetic_outcome(5.0)])
+    assert [name for name, _ in two][:2] == ["run1.fault", "run1.profile"]
+    assert len(two) == 2 * len(pytest_plugin.JUNIT_PROPERTIES) and two[-1][0] == "run2.ike_sas_with_vip"

@@ -2,6 +2,7 @@
 outcomes (no lab)."""
 
 import dataclasses
+import html
 import io
 from pathlib import Path
 
@@ -118,6 +119,20 @@ def test_report_md_has_the_tables_the_terminal_shows() -> None:
     assert "KB 821839" not in text
     single = report.markdown(results[:1], {}, None)
     assert report.STATISTICS_TITLE not in single and report.RUNS_TITLE in single
+
+
+def test_report_html_is_report_md_in_one_self_contained_page(tmp_path: Path) -> None:
+    results = [result.to_json(synthetic_outcome(gap)) for gap in (4.8, 5.0)]
+    report.write_folder(results, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    text = (tmp_path / "report.md").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<title>failover-lab report</title>" in page
+    assert f"<h2>{report.RUNS_TITLE}</h2>" in page
+    for row in markdown_table(text, report.RUNS_TITLE)[1:]:
+        assert "<tr>" + "".join(f"<td>{html.escape(cell, quote=False)}</td>" for cell in row) + "</tr>" in page
+    plots_in_md = text.count("![")
+    assert plots_in_md == 3 and page.count('src="data:image/png;base64,') == plots_in_md  # comparison + 2 timelines
+    assert "plots/" not in page.replace("alt=", "")  # nothing read from the folder at view time
 
 
 def test_report_md_has_the_kb_table_when_a_run_has_a_kb_figure() -> None:
