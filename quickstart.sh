@@ -16,6 +16,7 @@ APT_PACKAGES=(strongswan-charon strongswan-swanctl libstrongswan-standard-plugin
   libstrongswan-extra-plugins libcharon-extra-plugins iproute2 iputils-arping nftables tcpdump)
 DOCKER_PACKAGES=(docker.io docker-compose debootstrap)
 UML_PACKAGES=(user-mode-linux uml-utilities kmod python3 iptables openssh-server keepalived)
+TEST_PACKAGES=(tshark)  # the evidence test decrypts a run's capture with the keys charon logged
 DOCKER_STATE=/var/lib/failover-lab-docker
 
 die() { echo "quickstart: $*" >&2; exit 2; }
@@ -84,6 +85,7 @@ uml_tests=${FAILOVER_LAB_UML:-1}
 command=${1:-demo}
 extra=()
 if [ "$command" = test ]; then
+  extra+=("${TEST_PACKAGES[@]}")
   [ "$docker_tests" = 1 ] && extra+=("${DOCKER_PACKAGES[@]}")
   [ "$uml_tests" = 1 ] && extra+=("${UML_PACKAGES[@]}")
 fi

@@ -7,8 +7,12 @@ and the configuration each node's charon ran with (the PSK masked), kept in the 
     config/<run>/<node>/strongswan.conf as rendered for that node
     config/<run>/<node>/swanctl.conf    the connections the harness loaded over vici, as a
                                         swanctl.conf (the PSK replaced by MASKED_PSK)
+    keys/<run>/                         Wireshark's decryption tables for the run's SAs, from
+                                        the keys charon logged (harness.keylog):
+                                        WIRESHARK_CONFIG_DIR=keys/<run> tshark -r captures/<run>.pcap
 
-The lab's PSK is fresh per lab and thrown away with it; it is masked all the same.
+The lab's PSK is fresh per lab and thrown away with it; it is masked all the same. The keys are
+the lab's own too: they die with its SAs, and protect nothing but the probes' made-up logins.
 
 Owns: collecting these from a running lab's nodes and writing them next to a run's JSON. Not:
 the capture itself (harness.wire), the JSON (harness.result).
@@ -22,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from harness import strongswan
+from harness import keylog, strongswan
 from harness.errors import CommandError, CommandTimeout, LabError, NodeLost
 from harness.lab import Lab
 from harness.node import Node
@@ -44,6 +48,8 @@ class Evidence:
     """Node name -> its charon log (a node whose log could not be read is missing)."""
     configs: dict[str, dict[str, str]] = field(default_factory=dict)
     """Node name -> file name -> its text."""
+    keys: dict[str, str] = field(default_factory=dict)
+    """File name -> text of a Wireshark configuration folder that decrypts the run (keylog.tables)."""
 
     def write(self, directory: Path, run: str) -> list[Path]:
         """Everything under ``directory`` for the run named ``run`` (result.run_name), readable by
@@ -55,6 +61,7 @@ class Evidence:
             for node, texts in self.configs.items()
             for name, text in texts.items()
         }
+        files |= {Path("keys") / run / name: text.encode() for name, text in self.keys.items()}
         written = []
         for relative, data in files.items():
             path = directory / relative
@@ -114,4 +121,4 @@ def collect(lab: Lab, captures: Sequence[tuple[Node, PurePosixPath]]) -> Evidenc
             configs[name] = _config(lab, name)
         except (CommandError, CommandTimeout, NodeLost):
             continue
-    return Evidence(wire, logs, configs)
+    return Evidence(wire, logs, configs, keylog.tables(logs.values()) if lab.policy.ipsec else {})

@@ -99,7 +99,9 @@ charon {{
             ike_name = yes
             flush_line = yes
             default = 1
-            ike = 2
+            ike = 4
+            chd = 4
+            mgr = 2
             cfg = 2
             net = 1
         }}

@@ -123,7 +123,7 @@ class Capture:
         direction = ["-Q", "out", "--no-promiscuous-mode"] if outgoing else []
         bpf = "ip" if excluding is None else f"ip and not ({excluding})"
         self.process = switch.spawn(
-            ["tcpdump", "-i", interface, *direction, "--immediate-mode", "-nn", "-U", "-s", "512",
+            ["tcpdump", "-i", interface, *direction, "--immediate-mode", "-nn", "-U", "-s", "2048",
              "-w", str(self.path), bpf],
             capture=True,
         )  # fmt: skip

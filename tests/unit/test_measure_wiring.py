@@ -29,7 +29,7 @@ VIP = "198.18.0.100"
 FE = "198.18.0.10"
 DC = "198.18.0.20"
 PCAP = "/lab/sw/wire.pcap"
-CAPTURE = f"tcpdump -i {WIRE_INTERFACE} --immediate-mode -nn -U -s 512 -w {PCAP} ip"
+CAPTURE = f"tcpdump -i {WIRE_INTERFACE} --immediate-mode -nn -U -s 2048 -w {PCAP} ip"
 PROBE = f"python3 /agents/probe.py --target {VIP} --udp-interval 0.01 --tcp-interval 0.02 --timeout 1.0"
 TOUCH = f"python3 /agents/touch.py --target {DC} --ports tcp:389,tcp:88,udp:88,tcp:135,tcp:3268,tcp:53,udp:53"
 GUARD = "nft -j list table inet failover_lab_guard"
@@ -59,7 +59,7 @@ def script(fake: FakeLab) -> None:
     nodes[SWITCH].script_spawn(
         ["tcpdump", "-i"],
         lines=[
-            f"tcpdump: listening on {WIRE_INTERFACE}, link-type EN10MB (Ethernet), snapshot length 512 bytes\n",
+            f"tcpdump: listening on {WIRE_INTERFACE}, link-type EN10MB (Ethernet), snapshot length 2048 bytes\n",
             "1234 packets captured\n",
             "1240 packets received by filter\n",
             "3 packets dropped by kernel\n",
