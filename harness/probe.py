@@ -67,6 +67,8 @@ class Outage:
     """The first answer after it came back; None if it never did."""
     old_owner: str
     new_owner: str | None
+    """Who answers once the service is back: the node of its last answer (right after the longest
+    gap an old owner may still answer what it had in flight, when the gaps are small)."""
     resolution: float
     """The probe's interval for the service plus how late the probe ran during the outage (its
     stamps are that uncertain: the answer that ended or resumed the service may have been
@@ -90,7 +92,7 @@ def outage(attempts: Iterable[Attempt], service: str, t_fault: float, resolution
     gaps = [(b.t1 - a.t1, a, b) for a, b in itertools.pairwise(window)]
     _, last, first = max(gaps, key=lambda gap: gap[0])
     late = max((a.late for a in attempts if a.service == service and last.t0 <= a.t0 <= first.t1), default=0.0)
-    return Outage(service, last.t1, first.t1, _node(before[-1]), first.node, resolution + late)
+    return Outage(service, last.t1, first.t1, _node(before[-1]), window[-1].node, resolution + late)
 
 
 def _node(attempt: Attempt) -> str:

@@ -25,6 +25,15 @@ def test_answers_while_the_fault_unfolds_do_not_hide_the_gap() -> None:
     assert result.first_after == pytest.approx(2.001)
 
 
+def test_the_new_owner_is_who_answers_once_it_settled_not_right_after_the_longest_gap() -> None:
+    """Both ends initiating (graceful-announce): no real outage, only small gaps, and the longest
+    may end with the old owner answering what it had in flight."""
+    attempts = [*stream("udp", 0.0, 1.0, "be1"), Attempt("udp", 1.0, 1.041, "be1"), *stream("udp", 1.06, 2.0, "be2")]
+    result = outage(attempts, "udp", t_fault=0.995, resolution=0.01)
+    assert result.first_after == pytest.approx(1.041)  # the longest gap ended with be1's answer
+    assert (result.old_owner, result.new_owner) == ("be1", "be2")
+
+
 def test_failures_are_not_answers() -> None:
     failed = [Attempt("udp", 1.5, 2.5, None, "timeout")]
     attempts = stream("udp", 0.0, 1.0, "be1") + failed + stream("udp", 3.0, 3.5, "be2")
