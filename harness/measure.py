@@ -382,8 +382,8 @@ def run(
         with lab.backend.unattended(lab.topology, lab.nodes), inject(lab, params) as injected:
             _wait_for_recovery(lab, traffic, injected, predicted, watch(injected))
             guard_drops = {name: guard.dropped(lab.nodes[name]) for name in NODES}
+            ike_sas = ike_sas_with_vip(lab, injected.new_owner) if lab.policy.ipsec else None  # once settled
             peer = negotiated_with(lab)
-            ike_sas = ike_sas_with_vip(lab, injected.new_owner) if lab.policy.ipsec else None
             carried = esp_by_child(lab)
     attempts = traffic.snapshot()
     assert lab.events is not None

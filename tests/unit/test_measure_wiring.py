@@ -189,10 +189,10 @@ def test_who_is_asked_what_in_which_order(fake: FakeLab) -> None:
         ("be1", "run", GUARD),
         ("be2", "run", GUARD),
         ("dc", "run", GUARD),
-        *vici_read("fe"),
-        *vici_read("be1"),
-        *vici_read("be2"),
         *vici_read("fe"),  # fe's IKE SAs with the VIP, once those with the new owner settled
+        *vici_read("be2"),
+        *vici_read("fe"),  # then who fe negotiated with
+        *vici_read("be1"),
         *vici_read("be2"),
         *vici_read("fe"),
         *left,  # its undo
