@@ -5,7 +5,7 @@ an unfit environment (nothing built), 1 when a lab failed or did not recover; Ct
 tear the lab down and exit 130; a reader that goes away (`| head -1`) ends the command quietly
 with 141, as a shell tool killed by SIGPIPE.
 
-Owns: argument parsing, the output and exit codes of run, demo and report. Not: any lab logic,
+Owns: argument parsing, the output and exit codes of run, demo and report (tune's: harness.tune). Not: any lab logic,
 the lab commands' output (harness.lab_commands: up's lines, status, exec, down, clean).
 """
 
@@ -24,7 +24,20 @@ from typing import Any, NoReturn
 
 from rich.markup import escape
 
-from harness import faults, lab, lab_commands, policy, report, result, runs, scenario, timers, userfiles
+from harness import (
+    faults,
+    lab,
+    lab_commands,
+    policy,
+    report,
+    result,
+    runs,
+    scenario,
+    timer_search,
+    timers,
+    tune,
+    userfiles,
+)
 from harness.backends import AUTO, BACKENDS, SSH, backend
 from harness.errors import LabError, UsageError
 
@@ -122,6 +135,11 @@ def _seconds_from_zero(text: str) -> float:
 def _seconds_above_zero(text: str) -> float:
     """--freeze: a freeze of no time is no fault."""
     return _seconds(text, zero_allowed=False)
+
+
+def _runs_or_none(text: str) -> int:
+    """tune's --repeat: 0 (no lab) or what --repeat takes."""
+    return 0 if text.strip() == "0" else _runs(text)
 
 
 def _runs(text: str) -> int:
@@ -294,6 +312,44 @@ def parser() -> Parser:
         help="report folder (default results/demo; with --policies results/policies, so neither overwrites the other)",
     )
     common(demo)
+    tune_command = commands.add_parser(
+        "tune",
+        help="the least chatty timers whose predicted worst case meets a target outage, measured on a lab",
+        description="Searches dpd_delay, the retransmission timeout, base and tries (IKEv1: dpd_timeout) with the "
+        "timer model for the settings with the fewest IKE messages per hour between two idle peers whose predicted "
+        "worst-case outage meets --target; prints them beside the base profile's, the strongswan.conf and "
+        "swanctl.conf lines to paste, then measures them --repeat times on a fresh lab each (real time: each "
+        "run lasts about the outage). A target below what the model can reach is refused with its floor and why.",
+    )
+    tune_command.add_argument("--fault", required=True, type=_one_of(timer_search.TUNABLE), help="crash or graceful")
+    tune_command.add_argument(
+        "--target", required=True, type=_seconds_above_zero, help="the worst-case outage to meet, in seconds"
+    )
+    tune_command.add_argument(
+        "--base",
+        help=f"the profile to start from: {profiles} or one of --profiles FILE (default {tune.DEFAULT_BASE})",
+    )
+    tune_command.add_argument(
+        "--profiles", type=Path, help="a YAML file of your own profiles (see README), used with --base"
+    )
+    tune_command.add_argument(
+        "--ike-version", type=int, choices=(1, 2), help="the IKE version to tune for (default: the base profile's)"
+    )
+    tune_command.add_argument(
+        "--repeat",
+        type=_runs_or_none,
+        default=tune.DEFAULT_REPEAT,
+        help=f"runs to measure, each on a fresh lab: 0 (the model's answer only, no lab) to {scenario.REPEAT_MAX} "
+        f"(default {tune.DEFAULT_REPEAT})",
+    )
+    tune_command.add_argument(
+        "--cluster-delay",
+        type=_seconds_from_zero,
+        default=timers.FaultParams().cluster_delay,
+        help=f"crash: seconds until the standby takes the VIP (default {timers.FaultParams().cluster_delay:g})",
+    )
+    tune_command.add_argument("--out", type=Path, help="write a report folder of the measured runs here")
+    common(tune_command)
     redraw = commands.add_parser(
         "report",
         help="redraw report.md and the plots from saved results",
@@ -629,6 +685,7 @@ COMMANDS = {
     "run": cmd_run,
     "demo": cmd_demo,
     "report": cmd_report,
+    "tune": tune.cmd_tune,
     "down": lab_commands.cmd_down,
     "clean": lab_commands.cmd_clean,
     "hosts": lab_commands.cmd_hosts,

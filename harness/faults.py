@@ -115,7 +115,7 @@ class Injected:
     old_owner: str
     new_owner: str
     t_vip: float | None = None
-    """When the new owner had the VIP configured (None if the VIP did not move)."""
+    """When the new owner had the VIP configured and announced (None if the VIP did not move)."""
     t_back: float | None = None
     """When the node was back: a frozen VM answered fe on its link again (a node whose charon
     alone stopped never went away), a rebooted one was up (its fresh charon configured), an
@@ -146,13 +146,24 @@ def _block_new_ike(node: Node, undo: contextlib.ExitStack) -> None:
 
 
 def take_vip(node: Node, topology: Topology) -> tuple[float, Process]:
-    """Configure the VIP on ``node`` and announce it; returns when the VIP was configured (the
-    moment the node answers on it) and the announcing arping (it lingers about a second after
-    sending, so it runs in the background; starting it costs a VM tens of milliseconds)."""
+    """Configure the VIP on ``node`` and announce it; returns when the announcement went out
+    (from then on fe sends to the new owner: before it, to the old owner's MAC address, measured
+    on uml, where starting arping costs tens of milliseconds) and the announcing arping, which
+    lingers about a second after sending, in the background. arping says ARPING just before it
+    sends (line-buffered by stdbuf: a pipe would hold the line until it exits)."""
     node.run(["ip", "addr", "add", topology.vip_with_prefix, "dev", node.lab_interface])
+    process = node.spawn(announce_vip(node, topology), capture=True)
+    said = next(process.lines(), "")
     taken = time.monotonic()
-    announce = ["arping", "-q", "-U", "-c", "1", "-I", node.lab_interface, "-s", topology.vip, topology.vip]
-    return taken, node.spawn(announce)
+    if not said.startswith("ARPING"):
+        process.stop()
+        raise LabError(f"{node.name} could not announce the VIP {topology.vip}: arping said {said.strip()!r}")
+    return taken, process
+
+
+def announce_vip(node: Node, topology: Topology) -> list[str]:
+    """arping's gratuitous ARP for the VIP from ``node``, its lines unbuffered."""
+    return ["stdbuf", "-oL", "arping", "-U", "-c", "1", "-I", node.lab_interface, "-s", topology.vip, topology.vip]
 
 
 def release_vip(node: Node, topology: Topology) -> None:

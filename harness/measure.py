@@ -66,7 +66,7 @@ class Outcome:
     outages: dict[str, probe.Outage]
     phases: Phases
     vip_moved: float | None = None
-    """Seconds from the fault until the new owner had the VIP (None if it did not move)."""
+    """Seconds from the fault until the new owner had the VIP and announced it (None if it did not move)."""
     back: float | None = None
     """Seconds from the fault until the node was back (harness.faults.Injected.t_back)."""
     allowance: float = timers.SETUP_ALLOWANCE_S

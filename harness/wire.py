@@ -39,6 +39,9 @@ RAW_ESP = "ip proto 50"
 """ESP as its own IP protocol (the kernel datapath without NAT)."""
 ESP = f"({ESP_IN_UDP}) or {RAW_ESP}"
 """ESP packets, either way."""
+IKE = "udp port 500 or (udp port 4500 and udp[8:4] = 0)"
+"""IKE messages: on port 500, or on 4500 behind the zero marker (a NAT-T keepalive, one byte,
+has no marker to read and does not match)."""
 
 
 def encapsulation(raw: int, in_udp: int) -> str:

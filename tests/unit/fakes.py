@@ -6,8 +6,8 @@ One Journal per fake lab, shared by its nodes, their processes and vici sessions
 interleaving across nodes is visible. ``Journal.steps()`` renders it as readable tuples:
 
     ("be1", "run", "nft -f -", "<input>")            a command (its input, if any, 4th)
-    ("be2", "spawn", "arping -q -U ...")             a process started ("spawn+capture" if captured)
-    ("be2", "stop", "arping -q -U ...")              what was done to a process: signal SIGINT,
+    ("be2", "spawn", "stdbuf -oL arping -U ...")    a process started ("spawn+capture" if captured)
+    ("be2", "stop", "stdbuf -oL arping -U ...")     what was done to a process: signal SIGINT,
                                                      kill, wait, stop, close
     ("be1", "vici", "terminate ike-id=7 ...")        a vici command; "connect" and "close" frame
                                                      each session
@@ -464,6 +464,7 @@ def fake_lab(profile: str = "fast", policy_name: str = policy.DEFAULT, machines:
     for name in NODES:
         owned = [topology.vip] if name == BACKENDS[0] else []
         nodes[name].script(ADDR_SHOW, stdout=addr_show(topology.address(name), *owned))
+        nodes[name].script_spawn(["stdbuf", "-oL", "arping"], lines=[f"ARPING {topology.vip} from {topology.vip} eth0"])
         if machines:
             nodes[name].machine = FakeMachine(name, journal)
             nodes[name].script_spawn(nodes[name].agent("services"), lines=["ready"])

@@ -40,7 +40,8 @@ table inet failover_lab_fault {
     }
 }
 """
-ARPING = f"arping -q -U -c 1 -I eth0 -s {VIP} {VIP}"
+ARPING = f"stdbuf -oL arping -U -c 1 -I eth0 -s {VIP} {VIP}"
+"""The new owner announces the VIP; the fault goes on once arping says it sends."""
 KNOCK = "python3 /agents/knock.py --target 198.18.0.11 --at"
 """fe knocks on be1's own address (no traffic any policy protects) from the freeze's end on,
 until be1 answers on its link again."""
@@ -69,7 +70,7 @@ CRASH_ENTERED: Steps = [
     ("be1", "wait", "charon"),
     ("be1", "close", "charon"),
     ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),  # after the cluster delay
-    ("be2", "spawn", ARPING),
+    ("be2", "spawn+capture", ARPING),
 ]
 CRASH_LEFT: Steps = [
     ("be2", "stop", ARPING),
@@ -90,7 +91,7 @@ SEQUENCES: dict[str, tuple[Steps, Steps]] = {
             ("be1", "vici", "close"),
             ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
             ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
-            ("be2", "spawn", ARPING),
+            ("be2", "spawn+capture", ARPING),
         ],
         [
             ("be2", "stop", ARPING),
@@ -109,7 +110,7 @@ SEQUENCES: dict[str, tuple[Steps, Steps]] = {
             ("be1", "vici", "close"),
             ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
             ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
-            ("be2", "spawn", ARPING),
+            ("be2", "spawn+capture", ARPING),
         ],
         [
             ("be2", "stop", ARPING),
@@ -134,7 +135,7 @@ SEQUENCES: dict[str, tuple[Steps, Steps]] = {
             ("be1", "run", "ip link set dev eth0 down"),
             ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),  # fenced at once
             ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),  # after the cluster delay
-            ("be2", "spawn", ARPING),
+            ("be2", "spawn+capture", ARPING),
         ],
         [
             ("be2", "stop", ARPING),
@@ -186,7 +187,7 @@ SEQUENCES: dict[str, tuple[Steps, Steps]] = {
             ("be1", "vici", "close"),
             ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
             ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
-            ("be2", "spawn", ARPING),
+            ("be2", "spawn+capture", ARPING),
             *ANNOUNCE_BE2,  # once it has the VIP, while fe re-initiates on the DELETE
         ],
         [
@@ -218,12 +219,17 @@ BOOT_BE1 = [
     *RESTART_BE1,
     ("be1", "close", SERVICES_BE1),  # its stand-ins said ready
 ]
-TAKE_VIP_BACK = [("be1", "run", f"ip addr add {VIP}/32 dev eth0"), ("be1", "spawn", ARPING)]
+TAKE_VIP_BACK = [("be1", "run", f"ip addr add {VIP}/32 dev eth0"), ("be1", "spawn+capture", ARPING)]
 MACHINE_SEQUENCES: dict[str, tuple[Steps, Steps]] = {
     # where a VM differs: it is killed, paused and booted whole (graceful moves and link cuts
     # do the same to it as to any node)
     "crash": (
-        [OWNER, ("be1", "machine", "kill"), ("be2", "run", f"ip addr add {VIP}/32 dev eth0"), ("be2", "spawn", ARPING)],
+        [
+            OWNER,
+            ("be1", "machine", "kill"),
+            ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
+            ("be2", "spawn+capture", ARPING),
+        ],
         [("be2", "stop", ARPING), *BOOT_BE1],  # back as a clean standby
     ),
     "link-cut": (
@@ -232,7 +238,7 @@ MACHINE_SEQUENCES: dict[str, tuple[Steps, Steps]] = {
             ("be1", "machine", "unplug"),  # its cable pulled at the switch: its own link stays up
             ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
             ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
-            ("be2", "spawn", ARPING),
+            ("be2", "spawn+capture", ARPING),
         ],
         [
             ("be2", "stop", ARPING),
@@ -268,7 +274,7 @@ MACHINE_SEQUENCES: dict[str, tuple[Steps, Steps]] = {
             OWNER,
             ("be1", "machine", "kill"),
             ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
-            ("be2", "spawn", ARPING),
+            ("be2", "spawn+capture", ARPING),
             *ANNOUNCE_BE2,
         ],
         [("be2", "stop", ARPING), *BOOT_BE1],
@@ -513,3 +519,17 @@ def test_a_link_cut_whose_fencing_fails_brings_the_link_back(fake: FakeLab) -> N
     with pytest.raises(CommandError), faults.link_cut(fake.lab, TINY):
         pass
     assert fake.journal.steps()[-1] == ("be1", "run", "ip link set dev eth0 up")
+
+
+def test_a_vip_nobody_could_announce_stops_the_move_in_one_line(fake: FakeLab) -> None:
+    # arping fails (an interface without ARP): the new owner has the VIP but fe would go on sending
+    # to the old owner's MAC address, so the move is no move; the announcing process is stopped.
+    fake.nodes["be2"].script_spawn(
+        ["stdbuf", "-oL", "arping", "-U"], lines=["arping: Device eth0 not available."], exit_code=2
+    )
+    with pytest.raises(LabError) as raised:
+        enter_and_leave(fake, "graceful")
+    assert str(raised.value) == (
+        f"be2 could not announce the VIP {VIP}: arping said 'arping: Device eth0 not available.'"
+    )
+    assert ("be2", "stop", ARPING) in fake.journal.steps()
