@@ -5,7 +5,7 @@
    uses), Docker through a unix socket in a bind-mounted directory (the alternative the design
    allowed; measured in a throwaway container), and, for reference, one `docker exec` per command
    (what the Docker backend did before the agent).
-2. ``vip_moved_s`` of a graceful move (fault -> the VIP configured on the new owner) on each
+2. ``vip_moved_s`` of a graceful move (fault -> the VIP configured and announced on the new owner) on each
    backend, over several moves on one lab.
 
 A benchmark, not a test: it prints numbers for BENCHMARKS.md and asserts nothing.

@@ -71,6 +71,12 @@ def configure(
             vici_session.load_conn({name: conn})
 
 
+def loaded_connections(node: Node) -> set[str]:
+    """The names of the connections the node's charon has loaded."""
+    with session(node) as vici_session:
+        return {name for conns in vici_session.list_conns() for name in conns}
+
+
 def announce(
     node: Node, topology: Topology, profile: Profile, policy_: Policy, datapath: Datapath = "libipsec"
 ) -> None:

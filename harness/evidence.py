@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from harness import keylog, strongswan
+from harness import charon, keylog, strongswan
 from harness.errors import CommandError, CommandTimeout, LabError, NodeLost
 from harness.lab import Lab
 from harness.node import Node
@@ -103,9 +103,18 @@ def _config(lab: Lab, name: str) -> dict[str, str]:
     texts = {"strongswan.conf": node.run(["cat", str(node.workdir / "strongswan.conf")]).stdout}
     if lab.policy.ipsec:
         texts["swanctl.conf"] = strongswan.swanctl_conf(
-            lab.topology, name, lab.profile, lab.policy, MASKED_PSK, lab.datapath
+            lab.topology, name, lab.profile, lab.policy, MASKED_PSK, lab.datapath, _announced(node)
         )
     return texts
+
+
+def _announced(node: Node) -> bool:
+    """Whether a fault gave the node's charon the announce connection (a charon that is gone, a
+    crashed back-end's, has none to show)."""
+    try:
+        return strongswan.ANNOUNCE in charon.loaded_connections(node)
+    except LabError:
+        return False
 
 
 def collect(lab: Lab, captures: Sequence[tuple[Node, PurePosixPath]]) -> Evidence:

@@ -359,15 +359,25 @@ def shared_secret(topology: Topology, psk: str) -> dict[str, Any]:
 
 
 def swanctl_conf(
-    topology: Topology, node: str, profile: Profile, policy_: Policy, psk: str, datapath: Datapath = "libipsec"
+    topology: Topology,
+    node: str,
+    profile: Profile,
+    policy_: Policy,
+    psk: str,
+    datapath: Datapath = "libipsec",
+    announced: bool = False,
 ) -> str:
     """The same PSK and connections as ``configure`` loads over vici, as a swanctl.conf for
     `swanctl --load-all --file` (a compose node configures itself without the harness; a run's
-    evidence shows it with the PSK masked)."""
+    evidence shows it with the PSK masked); ``announced``: with the announce connection a fault
+    loaded later (announce_connection)."""
     secret = shared_secret(topology, psk)
     owners = {f"id-{n}": owner for n, owner in enumerate(secret["owners"])}
+    loaded = connections(topology, node, profile, policy_, datapath)
+    if announced:
+        loaded[ANNOUNCE] = announce_connection(topology, node, profile, policy_, datapath)
     document = {
-        "connections": connections(topology, node, profile, policy_, datapath),
+        "connections": loaded,
         "secrets": {"ike-lab": {"secret": secret["data"], **owners}},
     }
     return "".join(_swanctl_section(name, body, 0) for name, body in document.items())

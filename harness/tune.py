@@ -58,7 +58,10 @@ def goal_of(arguments: argparse.Namespace) -> timer_search.Goal:
     measure and no backend named, the allowance of nodes on this machine's kernel."""
     allowance = timers.SETUP_ALLOWANCE_S
     if arguments.repeat or arguments.backend != AUTO:
-        allowance = backend(arguments.backend, arguments.inventory, arguments.insecure_host_keys).setup_allowance_s
+        chosen = backend(arguments.backend, arguments.inventory, arguments.insecure_host_keys)
+        if arguments.repeat:
+            chosen.check()  # before anything is printed: a lab could not run here
+        allowance = chosen.setup_allowance_s
     params = timers.FaultParams(cluster_delay=arguments.cluster_delay)
     return timer_search.Goal(arguments.fault, arguments.target, params, resolution(policy.DEFAULT), allowance)
 

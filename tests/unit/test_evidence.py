@@ -11,6 +11,8 @@ from harness.errors import LabError
 from harness.evidence import Evidence
 from harness.topology import Topology
 
+from .fakes import FakeNode, fake_lab
+
 
 def pcap(*packets: tuple[int, int, bytes]) -> bytes:
     """A classic pcap (Ethernet) of (seconds, microseconds, data) records."""
@@ -69,3 +71,15 @@ def test_the_configuration_kept_masks_the_lab_s_psk() -> None:
     )
     assert f'secret = "{evidence.MASKED_PSK}"' in text
     assert "connections {" in text and "dpd_delay" in text
+
+
+def test_a_back_end_s_configuration_shows_the_announce_connection_a_fault_loaded() -> None:
+    lab = fake_lab().lab
+    be2 = lab.nodes["be2"]
+    assert isinstance(be2, FakeNode)
+    be2.conns = [{"vip": {}}, {"announce": {}}]
+    shown = evidence._config(lab, "be2")["swanctl.conf"]
+    assert "    announce {" in shown and 'start_action = "start"' in shown
+    assert f'local_addrs = "{lab.topology.vip}"' in shown
+    be2.conns = [{"vip": {}}]
+    assert "announce {" not in evidence._config(lab, "be2")["swanctl.conf"]

@@ -79,20 +79,22 @@ CRASH_LEFT: Steps = [
     *RESTART_BE1,
 ]
 ANNOUNCE_BE2: Steps = [("be2", "vici", "connect"), ("be2", "vici", "load_conn announce"), ("be2", "vici", "close")]
+GRACEFUL_ENTERED: Steps = [
+    OWNER,
+    ("be1", "run", "nft -f -", BLOCK_NEW_IKE),
+    ("be1", "vici", "connect"),
+    ("be1", "vici", "list_sas"),
+    ("be1", "vici", "terminate ike-id=7 timeout=2000 force=yes"),  # the VIP's SA: be1's own with dc stays
+    ("be1", "vici", "close"),
+    ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
+    ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
+    ("be2", "spawn+capture", ARPING),
+]
+"""A graceful move: new IKE blocked on the old owner, its VIP SA deleted, the VIP moved and announced."""
 SEQUENCES: dict[str, tuple[Steps, Steps]] = {
     # fault: (on entering, on leaving)
     "graceful": (
-        [
-            OWNER,
-            ("be1", "run", "nft -f -", BLOCK_NEW_IKE),
-            ("be1", "vici", "connect"),
-            ("be1", "vici", "list_sas"),
-            ("be1", "vici", "terminate ike-id=7 timeout=2000 force=yes"),  # the VIP's SA: be1's own with dc stays
-            ("be1", "vici", "close"),
-            ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
-            ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
-            ("be2", "spawn+capture", ARPING),
-        ],
+        GRACEFUL_ENTERED,
         [
             ("be2", "stop", ARPING),
             ("be1", "vici", "connect"),  # terminate again: nothing left, new IKE was blocked
@@ -178,18 +180,7 @@ SEQUENCES: dict[str, tuple[Steps, Steps]] = {
         [],  # nothing to undo without a link delay: the reauthentication is fe's own business
     ),
     "graceful-announce": (
-        [
-            OWNER,
-            ("be1", "run", "nft -f -", BLOCK_NEW_IKE),
-            ("be1", "vici", "connect"),
-            ("be1", "vici", "list_sas"),
-            ("be1", "vici", "terminate ike-id=7 timeout=2000 force=yes"),
-            ("be1", "vici", "close"),
-            ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
-            ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
-            ("be2", "spawn+capture", ARPING),
-            *ANNOUNCE_BE2,  # once it has the VIP, while fe re-initiates on the DELETE
-        ],
+        [*GRACEFUL_ENTERED, *ANNOUNCE_BE2],  # once it has the VIP, while fe re-initiates on the DELETE
         [
             ("be2", "stop", ARPING),
             ("be1", "vici", "connect"),

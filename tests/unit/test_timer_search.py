@@ -154,3 +154,12 @@ def exit_code(argv: list[str]) -> int:
         return cli.main(argv)
     except SystemExit as exited:
         return int(str(exited.code))
+
+
+def test_tune_says_a_lab_cannot_run_here_before_it_prints_anything(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert cli.main(["tune", "--fault", "crash", "--target", "3", "--backend", "netns"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "needs root" in captured.err and len(captured.err.strip().splitlines()) == 1
