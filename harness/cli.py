@@ -348,6 +348,13 @@ def parser() -> Parser:
         default=timers.FaultParams().cluster_delay,
         help=f"crash: seconds until the standby takes the VIP (default {timers.FaultParams().cluster_delay:g})",
     )
+    tune_command.add_argument(
+        "--vip-move",
+        type=_seconds_from_zero,
+        default=0.0,
+        help="graceful: seconds your cluster takes to move and announce the VIP (default 0: at once; "
+        "the uml backend's VMs take 0.2-0.5 s)",
+    )
     tune_command.add_argument("--out", type=Path, help="write a report folder of the measured runs here")
     common(tune_command)
     redraw = commands.add_parser(

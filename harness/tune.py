@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.table import Table
 
@@ -43,7 +43,7 @@ class Side:
 
 
 def _for_fault(goal: timer_search.Goal, fault: str) -> timer_search.Goal:
-    return timer_search.Goal(fault, goal.target, goal.params, goal.resolution, goal.allowance)
+    return replace(goal, fault=fault)
 
 
 def resolution(policy_name: str) -> float:
@@ -62,8 +62,12 @@ def goal_of(arguments: argparse.Namespace) -> timer_search.Goal:
         if arguments.repeat:
             chosen.check()  # before anything is printed: a lab could not run here
         allowance = chosen.setup_allowance_s
+    if arguments.vip_move and arguments.fault != "graceful":
+        raise UsageError("--vip-move is a graceful move's: a crash's takes --cluster-delay")
     params = timers.FaultParams(cluster_delay=arguments.cluster_delay)
-    return timer_search.Goal(arguments.fault, arguments.target, params, resolution(policy.DEFAULT), allowance)
+    return timer_search.Goal(
+        arguments.fault, arguments.target, params, resolution(policy.DEFAULT), allowance, arguments.vip_move
+    )
 
 
 def base_profile(arguments: argparse.Namespace) -> timers.Profile:

@@ -163,3 +163,13 @@ def test_tune_says_a_lab_cannot_run_here_before_it_prints_anything(
     assert cli.main(["tune", "--fault", "crash", "--target", "3", "--backend", "netns"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "needs root" in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def test_a_graceful_move_the_cluster_takes_time_for_counts_in_the_worst_case() -> None:
+    base = timers.profile("strongswan-default")
+    tuned = timer_search.tune(base, Goal("graceful", 0.7, vip_moved=0.5))
+    assert tuned.worst_s <= 0.7 and tuned.profile.retransmit_timeout >= 0.5  # the first retransmission after it
+    blind = timer_search.tune(base, goal("graceful", 0.55)).profile  # 0.43 s: fine if the VIP moved at once
+    assert timer_search.worst_case(blind, Goal("graceful", 0.55, vip_moved=0.5)) > 0.55
+    with pytest.raises(Unreachable, match=r"floor is 0.62 s .*only one sent 0.5 s or more after the fault"):
+        timer_search.tune(base, Goal("graceful", 0.55, vip_moved=0.5))
