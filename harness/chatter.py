@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 from harness import wire
 from harness.lab import Lab
+from harness.timer_search import SECONDS_PER_HOUR
 from harness.topology import FRONT_END
 from harness.wire import Wire
-
-SECONDS_PER_HOUR = 3600.0
 
 
 @dataclass(frozen=True)

@@ -65,9 +65,11 @@ MGMT = ipaddress.IPv4Network("198.19.254.0/24")
 """The management network: the same in every lab, private to its switch's namespace."""
 AGENT_PORT = 7001
 MEMORY = "96M"
-SETUP_ALLOWANCE_S = 0.3
-"""Three times harness.timers.SETUP_ALLOWANCE_S: everything in a VM takes longer (an IKE setup
-between two of them 49-61 ms against 4-9 ms between namespaces, BENCHMARKS.md)."""
+SETUP_ALLOWANCE_S = 0.65
+"""Everything in a VM takes longer: an IKE setup between two of them takes 49-61 ms (4-9 ms
+between namespaces), and now and then a VM stalls: a response charon had sent left its VM 0.58 s
+later (BENCHMARKS.md). The allowance covers the setup and the longest stall measured; at three
+times harness.timers.SETUP_ALLOWANCE_S (0.3 s) a link cut in CI ended 0.08 s past its band."""
 CATCH_UP_S = 1.0
 """A VM that continues after a pause answers what queued up for it in a burst (its kernel in a
 few milliseconds, its services' Python in tens to hundreds), and fe's probe works through the

@@ -19,15 +19,17 @@ def test_idle_peers_exchange_the_ike_messages_the_search_counts(backend_name: st
     assert fewest <= counted.messages <= most, f"{counted} against the model's {fewest}-{most}"
 
 
+VM_TARGETS = {"graceful": "1"}
+"""Where a VM's setup allowance (0.65 s, harness.backends.uml) lifts the model's floor above the
+target (0.77 s for graceful), uml aims at this."""
+
+
 @pytest.mark.parametrize(("fault", "target"), [("crash", "3"), ("graceful", "0.5")])
 def test_tuned_timers_recover_inside_their_prediction(
     backend_name: str, fault: str, target: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if backend_name == "uml" and fault == "graceful":
-        pytest.skip(
-            "uml: a VM stalls now and then for up to 0.6 s (a response queued in its kernel, BENCHMARKS.md), "
-            "past the setup allowance of a sub-second tuned retransmission"
-        )
+    if backend_name == "uml":
+        target = VM_TARGETS.get(fault, target)
     code = cli.main(["tune", "--fault", fault, "--target", target, "--repeat", "1", "--backend", backend_name])
     out = capsys.readouterr().out
     assert code == 0, out

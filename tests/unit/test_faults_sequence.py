@@ -79,9 +79,10 @@ CRASH_LEFT: Steps = [
     *RESTART_BE1,
 ]
 ANNOUNCE_BE2: Steps = [("be2", "vici", "connect"), ("be2", "vici", "load_conn announce"), ("be2", "vici", "close")]
+BLOCK_NEW_IKE_STEP = ("be1", "run", "nft -f -", BLOCK_NEW_IKE)
 GRACEFUL_ENTERED: Steps = [
     OWNER,
-    ("be1", "run", "nft -f -", BLOCK_NEW_IKE),
+    BLOCK_NEW_IKE_STEP,
     ("be1", "vici", "connect"),
     ("be1", "vici", "list_sas"),
     ("be1", "vici", "terminate ike-id=7 timeout=2000 force=yes"),  # the VIP's SA: be1's own with dc stays
@@ -90,7 +91,8 @@ GRACEFUL_ENTERED: Steps = [
     ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
     ("be2", "spawn+capture", ARPING),
 ]
-"""A graceful move: new IKE blocked on the old owner, its VIP SA deleted, the VIP moved and announced."""
+"""A graceful move: new IKE blocked on the old owner, its VIP SA deleted, the VIP moved and announced
+(graceful-noblock: the same without the block)."""
 SEQUENCES: dict[str, tuple[Steps, Steps]] = {
     # fault: (on entering, on leaving)
     "graceful": (
@@ -104,16 +106,7 @@ SEQUENCES: dict[str, tuple[Steps, Steps]] = {
         ],
     ),
     "graceful-noblock": (
-        [
-            OWNER,
-            ("be1", "vici", "connect"),
-            ("be1", "vici", "list_sas"),
-            ("be1", "vici", "terminate ike-id=7 timeout=2000 force=yes"),  # the VIP's SA: be1's own with dc stays
-            ("be1", "vici", "close"),
-            ("be1", "run", f"ip addr del {VIP}/32 dev eth0"),
-            ("be2", "run", f"ip addr add {VIP}/32 dev eth0"),
-            ("be2", "spawn+capture", ARPING),
-        ],
+        [step for step in GRACEFUL_ENTERED if step != BLOCK_NEW_IKE_STEP],
         [
             ("be2", "stop", ARPING),
             ("be1", "vici", "connect"),

@@ -216,6 +216,17 @@ def test_a_reauthentication_breaking_first_costs_three_round_trips_and_making_fi
     assert timers.predict("reauth", FAST, params, 0.01, protected=False) == timers.Bounds(0.0, 0.1 + 0.01)
 
 
+def test_a_reauthentication_breaking_first_on_a_fast_link_may_wait_for_the_first_retransmission() -> None:
+    """The answer to the new IKE_SA_INIT can come back before charon registered the new IKE SA
+    (a round trip shorter than the allowance): dropped, the first retransmission completes it."""
+    lan = timers.predict("reauth", FAST, timers.FaultParams(link_delay=0.0), 0.01)
+    assert lan == timers.Bounds(0.0, FAST.retransmit_timeout + timers.SETUP_ALLOWANCE_S + 0.01)
+    slow = timers.predict("reauth", FAST, timers.FaultParams(link_delay=0.1), 0.01, allowance=0.65)
+    assert slow.hi == pytest.approx(0.3 + 0.65 + 0.01)  # a 0.1 s round trip cannot beat charon
+    making = timers.predict("reauth", replace(FAST, make_before_break=True), timers.FaultParams(), 0.01)
+    assert making == timers.Bounds(0.0, 0.1 + 0.01)  # the old SAs carry the traffic meanwhile
+
+
 def test_freeze_costs_its_duration() -> None:
     bounds = timers.predict("freeze", FAST, timers.FaultParams(freeze=8.0), 0.01)
     assert bounds.lo == pytest.approx(7.99)
