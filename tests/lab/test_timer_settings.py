@@ -104,18 +104,21 @@ def test_charon_honours_the_setting(setting: str, backend_name: str) -> None:
 
 def test_charon_honours_the_jitter(backend_name: str) -> None:
     """Jitter shortens each timeout by a random 0-20 %: every move inside the band, and not all of
-    them where the band would be without jitter (the chance that four draws all land within the
-    probe's tolerance of no jitter at all is about 1e-5)."""
-    outages = []
+    them where the band would be without jitter: one at least shorter than it could be without
+    (the chance that four draws all land within the probe's tolerance of no jitter at all is about
+    1e-5). Each move is judged with its own resolution: a VM that stalled during one move widens
+    that move's tolerance, not the others'."""
+    seen: list[tuple[float, timers.Bounds]] = []
     with lab.running(JITTERY, backend_name) as running:
         for _ in range(JITTER_MOVES):
             outcome = measure.run(running, "graceful")
             assert_inside(outcome)
             assert outcome.outage_s is not None
-            outages.append(outcome.outage_s)
-    without = band_without(outcome, ignoring("retransmit_jitter", JITTERY, 0))
-    assert without is not None
-    assert any(outage not in without for outage in outages), f"{outages} all inside {without}: no jitter seen"
+            without = band_without(outcome, ignoring("retransmit_jitter", JITTERY, 0))
+            assert without is not None
+            seen.append((outcome.outage_s, without))
+    shorter = [outage for outage, without in seen if outage < without.lo]
+    assert shorter, f"{seen}: no move shorter than it could be without jitter"
 
 
 def dpd_exchanges_while(running: lab.Lab, seconds: float, traffic: bool) -> int:
