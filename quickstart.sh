@@ -112,8 +112,9 @@ case "$command" in
     [ "$uml_tests" = 1 ] && backends+=(--lab-backend uml)
     FAILOVER_LAB_REQUIRE_LAB=1 .venv/bin/pytest tests "${backends[@]}"
     .venv/bin/pytest scenarios --lab-backend netns -n auto  # one lab per core: more load charon's timers
-    if [ "$uml_tests" = 1 ]; then  # what needs a link delay (netem, which this host's kernel lacks) on the VMs
-      .venv/bin/pytest scenarios/field/reauth-break-before-make.yaml scenarios/field/reauth-break-before-make-fixed.yaml --lab-backend uml
+    if [ "$uml_tests" = 1 ]; then  # what needs netem (which this host's kernel lacks) or raw ESP: on the VMs
+      .venv/bin/pytest scenarios/field/reauth-break-before-make.yaml scenarios/field/reauth-break-before-make-fixed.yaml \
+        scenarios/field/ike-cut-esp-passes.yaml scenarios/field/ike-cut-esp-passes-fixed.yaml --lab-backend uml
     fi
     ;;
   *)

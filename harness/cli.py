@@ -63,6 +63,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "freeze": timers.FaultParams().freeze,
     "announce_early": timers.FaultParams().announce_early,
     "link_delay": timers.FaultParams().link_delay,
+    "firewall_idle": timers.FaultParams().firewall_idle,
     "backend": AUTO,
 }
 """What `run` takes for an option not given. The parser leaves them None, so that run knows what
@@ -247,8 +248,8 @@ def parser() -> Parser:
         description="Either `run --fault F [options]` or `run SCENARIO.yaml [options]` (the scenario "
         "says profiles, fault, repeat and expectations; exit 1 if one is not met). With a scenario, "
         "--repeat, --time-scale, --policy, --backend, --inventory and --insecure-host-keys override its own "
-        "settings; --fault, --profile, --profiles, --cluster-delay, --freeze, --announce-early and --link-delay are "
-        "refused (the file defines them).",
+        "settings; --fault, --profile, --profiles, --cluster-delay, --freeze, --announce-early, --link-delay and "
+        "--firewall-idle are refused (the file defines them).",
     )
     run.add_argument("scenario", nargs="?", type=Path, help="a scenario file (see scenarios/)")
     run.add_argument(
@@ -281,6 +282,13 @@ def parser() -> Parser:
         type=_seconds_from_zero,
         help="reauth: one-way seconds netem adds to everything the active back-end sends (uml only), "
         f"before scaling (default {timers.FaultParams.link_delay:g})",
+    )
+    run.add_argument(
+        "--firewall-idle",
+        type=_seconds_from_zero,
+        help="graceful: fe sits behind a stateful firewall that lets IKE from the VIP in only on a UDP flow "
+        "used within this many seconds, and ESP always (uml only), before scaling "
+        f"(default {timers.FaultParams.firewall_idle:g}: no firewall)",
     )
     run.add_argument("--json", type=Path, help="write the results (a JSON list, one object per run) here")
     run.add_argument("--out", type=Path, help="write a report folder (JSON per run, report.md, plots) here")
@@ -438,6 +446,7 @@ def _params(arguments: argparse.Namespace) -> timers.FaultParams:
         getattr(arguments, "freeze", timers.FaultParams.freeze),
         getattr(arguments, "announce_early", timers.FaultParams.announce_early),
         getattr(arguments, "link_delay", timers.FaultParams.link_delay),
+        getattr(arguments, "firewall_idle", timers.FaultParams.firewall_idle),
     )
 
 
@@ -464,6 +473,7 @@ FAULT_OPTIONS = {
     "freeze": "--freeze",
     "announce_early": "--announce-early",
     "link_delay": "--link-delay",
+    "firewall_idle": "--firewall-idle",
 }
 """Options that set a fault's parameter (scenario.FAULT_PARAMETERS says which faults take it)."""
 
@@ -561,6 +571,7 @@ SCENARIO_DEFINES = {
     "freeze": ("--freeze", "the file's fault sets the freeze"),
     "announce_early": ("--announce-early", "the file's fault sets when the new owner begins"),
     "link_delay": ("--link-delay", "the file's fault sets the link delay"),
+    "firewall_idle": ("--firewall-idle", "the file's fault sets fe's firewall"),
 }
 """Options that a scenario file defines itself: refused with one (option, why)."""
 SCENARIO_OVERRIDES = {

@@ -5,6 +5,11 @@ stays where the fault moved it; the old owner becomes a clean standby).
 graceful          The active back-end stops accepting new IKE (drops udp/500), deletes its SAs
                   with fe (fe gets DELETE), releases the VIP; the standby takes it and sends
                   unsolicited ARP.
+                  With ``firewall_idle``, fe first sits behind a stateful firewall for that
+                  long: it lets IKE from the VIP in only on a UDP flow used within that time,
+                  and ESP always. With raw ESP, and DPD postponed by the ESP that arrives,
+                  nothing IKE crossed it: the DELETE is dropped and fe waits for DPD
+                  (strongswan/strongswan#1759; the kernel datapath only, uml).
 graceful-noblock  The same without blocking new IKE first: fe re-initiates within a millisecond
                   of the DELETE and races the VIP move (usually it wins and builds a new SA
                   with the old owner, which then loses the VIP: a black hole until DPD).
@@ -68,6 +73,7 @@ Owns: what each fault does and undoes. Not: measuring its effect (harness.measur
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import subprocess
 import time
@@ -75,6 +81,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from harness import charon, disrupt, probe, strongswan
+from harness.backends import can_firewall_fe
 from harness.errors import CommandError, LabError, UsageError
 from harness.lab import Lab
 from harness.node import Clock, Node, Process
@@ -224,11 +231,62 @@ def _move_vip(lab: Lab, old: str, new: str, block_new_ike: bool, kind: str) -> I
         yield Injected(kind, t_fault, old, new, taken)
 
 
+FIREWALL_RULE = [
+    "iptables-legacy", "{action}", "INPUT", "-s", "{vip}", "-p", "udp", "-m", "multiport", "--dports", "500,4500",
+    "-m", "conntrack", "!", "--ctstate", "ESTABLISHED,RELATED", "-j", "DROP",
+]  # fmt: skip
+"""fe's stateful firewall (graceful's firewall_idle): IKE from the VIP gets in only on a UDP flow
+conntrack still knows; raw ESP (protocol 50) passes, as firewalls must let it (it has no ports to
+track). Installing it loads conntrack, which knows only what it saw since."""
+CONNTRACK_UDP_TIMEOUTS = (
+    "/proc/sys/net/netfilter/nf_conntrack_udp_timeout",
+    "/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream",
+)
+"""How long conntrack keeps a UDP flow after its last packet: one way, and both ways seen."""
+
+
+NO_RAW_ESP = (
+    "firewall_idle needs raw ESP on VMs of the lab's own (the kernel datapath), which backend {} has not: "
+    "use --backend uml, or firewall_idle 0"
+)
+
+
+def refuse_what_the_backend_cannot_inject(fault: str, params: FaultParams, backend_name: str) -> None:
+    """Before any lab is built: a fault's parameter the backend cannot honour, in one line."""
+    if fault == "graceful" and params.firewall_idle > 0 and not can_firewall_fe(backend_name):
+        raise UsageError(NO_RAW_ESP.format(backend_name))
+
+
+def _firewall_fe(lab: Lab, idle: float, undo: contextlib.ExitStack) -> None:
+    """Put fe behind a stateful firewall whose UDP flows expire ``idle`` seconds (whole, at least
+    one) after their last packet, until ``undo`` runs; returns once it has watched for ``idle``
+    seconds, so that a flow nothing used meanwhile is unknown to it. Refused in one line where
+    fe has no kernel of its own or ESP is always in UDP."""
+    if lab.backend.datapath != "kernel" or not lab.backend.owns_nodes:
+        raise UsageError(NO_RAW_ESP.format(lab.backend.name))
+    fe = lab.fe
+    vip = lab.topology.vip
+    fe.run([part.format(action="-A", vip=vip) for part in FIREWALL_RULE])
+    undo.callback(fe.run, [part.format(action="-D", vip=vip) for part in FIREWALL_RULE])
+    before = fe.run(["cat", *CONNTRACK_UDP_TIMEOUTS]).stdout.split()
+    undo.callback(_set_udp_timeouts, fe, before)
+    _set_udp_timeouts(fe, [str(max(1, math.ceil(idle)))] * len(CONNTRACK_UDP_TIMEOUTS))
+    _wait_until(time.monotonic() + idle)
+
+
+def _set_udp_timeouts(node: Node, seconds: list[str]) -> None:
+    writes = [f"echo {value} > {path}" for value, path in zip(seconds, CONNTRACK_UDP_TIMEOUTS, strict=True)]
+    node.run(["sh", "-c", " && ".join(writes)])
+
+
 @contextlib.contextmanager
 def graceful(lab: Lab, params: FaultParams) -> Iterator[Injected]:
     old, new = _pair(lab)
-    with _move_vip(lab, old, new, block_new_ike=True, kind="graceful") as injected:
-        yield injected
+    with contextlib.ExitStack() as undo:
+        if params.firewall_idle > 0:
+            _firewall_fe(lab, params.firewall_idle, undo)
+        with _move_vip(lab, old, new, block_new_ike=True, kind="graceful") as injected:
+            yield injected
 
 
 @contextlib.contextmanager

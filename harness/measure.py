@@ -211,6 +211,7 @@ def predictions(
             catch_up=catch_up,
             overlap=(overlaps or {}).get(service, 0.0),
             dialogue=(dialogues or {}).get(service),
+            esp_in_udp=settings is None or settings.nat,
         )
         for service in SERVICES
     }

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from harness import charon, faults, lab, measure, policy, report, result, sa, scenario, timers
-from harness.backends import AUTO, BACKENDS, SSH, backend, can_delay_links
+from harness.backends import AUTO, BACKENDS, SSH, backend, can_delay_links, can_firewall_fe
 from harness.errors import LabError, UsageError
 from harness.topology import BACKENDS as BACKEND_NODES
 
@@ -172,6 +172,7 @@ def _keeps_evidence(config: pytest.Config) -> bool:
 
 
 NO_NETEM = "link_delay needs netem, which this host's kernel lacks for"
+NO_RAW_ESP = "firewall_idle needs raw ESP on the lab's own VMs (the kernel datapath), not"
 
 
 class ScenarioFailed(Exception):
@@ -207,6 +208,10 @@ class ScenarioFile(pytest.File):
                 if loaded.params.link_delay > 0 and not can_delay_links(backend_name):
                     item.add_marker(
                         pytest.mark.skip(reason=f"{NO_NETEM} {backend_name}: run it with --lab-backend uml")
+                    )
+                if loaded.params.firewall_idle > 0 and not can_firewall_fe(backend_name):
+                    item.add_marker(
+                        pytest.mark.skip(reason=f"{NO_RAW_ESP} {backend_name}: run it with --lab-backend uml")
                     )
                 yield item
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
-from harness import lab, live, measure, policy, report, result, scenario, timers
+from harness import faults, lab, live, measure, policy, report, result, scenario, timers
 
 console = Console()
 if not console.is_terminal:
@@ -107,6 +107,8 @@ def measure_runs(
     """Each (profile, fault, policy) ``repeat`` times, every run on a fresh lab (backend ssh: on
     the hosts of ``inventory``). ``evidence_dir``: the report folder, where each run's capture,
     charon logs and configuration go as soon as it is measured (harness.evidence)."""
+    for _, fault, _ in plan:
+        faults.refuse_what_the_backend_cannot_inject(fault, params, backend_name)
     results = []
     for profile, fault, policy_name in plan:
         scaled_params = params.scaled(profile.time_scale)

@@ -33,6 +33,7 @@ for the fault, checked before any lab exists), running and judging. Not: measuri
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -51,7 +52,7 @@ from pydantic import (
     Tag,
 )
 
-from harness import lab, measure, policy, probe, timers
+from harness import faults, lab, measure, policy, probe, timers
 from harness.backends import AUTO, SSH
 from harness.errors import UsageError
 from harness.measure import Outcome
@@ -118,10 +119,23 @@ FreezeSeconds = Annotated[
 ]
 
 
+FirewallIdle = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=SECONDS_MAX,
+        description="fe sits behind a stateful firewall that lets IKE from the VIP in only on a UDP flow used "
+        "within this many seconds, and ESP always (kernel datapath: uml only), before scaling (default 0: none)",
+    ),
+]
+
+
 class GracefulFault(_Fault):
-    """The active back-end blocks new IKE, deletes its SAs and releases the VIP; the standby takes it."""
+    """The active back-end blocks new IKE, deletes its SAs and releases the VIP; the standby takes it.
+    With firewall_idle, fe's stateful firewall may drop the DELETE."""
 
     kind: Literal["graceful"]
+    firewall_idle: FirewallIdle = timers.FaultParams.firewall_idle
 
 
 class GracefulNoblockFault(_Fault):
@@ -242,7 +256,7 @@ FAULT_PARAMETERS: dict[str, tuple[str, ...]] = {
     for model in FAULT_MODELS
 }
 """The parameters each fault kind takes: crash and link-cut cluster_delay, freeze freeze,
-takeover-announce cluster_delay and announce_early, reauth link_delay."""
+takeover-announce cluster_delay and announce_early, reauth link_delay, graceful firewall_idle."""
 
 
 class ServiceExpectations(Strict):
@@ -431,8 +445,8 @@ def _refused_by_the_model(scenario: Scenario) -> list[str]:
 def lowest_bands(scenario: Scenario, profile: timers.Profile) -> dict[str, timers.Bounds]:
     """Every service's predicted band for ``profile`` before any run, as low as a run could make
     it: the cluster acting at once or after exactly its delay and the node back at once (what a
-    run measures only widens the band upwards), and ESP from the peer postponing DPD or not (the
-    strongSwan version and datapath decide, unknown until a lab runs)."""
+    run measures only widens the band upwards), and ESP from the peer postponing DPD or not, in UDP
+    or not (the strongSwan version and datapath decide, unknown until a lab runs)."""
     protects = policy.policy(scenario.model.policy).protects_service
     bands = {}
     for service, resolution in probe.INTERVALS.items():
@@ -444,8 +458,9 @@ def lowest_bands(scenario: Scenario, profile: timers.Profile) -> dict[str, timer
                 resolution,
                 protected=protects(service),
                 esp_defers_dpd=defers,
+                esp_in_udp=in_udp,
             )
-            for defers in (True, False)
+            for defers, in_udp in itertools.product((True, False), repeat=2)
         ]
         bands[service] = timers.Bounds(min(b.lo for b in both), max(b.hi for b in both))
     return bands
@@ -516,11 +531,13 @@ def run(
     the scenario's own backend when it names one (ssh: on the hosts of its inventory), else on
     ``backend_name`` (callers apply an explicit choice of the user with ``override`` first and
     say so)."""
+    where = scenario.model.backend or backend_name
+    faults.refuse_what_the_backend_cannot_inject(scenario.model.fault.kind, scenario.params, where)
     outcomes = []
     for _ in range(scenario.model.repeat):
         with lab.running(
             profile,
-            scenario.model.backend or backend_name,
+            where,
             policy_name=scenario.model.policy,
             inventory=scenario.inventory,
             insecure_host_keys=scenario.model.insecure_host_keys,

@@ -248,6 +248,7 @@ def _conn(
         **ikev1,
         "keyingtries": "0",
         "unique": profile.unique,
+        **({"encap": "yes"} if profile.encap else {}),
         "local": {"auth": "psk", "id": ids[0]},
         "remote": {"auth": "psk", "id": ids[1]},
         "children": children,

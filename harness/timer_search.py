@@ -28,6 +28,7 @@ reason. Not: measuring the result on a lab or printing it (harness.tune).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -125,7 +126,7 @@ def tolerance(profile: timers.Profile) -> float:
 
 def worst_case(profile: timers.Profile, goal: Goal) -> float:
     """The model's worst-case outage of the goal's fault for protected traffic, whatever the
-    datapath does with inbound ESP (harness.timers.esp_defers_dpd)."""
+    datapath does with inbound ESP (harness.timers.esp_defers_dpd) and whether it travels in UDP."""
     return max(
         timers.predict(
             goal.fault,
@@ -135,8 +136,9 @@ def worst_case(profile: timers.Profile, goal: Goal) -> float:
             goal.vip_moved or None,
             esp_defers_dpd=defers,
             allowance=goal.allowance,
+            esp_in_udp=in_udp,
         ).hi
-        for defers in (True, False)
+        for defers, in_udp in itertools.product((True, False), repeat=2)
     )
 
 

@@ -110,6 +110,11 @@ class Profile:
     it deletes the old ones (strongSwan's default from 6.0.0); no: it deletes first and traffic
     waits for the new IKE setup (the default before 6.0.0). Written for every node, so a lab runs
     the same on 5.9.8 and 6.0.1."""
+    encap: bool = False
+    """swanctl ``encap``: ESP always in UDP (charon fakes NAT), on the kernel datapath too, so ESP
+    shares the IKE's UDP flow (udp/4500) and a stateful firewall that sees ESP sees that flow used
+    (libipsec encapsulates whatever this says). No timer, but it decides whether a firewall keeps
+    the IKE flow (``firewall_keeps_ike``)."""
     time_scale: float = 1.0
     """Factor every timer was multiplied by (1/30: a 6-minute outage takes 12 s)."""
     rounded: tuple[Rounded, ...] = ()
@@ -332,6 +337,9 @@ class FaultParams:
     link_delay: float = 0.0
     """reauth: one-way delay added to everything the active back-end sends (netem), as a link
     with that round trip: each IKE exchange takes it."""
+    firewall_idle: float = 0.0
+    """graceful: fe sits behind a stateful firewall that lets IKE from the VIP in only on a UDP
+    flow that crossed it within the last ``firewall_idle`` seconds, and ESP always (0: none)."""
 
     def scaled(self, factor: float) -> FaultParams:
         return FaultParams(*(value * factor for value in astuple(self)))
@@ -408,6 +416,20 @@ def graceful(
     first_lo = retransmit_timeouts(profile, jitter=True)[0]
     reaching = _first_send_reaching(0.0, ready, profile, jitter=False)
     return Bounds(first_lo - max(0.0, overlap) - resolution, reaching + allowance + resolution)
+
+
+def firewall_keeps_ike(profile: Profile, firewall_idle: float, esp_in_udp: bool, esp_defers_dpd: bool) -> bool | None:
+    """Whether fe's stateful firewall (``FaultParams.firewall_idle``) still knows the IKE flow when
+    the old owner's DELETE arrives (strongswan/strongswan#1759). True: there is no firewall, ESP
+    travels in the IKE's UDP flow (the probes keep it fresh), or fe's DPDs, sent whatever ESP
+    arrives, cross it more often than its state expires. False: ESP postpones fe's DPDs, so with
+    raw ESP nothing IKE crossed it for ``firewall_idle`` and the DELETE is dropped. None: DPD
+    exchanges about as far apart as the state lasts: either."""
+    if firewall_idle <= 0 or esp_in_udp:
+        return True
+    if esp_defers_dpd:
+        return False
+    return True if profile.dpd_delay + DPD_GRANULARITY_S < firewall_idle else None
 
 
 def esp_defers_dpd(version: str, nat: bool) -> bool:
@@ -648,6 +670,7 @@ def predict(
     catch_up: float = 0.0,
     overlap: float = 0.0,
     dialogue: float | None = None,
+    esp_in_udp: bool = True,
 ) -> Bounds:
     """Predicted outage of ``fault`` (a name from harness.faults.FAULTS) for traffic the policy
     protects (or, with ``protected=False``, for traffic in clear). ``vip_moved``: seconds from the
@@ -661,11 +684,18 @@ def predict(
     packets that queued up for it and for its peers (a backend of VMs declares it; nodes on the
     harness's kernel never stop whole). ``overlap``: how long the old SA carried the service after
     fe re-initiated (graceful: ``graceful()``), as measured. ``dialogue``: how long one attempt of the
-    service took before the fault (reauth: ``reauth()``), as measured."""
+    service took before the fault (reauth: ``reauth()``), as measured. ``esp_in_udp``: ESP crosses
+    the wire in UDP (libipsec, ``encap``, NAT), which decides what a firewall keeps
+    (``firewall_keeps_ike``)."""
     if not protected:
         return unprotected(fault, params, resolution, vip_moved, back, allowance, catch_up)
     if fault == "graceful":
-        return graceful(profile, resolution, vip_moved or 0.0, allowance, overlap)
+        deleted = graceful(profile, resolution, vip_moved or 0.0, allowance, overlap)
+        keeps = firewall_keeps_ike(profile, params.firewall_idle, esp_in_udp, esp_defers_dpd)
+        if keeps:
+            return deleted
+        stranded = crash(profile, vip_moved or 0.0, resolution, esp_defers_dpd, allowance)  # the DELETE never came
+        return stranded if keeps is False else Bounds(deleted.lo, stranded.hi)
     if fault == "graceful-announce":
         return graceful_announce(profile, resolution, vip_moved or 0.0, back or 0.0, allowance, overlap)
     if fault == "graceful-noblock":
@@ -693,4 +723,4 @@ def check(profile: Profile, fault: str, params: FaultParams) -> None:
     (no DPD for a crash, retransmissions that take no time): a pure check that runs before any
     lab exists. The message names the problem and the fix, not the profile: callers add where
     the profile came from."""
-    predict(fault, profile, params, resolution=0.0)
+    predict(fault, profile, params, resolution=0.0, esp_in_udp=profile.encap)

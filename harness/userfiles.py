@@ -57,6 +57,7 @@ class ProfileModel(BaseModel):
     recovery: Recovery = Field(_default("recovery"))
     mode: Mode | None = Field(_default("mode"))
     make_before_break: bool = Field(_default("make_before_break"))
+    encap: bool = Field(_default("encap"))
 
     def to_profile(self, name: str, source: Path) -> Profile:
         values = self.model_dump(exclude={"description", "name"})

@@ -132,6 +132,13 @@ def can_delay_links(name: str) -> bool:
     return host_has_netem()
 
 
+def can_firewall_fe(name: str) -> bool:
+    """Whether a lab on backend ``name`` can put fe behind a stateful firewall that passes raw ESP
+    (the graceful fault's firewall_idle): only VMs of its own with the kernel datapath (uml);
+    libipsec always puts ESP in UDP, and a user's fe is not the harness's to firewall."""
+    return name == "uml"
+
+
 def host_has_netem() -> bool:
     """This kernel has netem: loaded, as a module on disk, or built in."""
     modules = Path("/lib/modules") / os.uname().release

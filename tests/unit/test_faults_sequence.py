@@ -22,7 +22,7 @@ from harness.errors import CommandError, LabError, NotRecovered, UsageError
 from harness.faults import Injected
 from harness.timers import FaultParams
 
-from .fakes import FakeLab, FakeProcess, fake_lab, ike_sa
+from .fakes import FakeBackend, FakeLab, FakeProcess, fake_lab, ike_sa
 
 VIP = "198.18.0.100"
 FE = "198.18.0.10"
@@ -517,3 +517,55 @@ def test_a_vip_nobody_could_announce_stops_the_move_in_one_line(fake: FakeLab) -
         f"be2 could not announce the VIP {VIP}: arping said 'arping: Device eth0 not available.'"
     )
     assert ("be2", "stop", ARPING) in fake.journal.steps()
+
+
+FIREWALL_RULE = (
+    f"iptables-legacy {{}} INPUT -s {VIP} -p udp -m multiport --dports 500,4500 "
+    "-m conntrack '!' --ctstate ESTABLISHED,RELATED -j DROP"
+)
+UDP_TIMEOUTS = " ".join(faults.CONNTRACK_UDP_TIMEOUTS)
+
+
+def test_a_graceful_move_behind_fe_s_firewall_waits_for_its_state_to_expire_and_heals_it_after() -> None:
+    """strongswan/strongswan#1759: fe's stateful firewall goes up first, its UDP flows expire after
+    firewall_idle (whole seconds), the move waits that long, and leaving restores fe as it was."""
+    fake = fake_lab(machines=True)
+    fake.lab.backend = FakeBackend(name="uml", datapath="kernel")
+    fake.nodes["be1"].script_sas(BE1_SAS, [])
+    fake.nodes["fe"].script(["cat", *UDP_TIMEOUTS.split()], stdout="30\n120\n")
+    params = FaultParams(firewall_idle=0.02)
+    with faults.graceful(fake.lab, params) as injected:
+        entered = fake.journal.steps()
+    on_fe = [
+        ("fe", "run", FIREWALL_RULE.format("-A")),
+        ("fe", "run", f"cat {UDP_TIMEOUTS}"),
+        ("fe", "run", "sh -c 'echo 1 > /proc/sys/net/netfilter/nf_conntrack_udp_timeout && "
+         "echo 1 > /proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream'"),
+    ]  # fmt: skip
+    assert entered[1:4] == on_fe and entered[4:] == GRACEFUL_ENTERED[1:]
+    timed_out = fake.journal.wait_for(on_fe[-1], timeout=0)
+    assert timed_out is not None and injected.t_fault >= timed_out.t + params.firewall_idle
+    assert fake.journal.steps()[len(entered) :][-2:] == [
+        ("fe", "run", "sh -c 'echo 30 > /proc/sys/net/netfilter/nf_conntrack_udp_timeout && "
+         "echo 120 > /proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream'"),
+        ("fe", "run", FIREWALL_RULE.format("-D")),
+    ]  # fmt: skip
+
+
+def test_a_firewall_where_esp_is_always_in_udp_is_one_line(fake: FakeLab) -> None:
+    with pytest.raises(UsageError) as raised, faults.graceful(fake.lab, FaultParams(firewall_idle=5)):
+        pass
+    assert str(raised.value) == (
+        "firewall_idle needs raw ESP on VMs of the lab's own (the kernel datapath), which backend fake has not: "
+        "use --backend uml, or firewall_idle 0"
+    )
+    assert all(step[0] != "fe" for step in fake.journal.steps())
+
+
+def test_a_firewall_is_refused_before_any_lab_where_the_backend_cannot_have_one() -> None:
+    behind = FaultParams(firewall_idle=5)
+    for backend in ("netns", "docker", "auto", "ssh"):
+        with pytest.raises(UsageError, match=f"which backend {backend} has not: use --backend uml"):
+            faults.refuse_what_the_backend_cannot_inject("graceful", behind, backend)
+    faults.refuse_what_the_backend_cannot_inject("graceful", behind, "uml")
+    faults.refuse_what_the_backend_cannot_inject("graceful", FaultParams(), "netns")

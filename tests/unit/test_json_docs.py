@@ -121,13 +121,14 @@ def docs() -> set[Path_]:
 def test_every_field_of_the_record_is_documented_and_every_documented_field_exists(
     docs: set[Path_], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A crash's record, a freeze's, a takeover-announce's and a reauth's: each fault records only
-    its own parameters."""
+    """A crash's record, a freeze's, a takeover-announce's, a reauth's and a graceful move's: each
+    fault records only its own parameters."""
     crash = as_the_cli_writes_it(full_outcome(), monkeypatch)
     freeze = as_the_cli_writes_it(dataclasses.replace(full_outcome(), fault="freeze"), monkeypatch)
     takeover = as_the_cli_writes_it(dataclasses.replace(full_outcome(), fault="takeover-announce"), monkeypatch)
     reauth = as_the_cli_writes_it(dataclasses.replace(full_outcome(), fault="reauth"), monkeypatch)
-    found = fields(crash, docs) | fields(freeze, docs) | fields(takeover, docs) | fields(reauth, docs)
+    graceful = as_the_cli_writes_it(dataclasses.replace(full_outcome(), fault="graceful"), monkeypatch)
+    found = set().union(*(fields(record, docs) for record in (crash, freeze, takeover, reauth, graceful)))
     undocumented = sorted(".".join(path) for path in found - docs)
     missing = sorted(".".join(path) for path in docs - found)
     assert (undocumented, missing) == ([], []), "README's JSON section and the record disagree"

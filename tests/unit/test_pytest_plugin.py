@@ -178,6 +178,15 @@ def test_link_delays_run_where_a_kernel_has_netem() -> None:
     assert can_delay_links("netns") == can_delay_links("docker") == host_has_netem()
 
 
+def test_a_firewall_in_front_of_fe_runs_only_on_the_lab_s_own_vms() -> None:
+    """Raw ESP, which a firewall cannot track (firewall_idle), only on uml: libipsec always puts ESP
+    in UDP, and a user's fe is not the harness's to firewall."""
+    from harness.backends import can_firewall_fe
+
+    assert can_firewall_fe("uml")
+    assert not any(can_firewall_fe(name) for name in ("netns", "docker", "docker:bookworm", "ssh"))
+
+
 def test_each_run_becomes_junit_properties_numbered_when_there_are_several() -> None:
     one = synthetic_outcome(4.8)
     recorded = dict(pytest_plugin.junit_properties([one]))

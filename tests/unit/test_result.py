@@ -54,7 +54,7 @@ def test_fault_params_are_those_of_the_fault_that_ran() -> None:
         "crash": {"cluster_delay": 0.5},
         "link-cut": {"cluster_delay": 0.5},
         "freeze": {"freeze": 1.5},
-        "graceful": {},
+        "graceful": {"firewall_idle": 0.0},
         "reboot": {},
     }
 

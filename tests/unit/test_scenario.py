@@ -41,6 +41,7 @@ def test_each_fault_kind_takes_only_its_own_parameters() -> None:
         "link-cut": ("cluster_delay",),
         "takeover-announce": ("cluster_delay", "announce_early"),
         "reauth": ("link_delay",),
+        "graceful": ("firewall_idle",),
     }
 
 

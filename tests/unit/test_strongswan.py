@@ -164,6 +164,15 @@ def test_a_profile_s_mode_overrides_the_datapath_s() -> None:
     assert strongswan.recovery(FAST, "libipsec").mode == "tunnel"
 
 
+def test_encap_puts_esp_in_udp_on_every_connection_and_only_when_asked() -> None:
+    encap = dataclasses.replace(FAST, encap=True)
+    for node in ("fe", "be1", "dc"):
+        asked = strongswan.connections(TOPOLOGY, node, encap, policy.policy("all-traffic"), "kernel")
+        plain = strongswan.connections(TOPOLOGY, node, FAST, policy.policy("all-traffic"), "kernel")
+        assert asked and all(conn["encap"] == "yes" for conn in asked.values())
+        assert all("encap" not in conn for conn in plain.values())
+
+
 def test_libipsec_refuses_what_it_cannot_run_as_the_profile_says() -> None:
     transport = strongswan.datapath_refuses(dataclasses.replace(FAST, mode="transport"), "libipsec")
     assert transport is not None and "use --backend uml" in transport

@@ -408,3 +408,31 @@ def test_the_ikev1_kb_profiles_take_the_idle_timer_where_the_kb_adds_a_minute() 
         assert 3 <= timers.graceful(profile, 0).lo <= timers.graceful(profile, 0).hi <= 6
         scaled = profile.scaled(1 / 30)
         assert (scaled.dpd_delay, scaled.dpd_timeout) == (1, 2 * minutes)  # still longer than the delay
+
+
+def test_a_firewall_keeps_the_ike_flow_while_esp_or_dpd_crosses_it() -> None:
+    """strongswan/strongswan#1759: ESP in UDP shares the IKE's flow; raw ESP that postpones DPD
+    leaves the flow idle; DPDs sent whatever ESP arrives keep it when they come more often than it
+    expires (DPD_GRANULARITY_S of slack), and may or may not otherwise."""
+    keeps = timers.firewall_keeps_ike
+    assert keeps(FAST, 0.0, esp_in_udp=False, esp_defers_dpd=True)  # no firewall
+    assert keeps(FAST, 5.0, esp_in_udp=True, esp_defers_dpd=True)
+    assert keeps(FAST, 5.0, esp_in_udp=False, esp_defers_dpd=True) is False
+    assert keeps(FAST, 3.5, esp_in_udp=False, esp_defers_dpd=False)  # DPD every 2 s +-1
+    assert keeps(FAST, 3.0, esp_in_udp=False, esp_defers_dpd=False) is None
+    assert keeps(FAST, 1.0, esp_in_udp=False, esp_defers_dpd=False) is None
+
+
+def test_a_graceful_move_whose_delete_the_firewall_drops_costs_a_crash() -> None:
+    """The DELETE never reaches fe: it waits for DPD as after a crash whose VIP moved when it did;
+    where the firewall may or may not keep the flow, the band spans both."""
+    behind = timers.FaultParams(firewall_idle=5.0)
+    deleted = timers.graceful(FAST, 0.01, vip_moved=0.5)
+    dropped = timers.predict("graceful", FAST, behind, 0.01, vip_moved=0.5, esp_in_udp=False)
+    assert dropped == timers.crash(FAST, 0.5, 0.01) and dropped.lo > deleted.hi
+    assert timers.predict("graceful", FAST, behind, 0.01, vip_moved=0.5, esp_in_udp=True) == deleted
+    assert timers.predict("graceful", FAST, timers.FaultParams(), 0.01, vip_moved=0.5, esp_in_udp=False) == deleted
+    either = timers.predict(
+        "graceful", FAST, timers.FaultParams(firewall_idle=3.0), 0.01, 0.5, esp_defers_dpd=False, esp_in_udp=False
+    )
+    assert either == timers.Bounds(deleted.lo, timers.crash(FAST, 0.5, 0.01, esp_defers_dpd=False).hi)
