@@ -21,8 +21,13 @@ FAST_IKEV1 = timers.Profile(
     ike_version=1,
     dpd_timeout=8,
 )
-MOVES = {"graceful": True, "crash": True, "reboot": False}
-"""Whether the VIP moves to the other back-end (the lab is shared: a fault starts where the last left it)."""
+MOVES = {"crash": True, "reboot": False, "graceful": True}
+"""Whether the VIP moves to the other back-end (the lab is shared: a fault starts where the last left it).
+The graceful move comes last: IKEv1 has no duplicate check, and fe's re-initiation on the DELETE
+sometimes races its trap's acquire, leaving fe two IKE SAs with the VIP (3 of 6 moves on docker,
+strongSwan 6.0.1). Each has its own DPD clock, so a crash after it recovered through whichever gave
+up first (6.44 s, below the model's 6.99) and a reboot after that through the other one's late
+re-initiation (0.29 s). Crashes and reboots leave one IKE SA (6 of 6)."""
 
 
 @pytest.fixture(scope="module")
