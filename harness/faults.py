@@ -262,8 +262,7 @@ def _firewall_fe(lab: Lab, idle: float, undo: contextlib.ExitStack) -> None:
     one) after their last packet, until ``undo`` runs; returns once it has watched for ``idle``
     seconds, so that a flow nothing used meanwhile is unknown to it. Refused in one line where
     fe has no kernel of its own or ESP is always in UDP."""
-    if lab.backend.datapath != "kernel" or not lab.backend.owns_nodes:
-        raise UsageError(NO_RAW_ESP.format(lab.backend.name))
+    refuse_what_the_backend_cannot_inject("graceful", FaultParams(firewall_idle=idle), lab.backend.name)
     fe = lab.fe
     vip = lab.topology.vip
     fe.run([part.format(action="-A", vip=vip) for part in FIREWALL_RULE])

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from harness import charon, faults, lab, measure, policy, report, result, sa, scenario, timers
-from harness.backends import AUTO, BACKENDS, SSH, backend, can_delay_links, can_firewall_fe
+from harness.backends import AUTO, BACKENDS, SSH, backend, can_delay_links
 from harness.errors import LabError, UsageError
 from harness.topology import BACKENDS as BACKEND_NODES
 
@@ -172,7 +172,6 @@ def _keeps_evidence(config: pytest.Config) -> bool:
 
 
 NO_NETEM = "link_delay needs netem, which this host's kernel lacks for"
-NO_RAW_ESP = "firewall_idle needs raw ESP on the lab's own VMs (the kernel datapath), not"
 
 
 class ScenarioFailed(Exception):
@@ -209,10 +208,10 @@ class ScenarioFile(pytest.File):
                     item.add_marker(
                         pytest.mark.skip(reason=f"{NO_NETEM} {backend_name}: run it with --lab-backend uml")
                     )
-                if loaded.params.firewall_idle > 0 and not can_firewall_fe(backend_name):
-                    item.add_marker(
-                        pytest.mark.skip(reason=f"{NO_RAW_ESP} {backend_name}: run it with --lab-backend uml")
-                    )
+                try:
+                    faults.refuse_what_the_backend_cannot_inject(loaded.model.fault.kind, loaded.params, backend_name)
+                except UsageError as refused:
+                    item.add_marker(pytest.mark.skip(reason=str(refused)))
                 yield item
 
 
