@@ -538,8 +538,22 @@ def graceful_noblock(
     """A race: if fe's immediate re-initiation reaches the new owner it costs a retransmit
     (graceful); if the old owner answers it first, fe builds an SA that the VIP move strands
     ``vip_moved`` seconds later, and only DPD gets it out (a crash from then on)."""
-    stranded = crash(profile, 0.0, resolution, esp_defers_dpd, allowance)
-    return Bounds(graceful(profile, resolution, vip_moved, allowance, overlap).lo, vip_moved + stranded.hi)
+    raced = stranded(profile, resolution, vip_moved, esp_defers_dpd, allowance)
+    return Bounds(graceful(profile, resolution, vip_moved, allowance, overlap).lo, raced.hi)
+
+
+def stranded(
+    profile: Profile,
+    resolution: float,
+    vip_moved: float = 0.0,
+    esp_defers_dpd: bool = True,
+    allowance: float = SETUP_ALLOWANCE_S,
+) -> Bounds:
+    """fe sits on an SA whose peer answers until ``vip_moved`` after the fault at the latest (the
+    VIP leaves it) and only DPD gets it out: a crash counted from that peer's last packet, which
+    may come after a service's last answer."""
+    found = crash(profile, 0.0, resolution, esp_defers_dpd, allowance)
+    return Bounds(found.lo, vip_moved + found.hi)
 
 
 def graceful_announce(
@@ -694,8 +708,8 @@ def predict(
         keeps = firewall_keeps_ike(profile, params.firewall_idle, esp_in_udp, esp_defers_dpd)
         if keeps:
             return deleted
-        stranded = crash(profile, vip_moved or 0.0, resolution, esp_defers_dpd, allowance)  # the DELETE never came
-        return stranded if keeps is False else Bounds(deleted.lo, stranded.hi)
+        dropped = stranded(profile, resolution, vip_moved or 0.0, esp_defers_dpd, allowance)  # no DELETE came
+        return dropped if keeps is False else Bounds(deleted.lo, dropped.hi)
     if fault == "graceful-announce":
         return graceful_announce(profile, resolution, vip_moved or 0.0, back or 0.0, allowance, overlap)
     if fault == "graceful-noblock":

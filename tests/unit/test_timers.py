@@ -424,15 +424,21 @@ def test_a_firewall_keeps_the_ike_flow_while_esp_or_dpd_crosses_it() -> None:
 
 
 def test_a_graceful_move_whose_delete_the_firewall_drops_costs_a_crash() -> None:
-    """The DELETE never reaches fe: it waits for DPD as after a crash whose VIP moved when it did;
+    """The DELETE never reaches fe: it waits for DPD counted from the old owner's last packet, which
+    may come as late as the VIP's move;
     where the firewall may or may not keep the flow, the band spans both."""
     behind = timers.FaultParams(firewall_idle=5.0)
     deleted = timers.graceful(FAST, 0.01, vip_moved=0.5)
     dropped = timers.predict("graceful", FAST, behind, 0.01, vip_moved=0.5, esp_in_udp=False)
-    assert dropped == timers.crash(FAST, 0.5, 0.01) and dropped.lo > deleted.hi
+    assert dropped == timers.stranded(FAST, 0.01, vip_moved=0.5) and dropped.lo > deleted.hi
     assert timers.predict("graceful", FAST, behind, 0.01, vip_moved=0.5, esp_in_udp=True) == deleted
     assert timers.predict("graceful", FAST, timers.FaultParams(), 0.01, vip_moved=0.5, esp_in_udp=False) == deleted
     either = timers.predict(
         "graceful", FAST, timers.FaultParams(firewall_idle=3.0), 0.01, 0.5, esp_defers_dpd=False, esp_in_udp=False
     )
-    assert either == timers.Bounds(deleted.lo, timers.crash(FAST, 0.5, 0.01, esp_defers_dpd=False).hi)
+    assert either == timers.Bounds(deleted.lo, timers.stranded(FAST, 0.01, 0.5, esp_defers_dpd=False).hi)
+
+
+def test_a_stranded_sa_is_a_crash_counted_from_the_old_owner_s_last_packet() -> None:
+    crashed = timers.crash(FAST, 0.0, 0.01)
+    assert timers.stranded(FAST, 0.01, vip_moved=2.3) == timers.Bounds(crashed.lo, 2.3 + crashed.hi)
